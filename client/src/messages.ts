@@ -1,0 +1,106 @@
+/**
+ * The wire format: one JSON object per Redis message and per SSE event.
+ * Shared by the server (type-only imports) and the client, so both sides agree by construction.
+ */
+
+/** Values of `stage_update.status`. */
+export const StageStatus = {
+  pending: 'pending',
+  processing: 'processing',
+  completed: 'completed',
+  failed: 'failed',
+} as const;
+export type StageStatus = (typeof StageStatus)[keyof typeof StageStatus];
+
+/** Fields every message carries. `timestamp` is in seconds (float), as the original Python workers send it. */
+export interface BaseMessage {
+  type: string;
+  stage: string;
+  project_id: string;
+  timestamp: number;
+  /** Replay-log id, present on messages published through the kit's publisher; absent on foreign `PUBLISH`es. */
+  id?: string;
+  [extra: string]: unknown;
+}
+
+export interface TokenMessage extends BaseMessage {
+  type: 'token';
+  /** The new piece of text. */
+  content: string;
+  /** Everything generated so far. */
+  full_text: string;
+}
+
+export interface StageUpdateMessage extends BaseMessage {
+  type: 'stage_update';
+  status: StageStatus;
+  /** 0-100. */
+  progress: number;
+  message: string;
+}
+
+export interface ProgressMessage extends BaseMessage {
+  type: 'progress';
+  current: number;
+  total: number;
+  /** 0-100. */
+  progress: number;
+  item_name: string;
+}
+
+export interface DoneMessage extends BaseMessage {
+  type: 'done';
+  full_text: string;
+  metadata: Record<string, unknown>;
+}
+
+/** The task failed. Not to be confused with a transport failure of the client. */
+export interface ErrorMessage extends BaseMessage {
+  type: 'error';
+  error: string;
+  retry_count: number;
+}
+
+/** Messages a worker publishes. */
+export type StageMessage = TokenMessage | StageUpdateMessage | ProgressMessage | DoneMessage | ErrorMessage;
+export type StageMessageType = StageMessage['type'];
+
+/** First event of every stream, sent once the server's subscription is live. */
+export interface ConnectedMessage {
+  type: 'connected';
+  project_id: string;
+  /** `null` on an all-stages stream. */
+  stage: string | null;
+  /** True when the stream resumed from a `Last-Event-ID`. */
+  resumed: boolean;
+  timestamp: number;
+  [extra: string]: unknown;
+}
+
+/**
+ * Sent instead of a replay when the requested `Last-Event-ID` is no longer (or never was) in the replay log.
+ * `stages` maps each stage to the latest message of each type the log knows, so a viewer can redraw its state.
+ */
+export interface ResetMessage {
+  type: 'reset';
+  project_id: string;
+  stage: string | null;
+  reason: 'unknown_id' | 'expired';
+  stages: Record<string, Partial<Record<StageMessageType, StageMessage>>>;
+  timestamp: number;
+  [extra: string]: unknown;
+}
+
+/** The event names a stream can carry, mapped to their data. */
+export interface StreamEventMap {
+  connected: ConnectedMessage;
+  reset: ResetMessage;
+  token: TokenMessage;
+  stage_update: StageUpdateMessage;
+  progress: ProgressMessage;
+  done: DoneMessage;
+  error: ErrorMessage;
+}
+
+/** Pipeline order of the mock AI story pipeline; viewers show known stages in this order. */
+export const PIPELINE_STAGES = ['rewrite', 'storyboard', 'image_generation', 'video_generation'] as const;
