@@ -1,0 +1,35 @@
+/** Reads a JSON request body with a size cap, as HttpErrors: 413 when too large, 400 when not a JSON object. */
+import type { IncomingMessage } from 'node:http';
+import { ErrorCode, HttpError } from './http-error.js';
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_BODY_BYTES): Promise<Record<string, unknown>> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    req.resume();
+    throw new HttpError(413, ErrorCode.payloadTooLarge, `The body is ${declared} bytes; at most ${maxBytes} are accepted.`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) {
+      req.resume();
+      throw new HttpError(413, ErrorCode.payloadTooLarge, `The body is larger than ${maxBytes} bytes.`);
+    }
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return {};
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (error) {
+    throw new HttpError(400, ErrorCode.invalidJson, `The body is not valid JSON: ${(error as Error).message}`);
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new HttpError(400, ErrorCode.invalidJson, 'The body must be a JSON object.');
+  }
+  return body as Record<string, unknown>;
+}

@@ -1,0 +1,90 @@
+/** One browser's stream: its response, the messages held back while it resumes, and its one cleanup path. */
+import type { ServerResponse } from 'node:http';
+import { type ParsedPayload } from './sse-frame.js';
+
+export const StreamState = {
+  /** Subscribed, replaying: live messages wait in `pending` so replay and live merge without gap or duplicate. */
+  opening: 'opening',
+  live: 'live',
+  closed: 'closed',
+} as const;
+export type StreamState = (typeof StreamState)[keyof typeof StreamState];
+
+export type CloseReason = 'client_gone' | 'slow_consumer' | 'server_shutdown' | 'cut' | 'broker_error';
+
+export interface ClientStreamOptions {
+  projectId: string;
+  stage: string | null;
+  clientKey: string;
+  /** Bytes the socket may hold unsent before the client counts as too slow and is dropped. */
+  maxBufferBytes: number;
+  /** How many live messages may wait while a resume is being replayed. */
+  maxPending: number;
+  onClose: (stream: ClientStream, reason: CloseReason) => void;
+}
+
+export class ClientStream {
+  readonly projectId: string;
+  readonly stage: string | null;
+  readonly clientKey: string;
+  readonly openedAt = Date.now();
+  state: StreamState = StreamState.opening;
+  events = 0;
+  #res: ServerResponse;
+  #pending: ParsedPayload[] = [];
+  #options: ClientStreamOptions;
+
+  constructor(res: ServerResponse, options: ClientStreamOptions) {
+    this.#res = res;
+    this.#options = options;
+    this.projectId = options.projectId;
+    this.stage = options.stage;
+    this.clientKey = options.clientKey;
+    // The one cleanup path: whoever ends the stream, 'close' fires once.
+    res.once('close', () => this.#finish('client_gone'));
+  }
+
+  /** A live message from the broker. */
+  deliver(message: ParsedPayload): void {
+    if (this.state === StreamState.live) {
+      this.events++;
+      this.write(message.frame);
+    } else if (this.state === StreamState.opening) {
+      // A resume that takes so long that this many messages pile up is dropped; the client resumes again.
+      if (this.#pending.length >= this.#options.maxPending) this.close('slow_consumer');
+      else this.#pending.push(message);
+    }
+  }
+
+  /** Ends the replay: writes held-back messages newer than what the replay covered, then goes live. */
+  goLive(isDuplicate: (message: ParsedPayload) => boolean): void {
+    if (this.state !== StreamState.opening) return;
+    const pending = this.#pending;
+    this.#pending = [];
+    this.state = StreamState.live;
+    for (const message of pending) if (!isDuplicate(message)) this.deliver(message);
+  }
+
+  write(chunk: string): void {
+    const res = this.#res;
+    if (res.destroyed || res.writableEnded) return;
+    res.write(chunk);
+    // Mercure's rule: a client that cannot keep up is disconnected, never allowed to grow our memory.
+    // It reconnects with Last-Event-ID and catches up from the replay log.
+    if (res.writableLength > this.#options.maxBufferBytes) this.close('slow_consumer');
+  }
+
+  close(reason: CloseReason): void {
+    if (this.state === StreamState.closed) return;
+    this.#finish(reason);
+    if (reason === 'slow_consumer' || reason === 'client_gone') this.#res.destroy();
+    else this.#res.end();
+  }
+
+  #finish(reason: CloseReason): void {
+    if (this.state === StreamState.closed) return;
+    this.state = StreamState.closed;
+    this.#pending = [];
+    this.#options.onClose(this, reason);
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * The SSE hub: one broker subscription per channel (or project pattern) for the whole process,
+ * shared by every browser watching it. Each message is framed once; the same bytes go to every client.
+ */
+import type { ServerResponse } from 'node:http';
+import type { Broker, Unsubscribe } from '../broker/broker.js';
+import { projectPattern, stageChannel } from '../channels.js';
+import { ClientStream, type CloseReason } from './client-stream.js';
+import { HEARTBEAT_FRAME, SSE_HEADERS, formatEvent, formatRetry, parsePayload, type ParsedPayload } from './sse-frame.js';
+import { isAfter } from './stream-ids.js';
+
+export interface HubOptions {
+  broker: Broker;
+  /** Interval of the `: ping` comment lines, in ms. */
+  heartbeatMs?: number;
+  /** The `retry:` the stream opens with, in ms. */
+  retryMs?: number;
+  /** Unsent bytes a client may hold before it is dropped as too slow. Default 1 MiB. */
+  maxBufferBytes?: number;
+  /** Live messages held per client while its resume replays. Default 10,000. */
+  maxPending?: number;
+  /** Called once when a stream closes, for logs and metrics. */
+  onStreamClosed?: (stream: ClientStream, reason: CloseReason) => void;
+}
+
+export interface OpenRequest {
+  projectId: string;
+  /** null: every stage of the project. */
+  stage: string | null;
+  /** The `Last-Event-ID` to resume after. */
+  lastEventId?: string | undefined;
+  /** Who is asking (the remote address), for per-client limits. */
+  clientKey?: string;
+}
+
+interface Topic {
+  clients: Set<ClientStream>;
+  /** Resolves once the broker acknowledged the subscription. */
+  ready: Promise<Unsubscribe>;
+}
+
+export class Hub {
+  readonly #broker: Broker;
+  readonly #heartbeatMs: number;
+  readonly #retryMs: number;
+  readonly #maxBufferBytes: number;
+  readonly #maxPending: number;
+  readonly #onStreamClosed: HubOptions['onStreamClosed'];
+  readonly #topics = new Map<string, Topic>();
+  readonly #streams = new Set<ClientStream>();
+  readonly #perClient = new Map<string, number>();
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(options: HubOptions) {
+    this.#broker = options.broker;
+    this.#heartbeatMs = options.heartbeatMs ?? 15_000;
+    this.#retryMs = options.retryMs ?? 3_000;
+    this.#maxBufferBytes = options.maxBufferBytes ?? 1024 * 1024;
+    this.#maxPending = options.maxPending ?? 10_000;
+    this.#onStreamClosed = options.onStreamClosed;
+  }
+
+  /** Open streams in this process. */
+  get size(): number {
+    return this.#streams.size;
+  }
+
+  /** Open streams of one client (remote address). */
+  streamsOf(clientKey: string): number {
+    return this.#perClient.get(clientKey) ?? 0;
+  }
+
+  /** True when the hub holds nothing: no stream, no subscription, no timer. */
+  get idle(): boolean {
+    return this.#streams.size === 0 && this.#topics.size === 0 && this.#heartbeat === undefined;
+  }
+
+  /** Subscriptions (channels and patterns) this hub holds on the broker. */
+  get topicCount(): number {
+    return this.#topics.size;
+  }
+
+  /**
+   * Streams the project (or one stage) to `res`: subscribes, sends `connected`, replays after
+   * `lastEventId` (or sends `reset` when the log no longer covers it), then goes live.
+   * Rejects, before any byte is written, when the broker cannot subscribe.
+   */
+  async open(res: ServerResponse, request: OpenRequest): Promise<ClientStream> {
+    const { projectId, stage, lastEventId } = request;
+    const clientKey = request.clientKey ?? '';
+    const topicKey = stage === null ? projectPattern(this.#broker.prefix, projectId) : stageChannel(this.#broker.prefix, projectId, stage);
+    const stream = new ClientStream(res, {
+      projectId,
+      stage,
+      clientKey,
+      maxBufferBytes: this.#maxBufferBytes,
+      maxPending: this.#maxPending,
+      onClose: (closed, reason) => this.#release(closed, topicKey, reason),
+    });
+    this.#streams.add(stream);
+    this.#perClient.set(clientKey, (this.#perClient.get(clientKey) ?? 0) + 1);
+    this.#startHeartbeat();
+
+    try {
+      await this.#join(topicKey, stage === null, stream);
+    } catch (error) {
+      stream.close('broker_error');
+      throw error;
+    }
+    if (stream.state === 'closed') return stream;
+
+    res.writeHead(200, SSE_HEADERS);
+    stream.write(formatRetry(this.#retryMs));
+    const connected = { type: 'connected', project_id: projectId, stage, resumed: lastEventId !== undefined, timestamp: Date.now() / 1000 };
+    stream.write(formatEvent({ event: 'connected', data: JSON.stringify(connected) }));
+
+    if (lastEventId === undefined) {
+      stream.goLive(() => false);
+      return stream;
+    }
+    try {
+      const coveredUpTo = await this.#catchUp(stream, projectId, stage, lastEventId);
+      stream.goLive((message) => coveredUpTo !== null && message.id !== undefined && !isAfter(message.id, coveredUpTo));
+    } catch {
+      // The broker failed mid-resume: end the stream; the client reconnects with the same Last-Event-ID.
+      stream.close('broker_error');
+    }
+    return stream;
+  }
+
+  /** Ends every open stream of a project (the demo's "cut the connection"). Returns how many. */
+  cutProject(projectId: string): number {
+    let count = 0;
+    for (const stream of [...this.#streams]) {
+      if (stream.projectId !== projectId) continue;
+      stream.close('cut');
+      count++;
+    }
+    return count;
+  }
+
+  /** Ends every stream so clients reconnect elsewhere, and drops every subscription. */
+  async close(): Promise<void> {
+    for (const stream of [...this.#streams]) stream.close('server_shutdown');
+    await Promise.allSettled([...this.#topics.values()].map(async (topic) => (await topic.ready)()));
+    this.#topics.clear();
+    this.#stopHeartbeat();
+  }
+
+  /**
+   * Writes what the client missed and returns the id up to which the log was read (live messages
+   * at or before it are duplicates), or null when nothing was read.
+   */
+  async #catchUp(stream: ClientStream, projectId: string, stage: string | null, lastEventId: string): Promise<string | null> {
+    const replay = await this.#broker.replay(projectId, lastEventId);
+    if (replay.covered) {
+      for (const entry of replay.entries) {
+        if (stage !== null && entry.stage !== stage) continue;
+        stream.events++;
+        stream.write(formatEvent({ id: entry.id, event: parsePayload(entry.data).type, data: entry.data }));
+      }
+      return replay.entries.at(-1)?.id ?? lastEventId;
+    }
+    // The id is gone from the log (or never was): say so in-band with the latest state of each stage.
+    const snapshot = await this.#broker.snapshot(projectId);
+    const stages: Record<string, Record<string, unknown>> = {};
+    for (const [stageName, byType] of Object.entries(snapshot.stages)) {
+      if (stage !== null && stageName !== stage) continue;
+      stages[stageName] = Object.fromEntries(Object.entries(byType).map(([type, json]) => [type, safeParse(json)]));
+    }
+    const reset = {
+      type: 'reset',
+      project_id: projectId,
+      stage,
+      reason: snapshot.lastId === null ? 'unknown_id' : 'expired',
+      stages,
+      timestamp: Date.now() / 1000,
+    };
+    stream.write(formatEvent({ id: snapshot.lastId ?? undefined, event: 'reset', data: JSON.stringify(reset) }));
+    return snapshot.lastId;
+  }
+
+  async #join(key: string, pattern: boolean, stream: ClientStream): Promise<void> {
+    let topic = this.#topics.get(key);
+    if (!topic) {
+      const clients = new Set<ClientStream>();
+      const ready = this.#broker.subscribe(key, (payload) => this.#fanOut(clients, parsePayload(payload)), pattern);
+      topic = { clients, ready };
+      this.#topics.set(key, topic);
+      ready.catch(() => {
+        if (this.#topics.get(key) === topic) this.#topics.delete(key);
+      });
+    }
+    topic.clients.add(stream);
+    await topic.ready;
+  }
+
+  #fanOut(clients: Set<ClientStream>, message: ParsedPayload): void {
+    for (const client of clients) client.deliver(message);
+  }
+
+  #release(stream: ClientStream, topicKey: string, reason: CloseReason): void {
+    this.#streams.delete(stream);
+    const left = (this.#perClient.get(stream.clientKey) ?? 1) - 1;
+    if (left > 0) this.#perClient.set(stream.clientKey, left);
+    else this.#perClient.delete(stream.clientKey);
+    if (this.#streams.size === 0) this.#stopHeartbeat();
+
+    const topic = this.#topics.get(topicKey);
+    if (topic && topic.clients.delete(stream) && topic.clients.size === 0) {
+      this.#topics.delete(topicKey);
+      topic.ready.then((unsubscribe) => unsubscribe()).catch(() => {});
+    }
+    this.#onStreamClosed?.(stream, reason);
+  }
+
+  /** One timer for all clients, running only while there are any. */
+  #startHeartbeat(): void {
+    if (this.#heartbeat) return;
+    this.#heartbeat = setInterval(() => {
+      for (const stream of this.#streams) if (stream.state === 'live') stream.write(HEARTBEAT_FRAME);
+    }, this.#heartbeatMs);
+  }
+
+  #stopHeartbeat(): void {
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+  }
+}
+
+function safeParse(json: string): unknown {
+  try {
+    return JSON.parse(json);
+  } catch {
+    return json;
+  }
+}

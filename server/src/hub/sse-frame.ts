@@ -1,0 +1,84 @@
+/**
+ * The SSE wire format as pure functions. Every frame the server writes is built here, so
+ * nothing a worker or a user sends can add a field or break the framing.
+ */
+
+/** Headers of every stream. `X-Accel-Buffering: no` tells nginx not to hold events back. */
+export const SSE_HEADERS = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache, no-transform',
+  'X-Accel-Buffering': 'no',
+  Connection: 'keep-alive',
+} as const;
+
+/** A line break in any of the three forms the SSE spec accepts. */
+const LINE_BREAK = /\r\n|\r|\n/;
+/** Characters that may not appear in a field value that must stay on one line. */
+const UNSAFE_IN_FIELD = /[\r\n\0]/g;
+
+export interface SSEEvent {
+  id?: string | undefined;
+  event?: string | undefined;
+  /** Any text; each of its lines becomes its own `data:` line. */
+  data: string;
+}
+
+/**
+ * [spec] "If the field name is 'id' and the value contains U+0000 NULL, ignore the field": we strip
+ * CR, LF and NUL from `id` and `event`, and split `data` into one `data:` line per line, which a
+ * parser joins back with LF — so the data round-trips and can never inject a field.
+ */
+export function formatEvent({ id, event, data }: SSEEvent): string {
+  let frame = '';
+  if (id !== undefined && id !== '') frame += `id: ${id.replace(UNSAFE_IN_FIELD, '')}\n`;
+  if (event !== undefined && event !== '') frame += `event: ${event.replace(UNSAFE_IN_FIELD, '')}\n`;
+  for (const line of data.split(LINE_BREAK)) frame += `data: ${line}\n`;
+  return frame + '\n';
+}
+
+/** A comment line: ignored by parsers, used as the heartbeat. */
+export function formatComment(text: string): string {
+  return `: ${text.replace(UNSAFE_IN_FIELD, ' ')}\n\n`;
+}
+
+/** Tells EventSource-compatible clients how long to wait before reconnecting. */
+export function formatRetry(ms: number): string {
+  return `retry: ${Math.max(0, Math.floor(ms))}\n\n`;
+}
+
+export const HEARTBEAT_FRAME = formatComment('ping');
+
+/** What the hub needs to know about a payload from the broker, computed once per message. */
+export interface ParsedPayload {
+  /** The SSE frame, identical for every client. */
+  frame: string;
+  id: string | undefined;
+  type: string;
+  /** The stage the message names, if any. */
+  stage: string | undefined;
+}
+
+/** Event names are the message `type` when it is a short plain word; anything else is refused as a name. */
+const EVENT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/**
+ * Turns a broker payload into its frame. A JSON object becomes `event: <type>` with the JSON as data;
+ * anything else (not JSON, or JSON that is not an object) is delivered as event `message` with the raw
+ * text as data, framed line by line.
+ */
+export function parsePayload(payload: string): ParsedPayload {
+  let message: unknown;
+  try {
+    message = JSON.parse(payload);
+  } catch {
+    message = undefined;
+  }
+  if (message === null || typeof message !== 'object' || Array.isArray(message)) {
+    return { frame: formatEvent({ event: 'message', data: payload }), id: undefined, type: 'message', stage: undefined };
+  }
+  const fields = message as Record<string, unknown>;
+  const type = typeof fields.type === 'string' && EVENT_NAME.test(fields.type) ? fields.type : 'message';
+  const id = typeof fields.id === 'string' && fields.id.length <= 64 ? fields.id : undefined;
+  const stage = typeof fields.stage === 'string' ? fields.stage : undefined;
+  return { frame: formatEvent({ id, event: type, data: payload }), id, type, stage };
+}

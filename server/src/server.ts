@@ -1,0 +1,96 @@
+/**
+ * Builds the whole server from its parts: hub, routes, mock publisher, demo files. Takes its broker
+ * as an argument, so tests run it on a private redis-server or the embedded broker.
+ */
+import { existsSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import polka from 'polka';
+import sirv from 'sirv';
+import type { Logger } from 'pino';
+import type { Broker } from './broker/broker.js';
+import type { ServerConfig } from './config.js';
+import { Hub } from './hub/hub.js';
+import { ErrorCode, HttpError, sendError } from './http/http-error.js';
+import { mountRoutes, notFound } from './http/routes.js';
+import { TaskRunner } from './mock/task-runner.js';
+
+export const DEMO_DIST = fileURLToPath(new URL('../../demo/dist/', import.meta.url));
+
+export interface RunningServer {
+  /** e.g. `http://127.0.0.1:8000` */
+  url: string;
+  port: number;
+  hub: Hub;
+  /** Stops accepting, ends open streams (clients reconnect elsewhere), stops mock runs. Does not close the broker. */
+  close(): Promise<void>;
+}
+
+export type ServerSettings = Pick<
+  ServerConfig,
+  'port' | 'host' | 'authSecret' | 'heartbeatMs' | 'retryMs' | 'publicStreams' | 'demoEnabled' | 'maxStreams' | 'maxStreamsPerClient' | 'maxBufferBytes'
+>;
+
+export async function startServer(settings: ServerSettings, broker: Broker, log?: Logger, demoDir = DEMO_DIST): Promise<RunningServer> {
+  const hub = new Hub({
+    broker,
+    heartbeatMs: settings.heartbeatMs,
+    retryMs: settings.retryMs,
+    maxBufferBytes: settings.maxBufferBytes,
+    onStreamClosed: (stream, reason) =>
+      log?.info({ project_id: stream.projectId, stage: stream.stage, reason, events: stream.events, duration_ms: Date.now() - stream.openedAt }, 'stream closed'),
+  });
+  const tasks = new TaskRunner(broker, (error, task) => log?.error({ err: error, ...task }, 'mock stage failed to publish'));
+
+  const app = polka({
+    onNoMatch: notFound,
+    onError: (_error, _req, res) => sendError(res, new HttpError(500, ErrorCode.unavailable, 'Internal error.')),
+  });
+  mountRoutes(app, {
+    hub,
+    broker,
+    tasks,
+    authSecret: settings.authSecret,
+    publicStreams: settings.publicStreams,
+    demoEnabled: settings.demoEnabled,
+    maxStreams: settings.maxStreams,
+    maxStreamsPerClient: settings.maxStreamsPerClient,
+    onStreamOpened: (req, info) => log?.info({ project_id: info.projectId, stage: info.stage, resumed: info.resumed, remote: req.socket.remoteAddress }, 'stream opened'),
+  });
+
+  // The demo: the Vite build in demo/dist, under /sse-demo.
+  if (existsSync(demoDir)) {
+    const serveDemo = sirv(demoDir, { single: true, dev: false, etag: true });
+    app.get('/sse-demo', (req, res) => {
+      req.url = '/';
+      return serveDemo(req, res, () => notFound(req, res));
+    });
+    app.use('/sse-demo', serveDemo);
+  } else {
+    app.get('/sse-demo', (_req, res) =>
+      sendError(res, new HttpError(503, ErrorCode.unavailable, 'The demo is not built: run `npm start` (it builds it) or `npm run build`.')),
+    );
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    app.server?.once('error', reject);
+    app.listen(settings.port, settings.host, () => resolve());
+  });
+  const server = app.server as Server;
+  const { port } = server.address() as AddressInfo;
+  const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host;
+
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    hub,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      tasks.stopAll();
+      await hub.close();
+      server.closeIdleConnections();
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,131 @@
+/**
+ * A test client for the server's streams: real HTTP (fetch), parsed with eventsource-parser,
+ * with helpers that wait for events instead of sleeping.
+ */
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+
+export interface ReceivedEvent {
+  id: string | undefined;
+  event: string;
+  data: string;
+  /** `data` parsed as JSON, or undefined when it is not JSON. */
+  json: Record<string, unknown> | undefined;
+}
+
+export interface StreamReader {
+  status: number;
+  headers: Headers;
+  /** Every event received so far, in order. */
+  events: ReceivedEvent[];
+  /** Raw text received so far (to check comments, `retry:` and framing). */
+  raw: string;
+  /** Resolves with the first event (counting from the start) that matches, waiting for it if needed. */
+  waitFor(predicate: (event: ReceivedEvent) => boolean, timeoutMs?: number): Promise<ReceivedEvent>;
+  /** Resolves when the raw text contains `text`. */
+  waitForRaw(text: string, timeoutMs?: number): Promise<void>;
+  /** Resolves when the server ends the stream. */
+  ended: Promise<void>;
+  /** The id of the last event that had one, as a browser would send it back in `Last-Event-ID`. */
+  lastEventId: string | undefined;
+  close(): void;
+}
+
+export async function openStream(url: string, headers: Record<string, string> = {}): Promise<StreamReader> {
+  const abort = new AbortController();
+  const response = await fetch(url, { headers: { Accept: 'text/event-stream', ...headers }, signal: abort.signal });
+  const events: ReceivedEvent[] = [];
+  const waiters = new Set<() => void>();
+  const notify = () => waiters.forEach((wake) => wake());
+  let lastEventId: string | undefined;
+  let raw = '';
+  let ended = false;
+
+  const parser = createParser({
+    onEvent(message: EventSourceMessage) {
+      let json: Record<string, unknown> | undefined;
+      try {
+        json = JSON.parse(message.data);
+      } catch {
+        json = undefined;
+      }
+      if (message.id !== undefined) lastEventId = message.id;
+      events.push({ id: message.id, event: message.event ?? 'message', data: message.data, json });
+      notify();
+    },
+  });
+
+  const done = (async () => {
+    if (!response.body) return;
+    const decoder = new TextDecoder();
+    try {
+      const reader = response.body.getReader();
+      for (;;) {
+        const { value: chunk, done: finished } = await reader.read();
+        if (finished) break;
+        const text = decoder.decode(chunk, { stream: true });
+        raw += text;
+        parser.feed(text);
+        notify();
+      }
+    } catch {
+      // aborted by close(), or the server went away
+    } finally {
+      ended = true;
+      notify();
+    }
+  })();
+
+  const wait = (check: () => boolean, what: string, timeoutMs: number) =>
+    new Promise<void>((resolve, reject) => {
+      if (check()) return resolve();
+      const timer = setTimeout(() => {
+        waiters.delete(wake);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; got ${events.length} events: ${events.map((e) => e.event).join(',')}`));
+      }, timeoutMs);
+      const wake = () => {
+        if (!check()) return;
+        clearTimeout(timer);
+        waiters.delete(wake);
+        resolve();
+      };
+      waiters.add(wake);
+    });
+
+  return {
+    status: response.status,
+    headers: response.headers,
+    events,
+    get raw() {
+      return raw;
+    },
+    get lastEventId() {
+      return lastEventId;
+    },
+    async waitFor(predicate, timeoutMs = 10_000) {
+      let found: ReceivedEvent | undefined;
+      await wait(() => (found = events.find(predicate)) !== undefined || ended, 'a matching event', timeoutMs);
+      if (!found) throw new Error(`stream ended before a matching event; got ${events.map((e) => e.event).join(',')}`);
+      return found;
+    },
+    async waitForRaw(text, timeoutMs = 10_000) {
+      await wait(() => raw.includes(text), JSON.stringify(text), timeoutMs);
+    },
+    ended: done,
+    close() {
+      abort.abort();
+    },
+  };
+}
+
+/** Reads a whole non-stream response as JSON. */
+export async function requestJson(url: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; body: any }> {
+  const response = await fetch(url, init);
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text, the test will say so
+  }
+  return { status: response.status, headers: response.headers, body };
+}
