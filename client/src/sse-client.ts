@@ -1,0 +1,521 @@
+/**
+ * A resilient client for the kit's Server-Sent Events endpoints.
+ *
+ * fetch + a streamed body parsed by eventsource-parser (instead of the native EventSource, which
+ * cannot send an `Authorization` header, retries forever at a fixed delay and gives up for good
+ * after one 5xx). Works in browsers and in Node >= 20.
+ */
+import { createParser, type EventSourceMessage, type ParseError } from 'eventsource-parser';
+import { exponentialBackoff, type BackoffStrategy } from './backoff.js';
+import { systemClock, type Clock } from './clock.js';
+import type { StreamEventMap } from './messages.js';
+
+/** The states of a client. Changed in one place, which emits the `state` event. */
+export const ConnectionState = {
+  /** A request is on its way and no response has arrived yet. */
+  connecting: 'connecting',
+  /** The stream is open: events flow. */
+  open: 'open',
+  /** The connection failed or dropped; a retry is scheduled (see the `reconnecting` event). */
+  reconnecting: 'reconnecting',
+  /** The browser reports no network; the client reconnects as soon as it comes back. */
+  offline: 'offline',
+  /** Not connected and not trying: before `connect()`, after `disconnect()`, or after a fatal failure. */
+  closed: 'closed',
+} as const;
+export type ConnectionState = (typeof ConnectionState)[keyof typeof ConnectionState];
+
+/** Why a connection attempt or an open connection ended. */
+export const DisconnectReason = {
+  /** `disconnect()` was called. */
+  disconnect: 'disconnect',
+  /** `closeOnDone` and the stage sent `done`. */
+  done: 'done',
+  /** The server answered with a status other than 200 (`status` and `error` say which). */
+  httpStatus: 'http_status',
+  /** A 200 that is not `text/event-stream`: the URL points at something else. */
+  contentType: 'content_type',
+  /** The request or the body failed (also: the `token` function threw). */
+  network: 'network',
+  /** The server ended the stream. */
+  streamEnded: 'stream_ended',
+  /** No byte (heartbeats included) arrived for `heartbeatMs * watchdogMultiplier`: a half-open connection. */
+  watchdog: 'watchdog',
+  /** The browser went offline. */
+  offline: 'offline',
+  /** One event grew beyond `maxEventChars` without ending. */
+  protocol: 'protocol',
+} as const;
+export type DisconnectReason = (typeof DisconnectReason)[keyof typeof DisconnectReason];
+
+/** The JSON error body of the server: `{"error": {"code": "...", "message": "..."}}`. */
+export interface ServerError {
+  code: string;
+  message: string;
+}
+
+/** Detail of `disconnected`: fired whenever an attempt or an open connection ends, and when the client stops for good. */
+export interface DisconnectedEvent {
+  reason: DisconnectReason;
+  /** True when a retry is scheduled or the client waits for the network; false when it is closed now. */
+  willReconnect: boolean;
+  /** The HTTP status, for `http_status`. */
+  status?: number;
+  /** The server's error, when it sent its JSON error body. */
+  error?: ServerError;
+  /** The thrown value, for `network`. */
+  cause?: unknown;
+}
+
+/** Detail of `reconnecting`: a retry is scheduled. */
+export interface ReconnectingEvent {
+  /** 1 for the first retry after the connection was stable, then 2, 3, ... */
+  attempt: number;
+  /** How long until the retry, in ms. */
+  delayMs: number;
+  reason: DisconnectReason;
+}
+
+/** Detail of `state`. */
+export interface StateChangeEvent {
+  state: ConnectionState;
+  previous: ConnectionState;
+}
+
+/** Detail of `message`: every event of the stream, known types and unknown ones, after its own event. */
+export interface StreamEvent {
+  /** The SSE event name (`message` when the server sent none). */
+  type: string;
+  /** The data parsed as JSON, or the raw text when it is not JSON. */
+  data: unknown;
+  /** The SSE `id:` of the event, if it had one. */
+  id: string | undefined;
+}
+
+/** Events of an {@link SSEClient}: the stream's messages plus the client's lifecycle. */
+export interface SSEClientEventMap extends StreamEventMap {
+  /** Every stream event, wrapped; the only way to receive events the server sent without an `event:` name. */
+  message: StreamEvent;
+  disconnected: DisconnectedEvent;
+  reconnecting: ReconnectingEvent;
+  state: StateChangeEvent;
+}
+
+/** A token, or a function asked for a fresh one before every connection attempt (tokens expire). */
+export type TokenSource = string | (() => string | null | undefined | Promise<string | null | undefined>);
+
+export interface SSEClientOptions {
+  /** Origin (and path prefix) of the server, e.g. `https://example.com`. Default `''`: the page's origin. Required outside a browser. */
+  baseUrl?: string;
+  /** Bearer token; when set, the client uses the authenticated `.../stream/` endpoints. Default none. */
+  token?: TokenSource;
+  /** The fetch to use. Default the global `fetch`, looked up at each attempt. */
+  fetch?: typeof globalThis.fetch;
+  /** Delay strategy for retries. Default {@link exponentialBackoff} with a 30 s cap and full jitter. */
+  backoff?: BackoffStrategy;
+  /** Base delay of the backoff in ms until the server sends `retry:`. Default 1000. */
+  retryMs?: number;
+  /** A connection that stayed open this long (ms) resets the backoff to its first attempt. Default 10000. */
+  stableAfterMs?: number;
+  /** The server's heartbeat interval in ms (`SSE_HEARTBEAT_MS`). Default 15000. `0` turns the watchdog off. */
+  heartbeatMs?: number;
+  /** The watchdog declares the connection dead after `heartbeatMs * watchdogMultiplier` ms without a byte. Default 2.5. */
+  watchdogMultiplier?: number;
+  /** Single-stage clients only: close after the stage's `done`. Default false. */
+  closeOnDone?: boolean;
+  /** Resume after this event id on the first connection. Default none. */
+  lastEventId?: string;
+  /** Largest event, in characters, the parser buffers before it gives up on the stream. Default 64 Mi. */
+  maxEventChars?: number;
+  /** Timers; inject a fake clock in tests. Default the real timers. */
+  clock?: Clock;
+}
+
+type Handler = (data: never) => void;
+
+const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** Names of the client's own events: a server event with one of these names is only delivered as `message`. */
+const LIFECYCLE_EVENTS: ReadonlySet<string> = new Set(['message', 'disconnected', 'reconnecting', 'state']);
+/** Retried HTTP statuses besides 5xx; every other non-200 status is fatal. */
+const RETRIED_STATUSES: ReadonlySet<number> = new Set([408, 429]);
+
+/** Builds the URL of a stream endpoint. `stageName` empty means all stages of the project. */
+export function streamUrl(baseUrl: string, projectId: string, stageName: string | null, authenticated: boolean): string {
+  let url = `${baseUrl.replace(/\/+$/, '')}/api/v1/sse/projects/${encodeURIComponent(projectId)}/`;
+  if (stageName) url += `stages/${encodeURIComponent(stageName)}/`;
+  return authenticated ? `${url}stream/` : url;
+}
+
+/** `Retry-After` in ms: delay-seconds or an HTTP date. */
+export function parseRetryAfter(value: string | null, now: number): number | undefined {
+  if (value === null) return undefined;
+  if (/^\s*\d+\s*$/.test(value)) return Number(value) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+function parseData(data: string): unknown {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return data;
+  }
+}
+
+function isEventStream(response: Response): boolean {
+  const type = response.headers.get('content-type') ?? '';
+  return type.split(';')[0]?.trim().toLowerCase() === 'text/event-stream';
+}
+
+async function readServerError(response: Response): Promise<ServerError | undefined> {
+  if (!(response.headers.get('content-type') ?? '').includes('json')) {
+    await response.body?.cancel().catch(() => undefined);
+    return undefined;
+  }
+  try {
+    const body = (await response.json()) as { error?: Partial<ServerError> };
+    const { code, message } = body.error ?? {};
+    return typeof code === 'string' ? { code, message: String(message ?? '') } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function reportHandlerError(error: unknown): void {
+  // A throwing handler must not break the stream; surface it like an uncaught error would be.
+  if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
+  else console.error(error);
+}
+
+/** The network-status source: `navigator.onLine` and the `online`/`offline` events, where they exist. */
+function isOffline(): boolean {
+  return (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false;
+}
+
+/**
+ * A client for one stage (`stageName` given) or all stages of a project.
+ *
+ * @example
+ * const client = createSSEClient('1', 'rewrite', { baseUrl: 'http://127.0.0.1:8000' })
+ *   .on('token', (m) => process.stdout.write(m.content))
+ *   .on('done', () => client.disconnect())
+ *   .connect();
+ */
+export class SSEClient {
+  readonly projectId: string;
+  /** `null` for an all-stages client. */
+  readonly stageName: string | null;
+  /** The endpoint the client requests. */
+  readonly url: string;
+
+  constructor(projectId: string, stageName?: string | null, options: SSEClientOptions = {}) {
+    if (!ID_PATTERN.test(projectId)) {
+      throw new TypeError(`SSEClient: projectId ${JSON.stringify(projectId)} is invalid; use 1-64 letters, digits, "_" or "-".`);
+    }
+    if (stageName && !ID_PATTERN.test(stageName)) {
+      throw new TypeError(`SSEClient: stageName ${JSON.stringify(stageName)} is invalid; use 1-64 letters, digits, "_" or "-", or omit it for all stages.`);
+    }
+    const baseUrl = options.baseUrl ?? '';
+    if (!/^[a-z][a-z0-9+.-]*:/i.test(baseUrl) && typeof (globalThis as { location?: unknown }).location === 'undefined') {
+      throw new TypeError('SSEClient: outside a browser, pass an absolute baseUrl such as "http://127.0.0.1:8000".');
+    }
+    this.projectId = projectId;
+    this.stageName = stageName || null;
+    this.url = streamUrl(baseUrl, projectId, this.stageName, options.token !== undefined);
+    this.#options = options;
+    this.#clock = options.clock ?? systemClock;
+    this.#backoff = options.backoff ?? exponentialBackoff();
+    this.#lastEventId = options.lastEventId ?? '';
+  }
+
+  /** The connection state; listen to `state` for changes. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** The id of the last event received; sent as `Last-Event-ID` on every reconnect. */
+  get lastEventId(): string {
+    return this.#lastEventId;
+  }
+
+  /** True while the stream is open. */
+  isConnected(): boolean {
+    return this.#state === ConnectionState.open;
+  }
+
+  /** Adds a handler. Unknown event names from the server can be listened to by name too. */
+  on<K extends keyof SSEClientEventMap>(type: K, handler: (data: SSEClientEventMap[K]) => void): this;
+  on(type: string, handler: (data: unknown) => void): this;
+  on(type: string, handler: Handler): this {
+    let handlers = this.#handlers.get(type);
+    if (!handlers) this.#handlers.set(type, (handlers = new Set()));
+    handlers.add(handler);
+    return this;
+  }
+
+  /** Removes a handler added with {@link on}. */
+  off<K extends keyof SSEClientEventMap>(type: K, handler: (data: SSEClientEventMap[K]) => void): this;
+  off(type: string, handler: (data: unknown) => void): this;
+  off(type: string, handler: Handler): this {
+    this.#handlers.get(type)?.delete(handler);
+    return this;
+  }
+
+  /**
+   * Opens the stream. Does nothing while connecting or open; while a retry is pending or the
+   * client waits for the network, tries again at once.
+   */
+  connect(): this {
+    if (this.#state === ConnectionState.connecting || this.#state === ConnectionState.open) return this;
+    if (this.#state === ConnectionState.closed) {
+      this.#attempt = 0;
+      this.#listenToNetwork(true);
+    }
+    this.#clearRetry();
+    void this.#open();
+    return this;
+  }
+
+  /** Closes the stream and cancels any pending retry. Idempotent; nothing reconnects afterwards. */
+  disconnect(): this {
+    if (this.#state !== ConnectionState.closed) this.#close({ reason: DisconnectReason.disconnect });
+    return this;
+  }
+
+  // ---- private ----
+
+  readonly #options: SSEClientOptions;
+  readonly #clock: Clock;
+  readonly #backoff: BackoffStrategy;
+  readonly #handlers = new Map<string, Set<Handler>>();
+  #state: ConnectionState = ConnectionState.closed;
+  #lastEventId: string;
+  /** The server's `retry:` in ms, kept across connections as the spec says. */
+  #serverRetryMs: number | undefined;
+  /** Bumped by every attempt and by every teardown: async steps of an older attempt see a different value and stop. */
+  #generation = 0;
+  #abort: AbortController | undefined;
+  #attempt = 0;
+  #openedAt: number | undefined;
+  #lastByteAt = 0;
+  #retryTimer: unknown;
+  #watchdogTimer: unknown;
+
+  #setState(next: ConnectionState): void {
+    if (next === this.#state) return;
+    const previous = this.#state;
+    this.#state = next;
+    this.#emit('state', { state: next, previous } satisfies StateChangeEvent);
+  }
+
+  #emit(type: string, data: unknown): void {
+    const handlers = this.#handlers.get(type);
+    if (!handlers) return;
+    for (const handler of [...handlers]) {
+      try {
+        (handler as (data: unknown) => void)(data);
+      } catch (error) {
+        reportHandlerError(error);
+      }
+    }
+  }
+
+  async #open(): Promise<void> {
+    const generation = ++this.#generation;
+    const current = () => generation === this.#generation;
+    if (isOffline()) {
+      this.#setState(ConnectionState.offline);
+      return;
+    }
+    this.#setState(ConnectionState.connecting);
+    this.#openedAt = undefined;
+
+    let response: Response;
+    const abort = new AbortController();
+    this.#abort = abort;
+    try {
+      const headers: Record<string, string> = { Accept: 'text/event-stream' };
+      const token = await this.#token();
+      if (!current()) return;
+      if (token) headers['Authorization'] = `Bearer ${token}`;
+      // [spec] "If the last event ID string is not the empty string, set Last-Event-ID."
+      if (this.#lastEventId) headers['Last-Event-ID'] = this.#lastEventId;
+      this.#startWatchdog(generation);
+      const fetch = this.#options.fetch ?? globalThis.fetch;
+      response = await fetch(this.url, { method: 'GET', headers, signal: abort.signal });
+    } catch (cause) {
+      if (current()) this.#fail({ reason: DisconnectReason.network, cause });
+      return;
+    }
+    if (!current()) {
+      void response.body?.cancel().catch(() => undefined);
+      return;
+    }
+
+    const { status } = response;
+    if (status !== 200) {
+      const retried = RETRIED_STATUSES.has(status) || status >= 500;
+      const retryAfterMs = retried ? parseRetryAfter(response.headers.get('retry-after'), this.#clock.now()) : undefined;
+      const error = await readServerError(response);
+      if (!current()) return;
+      const detail: Omit<DisconnectedEvent, 'willReconnect'> = { reason: DisconnectReason.httpStatus, status };
+      if (error) detail.error = error;
+      if (retried) this.#fail(detail, retryAfterMs);
+      else this.#close(detail); // [spec] 204 and other statuses "fail the connection": no retry.
+      return;
+    }
+    if (!isEventStream(response) || !response.body) {
+      void response.body?.cancel().catch(() => undefined);
+      this.#close({ reason: DisconnectReason.contentType });
+      return;
+    }
+
+    this.#setState(ConnectionState.open);
+    this.#openedAt = this.#clock.now();
+    await this.#read(response.body, generation);
+  }
+
+  async #read(body: ReadableStream<Uint8Array>, generation: number): Promise<void> {
+    const current = () => generation === this.#generation;
+    const parser = createParser({
+      onEvent: (event) => {
+        if (current()) this.#dispatch(event);
+      },
+      onRetry: (ms) => {
+        this.#serverRetryMs = ms;
+      },
+      onError: (error: ParseError) => {
+        if (error.type === 'max-buffer-size-exceeded' && current()) this.#close({ reason: DisconnectReason.protocol, cause: error });
+      },
+      maxBufferSize: this.#options.maxEventChars ?? 64 * 1024 * 1024,
+    });
+    const decoder = new TextDecoder();
+    const reader = body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (!current()) return;
+        if (done) break;
+        this.#lastByteAt = this.#clock.now();
+        parser.feed(decoder.decode(value, { stream: true }));
+        if (!current()) return;
+      }
+    } catch (cause) {
+      if (current()) this.#fail({ reason: DisconnectReason.network, cause });
+      return;
+    } finally {
+      if (!current()) void reader.cancel().catch(() => undefined);
+    }
+    // [spec] An event still being buffered when the stream ends is discarded.
+    this.#fail({ reason: DisconnectReason.streamEnded });
+  }
+
+  #dispatch(event: EventSourceMessage): void {
+    // [spec] The id field sets the last event ID buffer, and an empty id clears it.
+    if (event.id !== undefined) this.#lastEventId = event.id;
+    const type = event.event ?? 'message';
+    const data = parseData(event.data);
+    const generation = this.#generation;
+    if (!LIFECYCLE_EVENTS.has(type)) this.#emit(type, data);
+    if (generation !== this.#generation) return; // a handler disconnected
+    this.#emit('message', { type, data, id: event.id } satisfies StreamEvent);
+    if (generation !== this.#generation) return;
+    if (type === 'done' && this.#options.closeOnDone && this.stageName) this.#close({ reason: DisconnectReason.done });
+  }
+
+  async #token(): Promise<string | null | undefined> {
+    const { token } = this.#options;
+    return typeof token === 'function' ? await token() : token;
+  }
+
+  /** Ends the current attempt and schedules the next one (or waits for the network). */
+  #fail(detail: Omit<DisconnectedEvent, 'willReconnect'>, retryAfterMs?: number): void {
+    const stable = this.#openedAt !== undefined && this.#clock.now() - this.#openedAt >= (this.#options.stableAfterMs ?? 10_000);
+    this.#endAttempt();
+    if (stable) this.#attempt = 0;
+    const attempt = ++this.#attempt;
+    const generation = this.#generation;
+
+    if (isOffline()) {
+      this.#setState(ConnectionState.offline);
+      this.#emit('disconnected', { ...detail, willReconnect: true } satisfies DisconnectedEvent);
+      return;
+    }
+    const baseMs = this.#serverRetryMs ?? this.#options.retryMs ?? 1000;
+    const delayMs = Math.max(0, retryAfterMs ?? this.#backoff({ attempt, baseMs }));
+    this.#retryTimer = this.#clock.setTimeout(() => {
+      this.#retryTimer = undefined;
+      void this.#open();
+    }, delayMs);
+    this.#setState(ConnectionState.reconnecting);
+    if (generation !== this.#generation) return; // a state handler disconnected
+    this.#emit('disconnected', { ...detail, willReconnect: true } satisfies DisconnectedEvent);
+    if (generation !== this.#generation) return;
+    this.#emit('reconnecting', { attempt, delayMs, reason: detail.reason } satisfies ReconnectingEvent);
+  }
+
+  /** Ends everything for good: the attempt, the pending retry, the network listeners. */
+  #close(detail: Omit<DisconnectedEvent, 'willReconnect'>): void {
+    this.#endAttempt();
+    this.#clearRetry();
+    this.#listenToNetwork(false);
+    this.#setState(ConnectionState.closed);
+    this.#emit('disconnected', { ...detail, willReconnect: false } satisfies DisconnectedEvent);
+  }
+
+  #endAttempt(): void {
+    this.#generation++;
+    this.#abort?.abort();
+    this.#abort = undefined;
+    this.#openedAt = undefined;
+    this.#clock.clearTimeout(this.#watchdogTimer);
+    this.#watchdogTimer = undefined;
+  }
+
+  #clearRetry(): void {
+    if (this.#retryTimer === undefined) return;
+    this.#clock.clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+  }
+
+  #startWatchdog(generation: number): void {
+    const limit = (this.#options.heartbeatMs ?? 15_000) * (this.#options.watchdogMultiplier ?? 2.5);
+    if (!(limit > 0) || !Number.isFinite(limit)) return;
+    this.#lastByteAt = this.#clock.now();
+    // One timer per silence window rather than one per chunk: it re-arms itself for the remainder.
+    const check = () => {
+      if (generation !== this.#generation) return;
+      const idle = this.#clock.now() - this.#lastByteAt;
+      if (idle >= limit) this.#fail({ reason: DisconnectReason.watchdog });
+      else this.#watchdogTimer = this.#clock.setTimeout(check, limit - idle);
+    };
+    this.#watchdogTimer = this.#clock.setTimeout(check, limit);
+  }
+
+  #onOnline = (): void => {
+    // The network is back: retry at once instead of waiting out the backoff.
+    if (this.#state === ConnectionState.offline || this.#state === ConnectionState.reconnecting) this.connect();
+  };
+
+  #onOffline = (): void => {
+    if (this.#state === ConnectionState.closed) return;
+    this.#clearRetry();
+    const wasActive = this.#state === ConnectionState.connecting || this.#state === ConnectionState.open;
+    this.#endAttempt();
+    this.#setState(ConnectionState.offline);
+    if (wasActive) this.#emit('disconnected', { reason: DisconnectReason.offline, willReconnect: true } satisfies DisconnectedEvent);
+  };
+
+  #listenToNetwork(on: boolean): void {
+    const target = globalThis as { addEventListener?: unknown };
+    if (typeof target.addEventListener !== 'function' || typeof (globalThis as { navigator?: unknown }).navigator === 'undefined') return;
+    const method = on ? 'addEventListener' : 'removeEventListener';
+    globalThis[method]('online', this.#onOnline);
+    globalThis[method]('offline', this.#onOffline);
+  }
+}
+
+/** Creates an {@link SSEClient} for one stage, or for all stages of the project when `stageName` is omitted. */
+export function createSSEClient(projectId: string, stageName?: string | null, options?: SSEClientOptions): SSEClient {
+  return new SSEClient(projectId, stageName, options);
+}
