@@ -1,0 +1,405 @@
+/**
+ * The behaviour every Broker must have, as one suite run against each implementation
+ * (redis-broker.test.ts, memory-broker.test.ts). Tests wait on events, never on sleeps.
+ */
+import assert from 'node:assert/strict';
+import { afterEach, describe, it } from 'node:test';
+import type { Broker } from './broker.js';
+import { BrokerClosedError, InvalidArgumentError } from './errors.js';
+import { compareLogIds, isLogId } from './log-id.js';
+import { projectPattern, stageChannel } from '../channels.js';
+
+export interface BrokerHarness {
+  /** A new broker; the suite closes it after the test. */
+  create(options?: { logMaxLen?: number; logTtlSeconds?: number }): Promise<Broker>;
+  /** Lets a project's log and state reach their TTL: advance a fake clock, or wait for Redis to expire the keys. */
+  expire(broker: Broker, projectId: string): Promise<void>;
+  /** How many subscriptions the server holds for `channel`, and patterns in all; absent for brokers without a server. */
+  serverSubscriptions?(channel: string): Promise<{ channel: number; patterns: number }>;
+}
+
+/** A listener that records what it hears and lets a test wait for the n-th message. */
+export function recorder() {
+  const heard: { payload: string; channel: string }[] = [];
+  const waiters: { count: number; resolve: () => void }[] = [];
+  const listener = (payload: string, channel: string) => {
+    heard.push({ payload, channel });
+    for (const waiter of [...waiters]) {
+      if (heard.length >= waiter.count) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve();
+      }
+    }
+  };
+  return {
+    listener,
+    heard,
+    payloads: () => heard.map((h) => h.payload),
+    /** Resolves once `count` messages were heard in all; fails the test after `ms`. */
+    async waitFor(count: number, ms = 5000): Promise<void> {
+      if (heard.length >= count) return;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => waiters.push({ count, resolve })),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`heard ${heard.length} of ${count} messages within ${ms} ms`)), ms);
+        }),
+      ]).finally(() => clearTimeout(timer));
+    },
+  };
+}
+
+let counter = 0;
+/** A project id no other test uses. */
+export function uniqueProject(): string {
+  return `p${process.pid}-${Date.now().toString(36)}-${++counter}`;
+}
+
+function message(type: string, stage: string, projectId: string, fields: Record<string, unknown> = {}): string {
+  return JSON.stringify({ type, stage, project_id: projectId, timestamp: 1700000000.5, ...fields });
+}
+
+const SAMPLES: [string, Record<string, unknown>][] = [
+  ['token', { content: 'Once', full_text: 'Once' }],
+  ['stage_update', { status: 'processing', progress: 10, message: 'working' }],
+  ['progress', { current: 1, total: 4, progress: 25, item_name: 'image 1' }],
+  ['done', { full_text: 'Once upon a time', metadata: { tokens_used: 4, latency_ms: 12 } }],
+  ['error', { error: 'model timed out', retry_count: 2 }],
+];
+
+export function brokerContract(name: string, harness: () => BrokerHarness): void {
+  describe(`${name}: the Broker contract`, () => {
+    const open: Broker[] = [];
+    const create = async (options?: { logMaxLen?: number; logTtlSeconds?: number }) => {
+      const broker = await harness().create(options);
+      open.push(broker);
+      return broker;
+    };
+    afterEach(async () => {
+      await Promise.all(open.splice(0).map((broker) => broker.close()));
+    });
+
+    it('delivers each message type on its stage channel, with the id publish resolved to as its first field', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const rec = recorder();
+      await broker.subscribe(stageChannel(broker.prefix, project, 'rewrite'), rec.listener);
+      const ids: string[] = [];
+      for (const [type, fields] of SAMPLES) ids.push(await broker.publish(project, 'rewrite', message(type, 'rewrite', project, fields)));
+      await rec.waitFor(SAMPLES.length);
+      SAMPLES.forEach(([type, fields], i) => {
+        const { payload, channel } = rec.heard[i]!;
+        assert.equal(channel, stageChannel(broker.prefix, project, 'rewrite'));
+        assert.ok(payload.startsWith(`{"id":"${ids[i]}","type":"${type}"`), payload);
+        assert.deepEqual(JSON.parse(payload), { id: ids[i], type, stage: 'rewrite', project_id: project, timestamp: 1700000000.5, ...fields });
+      });
+    });
+
+    it('delivers every stage of a project to a pattern subscriber, with the channel each was published on', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const rec = recorder();
+      await broker.subscribe(projectPattern(broker.prefix, project), rec.listener, true);
+      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      await broker.publish(project, 'image_generation', message('progress', 'image_generation', project));
+      await rec.waitFor(2);
+      assert.deepEqual(
+        rec.heard.map((h) => h.channel),
+        [stageChannel(broker.prefix, project, 'rewrite'), stageChannel(broker.prefix, project, 'image_generation')],
+      );
+    });
+
+    it('keeps projects apart: a project pattern hears nothing of another project', async () => {
+      const broker = await create();
+      const mine = uniqueProject();
+      const other = `${mine}x`;
+      const rec = recorder();
+      await broker.subscribe(projectPattern(broker.prefix, mine), rec.listener, true);
+      await broker.publish(other, 'rewrite', message('token', 'rewrite', other));
+      await broker.publish(mine, 'rewrite', message('token', 'rewrite', mine));
+      await rec.waitFor(1);
+      assert.equal(JSON.parse(rec.heard[0]!.payload).project_id, mine);
+    });
+
+    it('gives increasing ids across the stages of one project, in publish order', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const stages = ['rewrite', 'storyboard', 'image_generation', 'rewrite', 'video_generation', 'storyboard'];
+      const ids: string[] = [];
+      for (const stage of stages) ids.push(await broker.publish(project, stage, message('token', stage, project)));
+      for (const id of ids) assert.ok(isLogId(id), id);
+      for (let i = 1; i < ids.length; i++) assert.ok(compareLogIds(ids[i - 1]!, ids[i]!) < 0, `${ids[i - 1]} < ${ids[i]}`);
+    });
+
+    it('delivers concurrent publishes in the order of their ids', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const rec = recorder();
+      await broker.subscribe(projectPattern(broker.prefix, project), rec.listener, true);
+      const ids = await Promise.all(
+        Array.from({ length: 50 }, (_, i) => broker.publish(project, i % 2 ? 'a' : 'b', message('token', i % 2 ? 'a' : 'b', project, { n: i }))),
+      );
+      await rec.waitFor(50);
+      const heardIds = rec.heard.map((h) => JSON.parse(h.payload).id as string);
+      assert.deepEqual(heardIds, [...ids].sort(compareLogIds));
+      assert.deepEqual(heardIds, ids);
+    });
+
+    it('replays exactly the entries after an id, byte for byte as the live channel carried them', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const rec = recorder();
+      await broker.subscribe(projectPattern(broker.prefix, project), rec.listener, true);
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const stage = i % 2 ? 'storyboard' : 'rewrite';
+        ids.push(await broker.publish(project, stage, message('token', stage, project, { content: `t${i}\n"quoted" ünïcödé`, full_text: '' })));
+      }
+      await rec.waitFor(6);
+      const result = await broker.replay(project, ids[1]!);
+      assert.equal(result.covered, true);
+      assert.deepEqual(
+        result.entries,
+        ids.slice(2).map((id, i) => ({ id, stage: (i + 2) % 2 ? 'storyboard' : 'rewrite', data: rec.payloads()[i + 2] })),
+      );
+    });
+
+    it('replays an empty object message as {"id":...} alone', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const rec = recorder();
+      await broker.subscribe(stageChannel(broker.prefix, project, 's'), rec.listener);
+      const first = await broker.publish(project, 's', '{}');
+      const second = await broker.publish(project, 's', '{ }');
+      await rec.waitFor(2);
+      assert.deepEqual(rec.payloads(), [`{"id":"${first}"}`, `{"id":"${second}"}`]);
+      assert.deepEqual((await broker.replay(project, first)).entries, [{ id: second, stage: 's', data: `{"id":"${second}"}` }]);
+    });
+
+    it('replay after the newest id is covered and empty', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const id = await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      assert.deepEqual(await broker.replay(project, id), { covered: true, entries: [] });
+    });
+
+    it('replay after a malformed id is not covered', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      for (const bad of ['', 'abc', '1-', '-1', '1', '1-2-3', ' 1-0', '1-0 ', '18446744073709551616-0', '0-1; FLUSHALL', '+', '-', '(1-0']) {
+        assert.deepEqual(await broker.replay(project, bad), { covered: false, entries: [] }, JSON.stringify(bad));
+      }
+    });
+
+    it('replay after an id that was never in the log, or of a project without a log, is not covered', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const id = await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      const [ms, seq] = id.split('-').map(BigInt) as [bigint, bigint];
+      assert.equal((await broker.replay(project, '1-0')).covered, false);
+      assert.equal((await broker.replay(project, `${ms}-${seq + 7n}`)).covered, false);
+      assert.equal((await broker.replay(project, `${ms + 1000n}-0`)).covered, false);
+      assert.equal((await broker.replay(uniqueProject(), id)).covered, false);
+    });
+
+    it('caps the log at logMaxLen entries: a trimmed id is not covered, the oldest kept one is', async () => {
+      const broker = await create({ logMaxLen: 3 });
+      const project = uniqueProject();
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push(await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { n: i })));
+      assert.equal((await broker.replay(project, ids[0]!)).covered, false);
+      assert.equal((await broker.replay(project, ids[1]!)).covered, false);
+      const kept = await broker.replay(project, ids[2]!);
+      assert.equal(kept.covered, true);
+      assert.deepEqual(kept.entries.map((e) => e.id), ids.slice(3));
+    });
+
+    it('forgets a project’s log and state once logTtlSeconds pass without a message', async () => {
+      const broker = await create({ logTtlSeconds: 1 });
+      const project = uniqueProject();
+      const id = await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      assert.equal((await broker.replay(project, id)).covered, true);
+      await harness().expire(broker, project);
+      assert.equal((await broker.replay(project, id)).covered, false);
+      assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: {} });
+    });
+
+    it('snapshots the latest message of each stage and type, with the newest id', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const rec = recorder();
+      await broker.subscribe(projectPattern(broker.prefix, project), rec.listener, true);
+      await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { content: 'a' }));
+      await broker.publish(project, 'rewrite', message('stage_update', 'rewrite', project, { status: 'processing' }));
+      await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { content: 'b' }));
+      const last = await broker.publish(project, 'image_generation', message('progress', 'image_generation', project));
+      await rec.waitFor(4);
+      const [, update, token, progress] = rec.payloads();
+      assert.deepEqual(await broker.snapshot(project), {
+        lastId: last,
+        stages: { rewrite: { token, stage_update: update }, image_generation: { progress } },
+      });
+    });
+
+    it('snapshots a project without a log as empty, with a null id', async () => {
+      const broker = await create();
+      assert.deepEqual(await broker.snapshot(uniqueProject()), { lastId: null, stages: {} });
+    });
+
+    it('delivers publishRaw payloads as they are, to channel and pattern subscribers, and logs nothing', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const channel = stageChannel(broker.prefix, project, 'rewrite');
+      const byChannel = recorder();
+      const byPattern = recorder();
+      await broker.subscribe(channel, byChannel.listener);
+      await broker.subscribe(projectPattern(broker.prefix, project), byPattern.listener, true);
+      const foreign = '{"type":"token","content":"x","stage":"rewrite","project_id":"' + project + '"}';
+      await broker.publishRaw(channel, 'not json\ndata: injected');
+      await broker.publishRaw(channel, foreign);
+      await byChannel.waitFor(2);
+      await byPattern.waitFor(2);
+      assert.deepEqual(byChannel.payloads(), ['not json\ndata: injected', foreign]);
+      assert.deepEqual(byPattern.payloads(), ['not json\ndata: injected', foreign]);
+      assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: {} });
+    });
+
+    it('keeps delivering to the remaining listener when one of two leaves', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const channel = stageChannel(broker.prefix, project, 'rewrite');
+      const leaving = recorder();
+      const staying = recorder();
+      const leave = await broker.subscribe(channel, leaving.listener);
+      await broker.subscribe(channel, staying.listener);
+      await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { n: 1 }));
+      await leaving.waitFor(1);
+      await staying.waitFor(1);
+      await leave();
+      await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { n: 2 }));
+      await staying.waitFor(2);
+      assert.equal(leaving.heard.length, 1);
+      const counts = await harness().serverSubscriptions?.(channel);
+      if (counts) assert.equal(counts.channel, 1);
+    });
+
+    it('calls one function subscribed twice twice, and once after one of its subscriptions left', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const channel = stageChannel(broker.prefix, project, 'rewrite');
+      const rec = recorder();
+      const first = await broker.subscribe(channel, rec.listener);
+      await broker.subscribe(channel, rec.listener);
+      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      await rec.waitFor(2);
+      await first();
+      await first(); // idempotent: must not remove the second subscription
+      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      await rec.waitFor(3);
+      const sentinel = recorder();
+      await broker.subscribe(channel, sentinel.listener);
+      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      await sentinel.waitFor(1);
+      await rec.waitFor(4);
+      assert.equal(rec.heard.length, 4);
+    });
+
+    it('unsubscribes channel and pattern when their last listener leaves, and delivers nothing more to it', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const channel = stageChannel(broker.prefix, project, 'rewrite');
+      const gone = recorder();
+      const leaveChannel = await broker.subscribe(channel, gone.listener);
+      const leavePattern = await broker.subscribe(projectPattern(broker.prefix, project), gone.listener, true);
+      const before = await harness().serverSubscriptions?.(channel);
+      if (before) assert.deepEqual(before, { channel: 1, patterns: 1 });
+      await Promise.all([leaveChannel(), leavePattern()]);
+      const after = await harness().serverSubscriptions?.(channel);
+      if (after) assert.deepEqual(after, { channel: 0, patterns: 0 });
+      // A sentinel on another channel, published after: once it arrives, the first message had its chance.
+      const sentinel = recorder();
+      await broker.subscribe(stageChannel(broker.prefix, project, 'other'), sentinel.listener);
+      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      await broker.publish(project, 'other', message('token', 'other', project));
+      await sentinel.waitFor(1);
+      assert.equal(gone.heard.length, 0);
+    });
+
+    it('keeps other listeners hearing when one listener throws', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const channel = stageChannel(broker.prefix, project, 'rewrite');
+      const rec = recorder();
+      const thrown: unknown[] = [];
+      const original = console.error;
+      console.error = (...args: unknown[]) => void thrown.push(args);
+      try {
+        await broker.subscribe(channel, () => {
+          throw new Error('listener bug');
+        });
+        await broker.subscribe(channel, rec.listener);
+        await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+        await rec.waitFor(1);
+      } finally {
+        console.error = original;
+      }
+      assert.equal(thrown.length, 1);
+    });
+
+    it('refuses invalid project ids, stage names and messages before they reach the broker', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const ok = message('token', 'rewrite', project);
+      for (const [projectId, stage, text] of [
+        ['bad id', 'rewrite', ok],
+        ['p*', 'rewrite', ok],
+        [project, 'a:b', ok],
+        [project, 'x'.repeat(65), ok],
+        [project, 'rewrite', ' {"type":"token"}'],
+        [project, 'rewrite', '["token"]'],
+        [project, 'rewrite', '{"type":'],
+        [project, 'rewrite', '{"id":"1-0","type":"token"}'],
+      ] as const) {
+        await assert.rejects(broker.publish(projectId, stage, text), InvalidArgumentError, `${projectId} ${stage} ${text}`);
+      }
+      assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: {} });
+    });
+
+    it('answers ping and is healthy while open; after close it rejects every call with BrokerClosedError', async () => {
+      const broker = await create();
+      await broker.ping();
+      assert.equal(broker.healthy, true);
+      await broker.close();
+      await broker.close(); // idempotent
+      assert.equal(broker.healthy, false);
+      const project = uniqueProject();
+      await assert.rejects(broker.publish(project, 'rewrite', message('token', 'rewrite', project)), BrokerClosedError);
+      await assert.rejects(broker.subscribe(stageChannel(broker.prefix, project, 'rewrite'), () => {}), BrokerClosedError);
+      await assert.rejects(broker.ping(), BrokerClosedError);
+    });
+
+    it('leaves no socket or timer behind after close', async () => {
+      const before = handles();
+      const broker = await create();
+      const project = uniqueProject();
+      const rec = recorder();
+      await broker.subscribe(projectPattern(broker.prefix, project), rec.listener, true);
+      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      await rec.waitFor(1);
+      await broker.replay(project, '1-0');
+      await broker.snapshot(project);
+      await broker.close();
+      assert.deepEqual(handles(), before);
+    });
+  });
+}
+
+/** Open sockets and pending timers of this process, by kind. */
+function handles(): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const kind of process.getActiveResourcesInfo()) if (/TCP|Timeout/.test(kind)) counts[kind] = (counts[kind] ?? 0) + 1;
+  return counts;
+}
+

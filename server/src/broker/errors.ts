@@ -1,0 +1,50 @@
+/** The few errors the broker, publisher and subscriber throw. Each message says how to fix the misuse. */
+
+/**
+ * The broker could not be reached within its time bound, or the connection dropped before Redis answered.
+ *
+ * `sent` tells the caller whether retrying is safe: `false` means the command never left this process
+ * (nothing happened); `true` means it was written to Redis but no answer came back, so it may have taken effect.
+ */
+export class BrokerUnavailableError extends Error {
+  override readonly name = 'BrokerUnavailableError';
+  readonly sent: boolean;
+
+  constructor(message: string, options: { sent: boolean; cause?: unknown }) {
+    super(message, { cause: options.cause });
+    this.sent = options.sent;
+  }
+}
+
+/** The broker (or the publisher or subscriber that owns it) was closed; create a new one. */
+export class BrokerClosedError extends Error {
+  override readonly name = 'BrokerClosedError';
+
+  constructor(what = 'broker') {
+    super(`the ${what} is closed; create a new one`);
+  }
+}
+
+/** An argument that would corrupt a channel name, a key or a message. Thrown before anything is sent. */
+export class InvalidArgumentError extends TypeError {
+  override readonly name = 'InvalidArgumentError';
+  /** The name of the offending argument or option. */
+  readonly argument: string;
+
+  constructor(argument: string, message: string) {
+    super(`${argument}: ${message}`);
+    this.argument = argument;
+  }
+}
+
+/**
+ * A subscriber's buffer overflowed because nobody read it: it was unsubscribed rather than grow without bound.
+ * Read with `listen()` or `getMessage()` faster, or raise `maxBuffered`.
+ */
+export class SubscriberOverflowError extends Error {
+  override readonly name = 'SubscriberOverflowError';
+
+  constructor(maxBuffered: number) {
+    super(`more than ${maxBuffered} unread messages: the subscriber was unsubscribed; read faster or raise maxBuffered`);
+  }
+}

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Broker } from './broker.js';
+import { brokerContract, recorder, uniqueProject } from './broker.contract.js';
+import { compareLogIds } from './log-id.js';
+import { MemoryBroker, globToRegExp } from './memory-broker.js';
+import { stageChannel } from '../channels.js';
+
+/** Each broker gets its own fake clock, so the TTL test moves time instead of waiting for it. */
+const clocks = new WeakMap<Broker, { now: number }>();
+
+brokerContract('MemoryBroker', () => ({
+  async create(options) {
+    const clock = { now: Date.now() };
+    const broker = new MemoryBroker({ ...options, now: () => clock.now });
+    clocks.set(broker, clock);
+    return broker;
+  },
+  async expire(broker) {
+    clocks.get(broker)!.now += 86_400_000;
+  },
+}));
+
+describe('MemoryBroker', () => {
+  it('keeps ids increasing when the clock goes back or stands still', async () => {
+    let now = 5_000;
+    const broker = new MemoryBroker({ now: () => now });
+    const a = await broker.publish('p', 's', '{}');
+    const b = await broker.publish('p', 's', '{}');
+    now = 1_000;
+    const c = await broker.publish('q', 's', '{}');
+    now = 9_000;
+    const d = await broker.publish('p', 's', '{}');
+    assert.deepEqual([a, b, c, d], ['5000-0', '5000-1', '5000-2', '9000-0']);
+    assert.ok(compareLogIds(c, d) < 0);
+    await broker.close();
+  });
+
+  it('keeps a log alive while messages arrive within the TTL of each other', async () => {
+    let now = 0;
+    const broker = new MemoryBroker({ logTtlSeconds: 10, now: () => now });
+    const first = await broker.publish('p', 's', '{}');
+    now = 9_999;
+    await broker.publish('p', 's', '{}');
+    now = 19_998;
+    assert.equal((await broker.replay('p', first)).covered, true);
+    now = 19_999;
+    assert.equal((await broker.replay('p', first)).covered, false);
+    await broker.close();
+  });
+
+  it('calls listeners after publish returns, not during it', async () => {
+    const broker = new MemoryBroker();
+    const project = uniqueProject();
+    const rec = recorder();
+    await broker.subscribe(stageChannel(broker.prefix, project, 's'), rec.listener);
+    const publishing = broker.publish(project, 's', '{}');
+    assert.equal(rec.heard.length, 0);
+    await publishing;
+    await rec.waitFor(1);
+    await broker.close();
+  });
+
+  it('matches Redis glob patterns', () => {
+    const cases: [string, string, boolean][] = [
+      ['a:*', 'a:b:c', true],
+      ['a:*', 'b:a', false],
+      ['a:?', 'a:b', true],
+      ['a:?', 'a:bc', false],
+      ['a:[bc]', 'a:c', true],
+      ['a:[^bc]', 'a:c', false],
+      ['a:[a-c]x', 'a:bx', true],
+      ['a.b', 'axb', false],
+      ['a\\*', 'a*', true],
+      ['a\\*', 'ab', false],
+      ['(x)|y', '(x)|y', true],
+    ];
+    for (const [glob, channel, expected] of cases) assert.equal(globToRegExp(glob).test(channel), expected, `${glob} ~ ${channel}`);
+  });
+});

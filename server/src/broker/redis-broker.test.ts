@@ -1,0 +1,224 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { brokerContract, recorder, uniqueProject } from './broker.contract.js';
+import { BrokerUnavailableError } from './errors.js';
+import { RedisBroker } from './redis-broker.js';
+import { logKey, projectPattern, stageChannel, stateKey } from '../channels.js';
+import { startRedis, type TestRedis } from '../../test/redis-server.js';
+
+let redis: TestRedis;
+/** A plain client of the test server, to look at it from outside the broker. */
+let admin: Redis;
+
+before(async () => {
+  redis = await startRedis();
+  admin = new Redis(redis.url);
+  admin.on('error', () => {}); // it reconnects by itself after the outage tests
+});
+after(async () => {
+  await admin.quit();
+  await redis.close();
+});
+
+brokerContract('RedisBroker', () => ({
+  async create(options) {
+    return new RedisBroker({ ...options, url: redis.url });
+  },
+  async expire(broker, projectId) {
+    // Redis expires keys on its own: wait for both keys to be gone (the suite uses a 1 s TTL).
+    const keys = [logKey(broker.prefix, projectId), stateKey(broker.prefix, projectId)];
+    const deadline = Date.now() + 5000;
+    while ((await admin.exists(...keys)) > 0) {
+      if (Date.now() > deadline) throw new Error(`${keys.join(', ')} did not expire`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  },
+  async serverSubscriptions(channel) {
+    const [, count] = (await admin.call('PUBSUB', 'NUMSUB', channel)) as [string, number];
+    return { channel: Number(count), patterns: Number(await admin.call('PUBSUB', 'NUMPAT')) };
+  },
+}));
+
+/** Waits for a condition the broker exposes no event for, polling; fails after `ms`. */
+async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function connectionsNamed(prefix: string): Promise<number> {
+  const list = (await admin.call('CLIENT', 'LIST')) as string;
+  return list.split('\n').filter((line) => line.includes(` name=${prefix}`)).length;
+}
+
+async function numsub(channel: string): Promise<number> {
+  const [, count] = (await admin.call('PUBSUB', 'NUMSUB', channel)) as [string, number];
+  return Number(count);
+}
+
+function message(projectId: string, stage: string, fields: Record<string, unknown> = {}): string {
+  return JSON.stringify({ type: 'token', stage, project_id: projectId, timestamp: Date.now() / 1000, ...fields });
+}
+
+describe('RedisBroker', () => {
+  const open: RedisBroker[] = [];
+  const create = (options: ConstructorParameters<typeof RedisBroker>[0] = {}) => {
+    const broker = new RedisBroker({ url: redis.url, ...options });
+    open.push(broker);
+    return broker;
+  };
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((broker) => broker.close()));
+  });
+
+  it('holds one connection while it only publishes, and one more from the first subscribe on', async () => {
+    const broker = create();
+    const project = uniqueProject();
+    await broker.publish(project, 'rewrite', message(project, 'rewrite'));
+    await broker.snapshot(project);
+    assert.equal(await connectionsNamed('ai-story-sse:'), 1);
+    await broker.subscribe(stageChannel(broker.prefix, project, 'a'), () => {});
+    await broker.subscribe(projectPattern(broker.prefix, project), () => {}, true);
+    assert.equal(await connectionsNamed('ai-story-sse:'), 2);
+    await broker.close();
+    assert.equal(await connectionsNamed('ai-story-sse:'), 0);
+  });
+
+  it('trims the log exactly to logMaxLen and sets the TTL of the log and the state', async () => {
+    const broker = create({ logMaxLen: 3, logTtlSeconds: 3600 });
+    const project = uniqueProject();
+    for (let i = 0; i < 5; i++) await broker.publish(project, 'rewrite', message(project, 'rewrite'));
+    assert.equal(await admin.xlen(logKey(broker.prefix, project)), 3);
+    for (const key of [logKey(broker.prefix, project), stateKey(broker.prefix, project)]) {
+      const ttl = await admin.ttl(key);
+      assert.ok(ttl > 3590 && ttl <= 3600, `${key} ttl ${ttl}`);
+    }
+  });
+
+  it('delivers a plain PUBLISH of another program like its own messages', async () => {
+    const broker = create();
+    const project = uniqueProject();
+    const rec = recorder();
+    await broker.subscribe(projectPattern(broker.prefix, project), rec.listener, true);
+    const foreign = JSON.stringify({ type: 'token', content: 'hi', full_text: 'hi', stage: 'rewrite', project_id: project, timestamp: 1 });
+    await admin.publish(stageChannel(broker.prefix, project, 'rewrite'), foreign);
+    await rec.waitFor(1);
+    assert.deepEqual(rec.heard, [{ payload: foreign, channel: stageChannel(broker.prefix, project, 'rewrite') }]);
+  });
+
+  it('answers a malformed replay id without sending anything to Redis', async () => {
+    const broker = create();
+    await broker.ping();
+    await admin.config('RESETSTAT');
+    assert.deepEqual(await broker.replay('p', '1-0 +'), { covered: false, entries: [] });
+    const stats = (await admin.info('commandstats')) as string;
+    assert.doesNotMatch(stats, /cmdstat_(xrange|multi|exec)/);
+  });
+
+  it('rejects a publish Redis does not answer within commandTimeoutMs, telling that it was sent', async () => {
+    const broker = create({ commandTimeoutMs: 200 });
+    const project = uniqueProject();
+    await broker.ping();
+    const watcher = create();
+    const rec = recorder();
+    await watcher.subscribe(stageChannel(watcher.prefix, project, 'rewrite'), rec.listener);
+    // Redis holds every write for 600 ms: the publish is written but gets no answer in time.
+    await admin.call('CLIENT', 'PAUSE', '600', 'WRITE');
+    const started = Date.now();
+    const error = await broker.publish(project, 'rewrite', message(project, 'rewrite')).then(
+      () => assert.fail('publish resolved during CLIENT PAUSE'),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof BrokerUnavailableError, String(error));
+    assert.equal(error.sent, true);
+    assert.ok(Date.now() - started < 550, `rejected after ${Date.now() - started} ms`);
+    // "sent: true" means it may still take effect: here it does, once the pause ends.
+    await rec.waitFor(1);
+  });
+
+  it('leaves a client it was given open on close', async () => {
+    const client = new Redis(redis.url, RedisBroker.connectionOptions);
+    try {
+      const broker = new RedisBroker({ client });
+      const project = uniqueProject();
+      await broker.publish(project, 'rewrite', message(project, 'rewrite'));
+      await broker.subscribe(stageChannel(broker.prefix, project, 'rewrite'), () => {});
+      await broker.close();
+      assert.equal(client.status, 'ready');
+      assert.equal(await client.ping(), 'PONG');
+    } finally {
+      await client.quit();
+    }
+  });
+
+  describe('when Redis goes down and comes back', () => {
+    it('rejects publish and subscribe within commandTimeoutMs while Redis is down, and works again after it restarts', async () => {
+      const broker = create({ commandTimeoutMs: 300 });
+      const project = uniqueProject();
+      await broker.publish(project, 'rewrite', message(project, 'rewrite'));
+      await redis.stop();
+      for (const attempt of [
+        () => broker.publish(project, 'rewrite', message(project, 'rewrite')),
+        () => broker.subscribe(stageChannel(broker.prefix, project, 'rewrite'), () => {}),
+        () => broker.ping(),
+      ]) {
+        const started = Date.now();
+        await assert.rejects(attempt(), BrokerUnavailableError);
+        assert.ok(Date.now() - started < 1000, `rejected after ${Date.now() - started} ms`);
+      }
+      assert.equal(broker.healthy, false);
+      await redis.restart();
+      await until(() => broker.healthy, 'healthy again');
+      // The restarted server has an empty script cache: this also proves the EVAL fallback.
+      const id = await broker.publish(project, 'rewrite', message(project, 'rewrite'));
+      const next = await broker.publish(project, 'rewrite', message(project, 'rewrite'));
+      assert.deepEqual((await broker.replay(project, id)).entries.map((e) => e.id), [next]);
+      // The subscribe that failed during the outage left nothing behind.
+      assert.equal(await numsub(stageChannel(broker.prefix, project, 'rewrite')), 0);
+    });
+
+    it('restores its subscriptions, except one whose last listener left during the outage', async () => {
+      const broker = create({ commandTimeoutMs: 300 });
+      const project = uniqueProject();
+      const kept = stageChannel(broker.prefix, project, 'kept');
+      const left = stageChannel(broker.prefix, project, 'left');
+      const keptRec = recorder();
+      const leftRec = recorder();
+      const patternRec = recorder();
+      await broker.subscribe(kept, keptRec.listener);
+      const leave = await broker.subscribe(left, leftRec.listener);
+      await broker.subscribe(projectPattern(broker.prefix, project), patternRec.listener, true);
+      await redis.stop();
+      await until(() => !broker.healthy, 'unhealthy');
+      await leave();
+      await redis.restart();
+      await until(() => broker.healthy, 'healthy again');
+      await until(async () => (await numsub(kept)) === 1 && Number(await admin.call('PUBSUB', 'NUMPAT')) === 1, 'resubscribed');
+      assert.equal(await numsub(left), 0);
+      await admin.publish(left, 'to nobody');
+      await admin.publish(kept, 'after the restart');
+      await keptRec.waitFor(1);
+      await patternRec.waitFor(2);
+      assert.deepEqual(keptRec.payloads(), ['after the restart']);
+      assert.deepEqual(patternRec.payloads(), ['to nobody', 'after the restart']);
+      assert.equal(leftRec.heard.length, 0);
+    });
+
+    it('closes promptly while Redis is down', async () => {
+      const broker = create({ commandTimeoutMs: 5000 });
+      await broker.ping();
+      await broker.subscribe('some-channel', () => {});
+      await redis.stop();
+      await until(() => !broker.healthy, 'unhealthy');
+      const pending = broker.ping();
+      const started = Date.now();
+      await broker.close();
+      await assert.rejects(pending);
+      assert.ok(Date.now() - started < 1000, `closed after ${Date.now() - started} ms`);
+      await redis.restart();
+    });
+  });
+});
