@@ -1,0 +1,310 @@
+/**
+ * The demo page: wires the kit's own elements to the controls. No framework: the point is that
+ * `<sse-stream-viewer>` works in a plain page.
+ */
+import '../../client/src/define.js';
+import { ApiError, cutProject, getHealth, mintToken } from './api.js';
+import { EventLog, summarize } from './event-log.js';
+import { runPipeline, STAGES } from './pipeline.js';
+import { emptyCounts, StreamAudit, type AuditCounts } from './stream-audit.js';
+
+type Viewer = HTMLElementTagNameMap['sse-stream-viewer'];
+
+const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** The viewer's DOM events the page listens to (`reset` too, should the element forward it). */
+const VIEWER_EVENTS = ['connected', 'token', 'stage_update', 'progress', 'done', 'error', 'reset', 'disconnected'] as const;
+const HEALTH_EVERY_MS = 5000;
+
+function byId<T extends HTMLElement = HTMLElement>(id: string): T {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`The demo page has no #${id}.`);
+  return element as T;
+}
+
+const projectInput = byId<HTMLInputElement>('project-id');
+const log = new EventLog(byId('event-log-body'));
+
+/** Connection of a viewer as the page shows it. */
+type SlotState = 'closed' | 'connecting' | 'open' | 'reconnecting' | 'failed';
+
+/** A viewer of the page with what the page knows about it. */
+interface Slot {
+  name: 'single' | 'all' | 'auth';
+  viewer: Viewer;
+  audit: StreamAudit;
+  /** The user asked for it to be connected. */
+  wanted: boolean;
+  stateBadge: HTMLElement;
+}
+
+const slots: Slot[] = (['single', 'all', 'auth'] as const).map((name) => ({
+  name,
+  viewer: byId<Viewer>(`${name}-viewer`),
+  audit: new StreamAudit(),
+  wanted: false,
+  stateBadge: byId(`state-${name}`),
+}));
+const slot = (name: Slot['name']): Slot => slots.find((s) => s.name === name)!;
+
+// ---- project id: from ?project=, else a fresh one, so two visitors do not share a project by accident ----
+
+function initialProject(): string {
+  const fromUrl = new URLSearchParams(location.search).get('project');
+  if (fromUrl && ID_PATTERN.test(fromUrl)) return fromUrl;
+  return `story-${Math.floor(1000 + Math.random() * 9000)}`;
+}
+
+function projectId(): string | undefined {
+  const value = projectInput.value.trim();
+  return ID_PATTERN.test(value) ? value : undefined;
+}
+
+function showProject(id: string): void {
+  const url = new URL(location.href);
+  url.searchParams.set('project', id);
+  history.replaceState(null, '', url);
+  byId<HTMLAnchorElement>('share-link').href = url.href;
+  const stage = byId<HTMLSelectElement>('single-stage').value;
+  byId('single-snippet').textContent = `<sse-stream-viewer project-id="${id}" stage-name="${stage}" auto-connect></sse-stream-viewer>`;
+  byId('all-snippet').textContent = `<sse-stream-viewer project-id="${id}" auto-connect></sse-stream-viewer>`;
+}
+
+// ---- viewers ----
+
+function setState(s: Slot, state: SlotState): void {
+  s.stateBadge.dataset.state = state;
+  s.stateBadge.textContent = state;
+}
+
+function renderCounters(): void {
+  const total: AuditCounts = emptyCounts();
+  for (const s of slots) for (const key of Object.keys(total) as Array<keyof AuditCounts>) total[key] += s.audit.counts[key];
+  byId('counter-events').textContent = String(total.events);
+  byId('counter-resumes').textContent = String(total.resumes);
+  for (const key of ['gaps', 'duplicates'] as const) {
+    const cell = byId(`counter-${key}`);
+    cell.textContent = String(total[key]);
+    cell.parentElement!.toggleAttribute('data-bad', total[key] > 0);
+  }
+}
+
+function listen(s: Slot): void {
+  for (const type of VIEWER_EVENTS) {
+    s.viewer.addEventListener(type, (event) => {
+      const detail: unknown = (event as CustomEvent).detail;
+      const fields = (detail ?? {}) as Record<string, unknown>;
+      const finding = s.audit.observe(type, detail);
+      if (type === 'connected') setState(s, 'open');
+      if (type === 'disconnected') setState(s, fields.willReconnect ? 'reconnecting' : s.wanted && fields.reason !== 'disconnect' ? 'failed' : 'closed');
+      renderCounters();
+      log.add({
+        source: s.name,
+        type,
+        stage: typeof fields.stage === 'string' ? fields.stage : type === 'connected' ? 'all' : undefined,
+        id: typeof fields.id === 'string' ? fields.id : undefined,
+        summary: summarize(type, detail),
+        flag: finding ?? (type === 'error' ? 'error' : undefined),
+      });
+    });
+  }
+}
+
+/** (Re)connects a viewer to the current project, with a fresh audit. */
+function connect(s: Slot, id: string): void {
+  s.viewer.disconnect();
+  s.viewer.setAttribute('project-id', id);
+  s.audit = new StreamAudit();
+  s.wanted = true;
+  setState(s, 'connecting');
+  renderCounters();
+  s.viewer.connect();
+}
+
+function disconnect(s: Slot): void {
+  s.wanted = false;
+  s.viewer.disconnect();
+  setState(s, 'closed');
+}
+
+for (const s of slots) listen(s);
+
+byId('single-connect').addEventListener('click', () => {
+  const id = projectId();
+  if (id) connect(slot('single'), id);
+});
+byId('single-disconnect').addEventListener('click', () => disconnect(slot('single')));
+byId<HTMLSelectElement>('single-stage').addEventListener('change', (event) => {
+  const single = slot('single');
+  single.viewer.setAttribute('stage-name', (event.target as HTMLSelectElement).value);
+  const id = projectId();
+  if (id) showProject(id);
+  if (id && single.wanted) connect(single, id);
+});
+byId('all-connect').addEventListener('click', () => {
+  const id = projectId();
+  if (id) connect(slot('all'), id);
+});
+byId('all-disconnect').addEventListener('click', () => disconnect(slot('all')));
+
+projectInput.addEventListener('change', () => {
+  const id = projectId();
+  if (!id) return;
+  showProject(id);
+  for (const s of slots) if (s.wanted && s.name !== 'auth') connect(s, id);
+  // A token is minted for one project: the authenticated viewer needs a new one.
+  if (slot('auth').wanted) {
+    disconnect(slot('auth'));
+    showAuth('ok', [`Project changed: mint a token for "${id}" to watch it on the authenticated endpoint.`]);
+  }
+});
+
+// ---- run the mock pipeline ----
+
+const runButton = byId<HTMLButtonElement>('run');
+const stopButton = byId<HTMLButtonElement>('stop');
+const speedInput = byId<HTMLInputElement>('speed');
+const runStatus = byId('run-status');
+let running: AbortController | undefined;
+
+function status(element: HTMLElement, text: string, tone: 'ok' | 'bad' | '' = ''): void {
+  element.textContent = text;
+  element.dataset.tone = tone;
+}
+
+speedInput.addEventListener('input', () => {
+  byId('speed-value').textContent = `${speedInput.value}×`;
+});
+
+byId<HTMLFormElement>('run-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  void run();
+});
+stopButton.addEventListener('click', () => running?.abort());
+
+async function run(): Promise<void> {
+  const id = projectId();
+  if (!id) {
+    status(runStatus, 'The project id is 1-64 letters, digits, "_" or "-".', 'bad');
+    projectInput.focus();
+    return;
+  }
+  if (running) return;
+  const choice = byId<HTMLSelectElement>('run-stage').value;
+  const stages = choice === 'pipeline' ? STAGES : [choice];
+  const abort = new AbortController();
+  running = abort;
+  runButton.disabled = true;
+  stopButton.hidden = false;
+  const started = performance.now();
+  status(runStatus, `Starting ${stages[0]}…`);
+  try {
+    const result = await runPipeline({
+      projectId: id,
+      stages,
+      speed: Number(speedInput.value),
+      fail: byId<HTMLInputElement>('fail').checked,
+      signal: abort.signal,
+      onProgress: (progress) => {
+        if (progress.kind === 'started') {
+          status(runStatus, stages.length > 1 ? `Running ${progress.stage} (${progress.index + 1}/${progress.total})…` : `Running ${progress.stage}…`);
+        }
+      },
+    });
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    if (result.outcome === 'completed') status(runStatus, `${stages.length > 1 ? 'Pipeline' : stages[0]} completed in ${seconds} s.`, 'ok');
+    else if (result.outcome === 'failed') status(runStatus, `${result.stage} failed after ${seconds} s${stages.length > 1 ? ': the pipeline stopped there' : ''}.`, 'bad');
+    else status(runStatus, 'Stopped waiting. A stage already started finishes on the server.');
+  } catch (error) {
+    status(runStatus, error instanceof ApiError ? error.message : String(error), 'bad');
+  } finally {
+    running = undefined;
+    runButton.disabled = false;
+    stopButton.hidden = true;
+  }
+}
+
+// ---- cut the connection ----
+
+const cutStatus = byId('cut-status');
+byId('cut').addEventListener('click', async () => {
+  const id = projectId();
+  if (!id) return;
+  try {
+    const { cut } = await cutProject(id);
+    status(cutStatus, cut === 0 ? 'No open stream to cut: connect a viewer first.' : `Cut ${cut} stream${cut === 1 ? '' : 's'}: watch them resume.`, cut ? 'ok' : '');
+  } catch (error) {
+    status(cutStatus, error instanceof ApiError ? error.message : String(error), 'bad');
+  }
+});
+
+// ---- authenticated stream ----
+
+const authNotice = byId('auth-status');
+
+/** Shows paragraphs, and a command block when `command` is given. */
+function showAuth(tone: 'ok' | 'bad', lines: string[], command?: string): void {
+  authNotice.hidden = false;
+  authNotice.dataset.tone = tone;
+  authNotice.replaceChildren(
+    ...lines.map((line) => Object.assign(document.createElement('p'), { textContent: line })),
+    ...(command ? [Object.assign(document.createElement('pre'), { textContent: command })] : []),
+  );
+}
+
+byId('auth-connect').addEventListener('click', async () => {
+  const id = projectId();
+  if (!id) return;
+  const auth = slot('auth');
+  try {
+    const { token, expires_in } = await mintToken(id);
+    auth.viewer.token = token;
+    connect(auth, id);
+    showAuth('ok', [
+      `Token for project "${id}", valid ${Math.round(expires_in / 60)} minutes: ${token.slice(0, 24)}…`,
+      `The viewer streams from /api/v1/sse/projects/${id}/stream/ with "Authorization: Bearer <token>".`,
+    ]);
+  } catch (error) {
+    if (error instanceof ApiError && error.code === 'auth_not_configured') {
+      showAuth('bad', [`The server says: ${error.message}`, 'Restart it with a secret to enable the authenticated endpoints:'], 'SSE_AUTH_SECRET=dev-secret npm start');
+    } else {
+      showAuth('bad', [error instanceof ApiError ? `The server says: ${error.message}` : String(error)]);
+    }
+  }
+});
+byId('auth-disconnect').addEventListener('click', () => disconnect(slot('auth')));
+
+// ---- event log ----
+
+byId('log-clear').addEventListener('click', () => log.clear());
+byId<HTMLInputElement>('log-pause').addEventListener('change', (event) => {
+  log.paused = (event.target as HTMLInputElement).checked;
+});
+
+// ---- server health ----
+
+const health = byId('health');
+async function checkHealth(): Promise<void> {
+  try {
+    const h = await getHealth();
+    const broker = h.broker === 'redis' ? 'Redis' : 'embedded broker';
+    health.dataset.state = h.status === 'ok' ? 'ok' : 'down';
+    byId('health-text').textContent =
+      h.status === 'ok' ? `${broker} · ${h.streams ?? 0} stream${h.streams === 1 ? '' : 's'}` : `${broker} unavailable`;
+    health.title = `GET /healthz → ${JSON.stringify(h)}`;
+  } catch {
+    health.dataset.state = 'down';
+    byId('health-text').textContent = 'server unreachable';
+  }
+}
+void checkHealth();
+setInterval(() => {
+  if (document.visibilityState === 'visible') void checkHealth();
+}, HEALTH_EVERY_MS);
+
+// ---- start: both public viewers watch the project right away ----
+
+const first = initialProject();
+projectInput.value = first;
+showProject(first);
+connect(slot('single'), first);
+connect(slot('all'), first);

@@ -1,0 +1,215 @@
+/**
+ * The end-to-end harness: a private redis-server, the real server as a child process (so a test can
+ * SIGKILL it and start it again on the same port), and Debian's Chromium through playwright-core.
+ * Every file builds what it needs in `before()` and tears it down in `after()`.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { freePort } from '../server/test/redis-server.js';
+
+export { startRedis, type TestRedis } from '../server/test/redis-server.js';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/', import.meta.url));
+
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-dev-shm-usage',
+  '--disable-background-networking',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/** Builds demo/dist when it is missing or older than its sources (what `npm start` does). */
+export function buildDemo(): void {
+  const result = spawnSync(process.execPath, ['scripts/build-demo-if-stale.mjs'], { cwd: ROOT, stdio: 'inherit' });
+  if (result.status !== 0) throw new Error(`building the demo failed with exit code ${result.status}`);
+}
+
+export interface ServerProcess {
+  readonly url: string;
+  readonly port: number;
+  /** What the server printed, for failure messages. */
+  output(): string;
+  /** Sends `signal` and resolves once the process exited. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts the server again, on the same port, with the same environment. */
+  restart(): Promise<void>;
+}
+
+export interface ServerOptions {
+  redisUrl: string;
+  /** Extra environment, e.g. `SSE_AUTH_SECRET`. */
+  env?: Record<string, string>;
+}
+
+/** Polls /healthz until it answers 200; fails early if the process exits. */
+async function waitForHealth(url: string, child: ChildProcess, output: () => string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`the server exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${output()}`);
+    }
+    const ok = await fetch(`${url}/healthz`).then(
+      (response) => response.status === 200,
+      () => false,
+    );
+    if (ok) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`the server was not healthy within ${timeoutMs} ms:\n${output()}`);
+}
+
+/** `node --import tsx server/src/main.ts` on a free port, against `redisUrl`. */
+export async function startServer(options: ServerOptions): Promise<ServerProcess> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const env = {
+    ...process.env,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    REDIS_URL: options.redisUrl,
+    // A short retry: keeps reconnects (and so the tests) fast.
+    SSE_RETRY_MS: '250',
+    LOG_LEVEL: 'warn',
+    NODE_ENV: 'test',
+    ...options.env,
+  };
+  let child: ChildProcess;
+  let log = '';
+  const output = () => log.slice(-4000);
+
+  const start = async () => {
+    child = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.on('data', (chunk: Buffer) => (log += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
+    await waitForHealth(url, child, output);
+  };
+
+  const kill = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    const running = child;
+    if (running.exitCode !== null || running.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      running.once('exit', () => resolve());
+      running.kill(signal);
+    });
+  };
+
+  await start();
+  return { url, port, output, kill, restart: start };
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  return chromium.launch({ executablePath: process.env.CHROME_PATH ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
+}
+
+/** One event a viewer dispatched, as recorded in the page. */
+export interface RecordedEvent {
+  /** The viewer's element id. */
+  viewer: string;
+  type: string;
+  detail: Record<string, unknown>;
+}
+
+declare global {
+  interface Window {
+    /** Every DOM event of every `<sse-stream-viewer>` of the page, in order (see {@link recordViewerEvents}). */
+    __viewerEvents: RecordedEvent[];
+  }
+}
+
+const RECORDED_TYPES = ['connected', 'token', 'stage_update', 'progress', 'done', 'error', 'reset', 'disconnected'];
+
+/**
+ * Records every viewer event from the first moment of the page. A capturing listener on the document
+ * sees events dispatched on the elements whether or not they bubble.
+ */
+export async function recordViewerEvents(page: Page): Promise<void> {
+  await page.addInitScript((types: string[]) => {
+    window.__viewerEvents = [];
+    for (const type of types) {
+      document.addEventListener(
+        type,
+        (event) => {
+          const target = event.target as Element | null;
+          if (target?.localName !== 'sse-stream-viewer') return;
+          window.__viewerEvents.push({ viewer: target.id, type, detail: JSON.parse(JSON.stringify((event as CustomEvent).detail ?? {})) });
+        },
+        true,
+      );
+    }
+  }, RECORDED_TYPES);
+}
+
+export interface DemoPage {
+  page: Page;
+  /** Problems the page reported: uncaught exceptions and console errors. */
+  problems: string[];
+}
+
+/** Opens the demo on `project` and waits until both public viewers are connected. */
+export async function openDemo(browser: Browser, baseUrl: string, project: string, viewport = { width: 1280, height: 900 }): Promise<DemoPage> {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+  });
+  await recordViewerEvents(page);
+  await page.goto(`${baseUrl}/sse-demo/?project=${project}`);
+  await page.waitForSelector('#state-single[data-state="open"]');
+  await page.waitForSelector('#state-all[data-state="open"]');
+  return { page, problems };
+}
+
+/** Sets the run controls and presses Run. */
+export async function runFromPage(page: Page, options: { stage: string; speed: number; fail?: boolean }): Promise<void> {
+  await page.selectOption('#run-stage', options.stage);
+  // A range input cannot be typed into: set it as the slider would.
+  await page.$eval(
+    '#speed',
+    (input, speed) => {
+      (input as HTMLInputElement).value = String(speed);
+      input.dispatchEvent(new Event('input', { bubbles: true }));
+    },
+    options.speed,
+  );
+  await page.setChecked('#fail', options.fail ?? false);
+  await page.click('#run');
+}
+
+/** Waits until the viewer `viewer` dispatched an event matching `type` (and `stage`, if given); returns its detail. */
+export async function waitForViewerEvent(page: Page, viewer: string, type: string, stage?: string, timeout = 30_000): Promise<Record<string, unknown>> {
+  const handle = await page.waitForFunction(
+    ({ viewer, type, stage }) =>
+      window.__viewerEvents.find((e) => e.viewer === viewer && e.type === type && (stage === undefined || e.detail.stage === stage))?.detail,
+    { viewer, type, stage },
+    { timeout, polling: 50 },
+  );
+  return (await handle.jsonValue()) as Record<string, unknown>;
+}
+
+export async function viewerEvents(page: Page, viewer: string): Promise<RecordedEvent[]> {
+  return page.evaluate((viewer) => window.__viewerEvents.filter((e) => e.viewer === viewer), viewer);
+}
+
+/** The text a viewer shows for a stage. */
+export async function stageText(page: Page, viewer: string, stage: string): Promise<string> {
+  return (await page.locator(`#${viewer} [data-stage="${stage}"] [part="text"]`).textContent()) ?? '';
+}
+
+export async function counter(page: Page, name: 'events' | 'gaps' | 'duplicates' | 'resumes'): Promise<number> {
+  return Number(await page.textContent(`#counter-${name}`));
+}
+
+export async function screenshot(page: Page, name: string, fullPage = false): Promise<string> {
+  await mkdir(ARTIFACTS, { recursive: true });
+  const path = `${ARTIFACTS}${name}.png`;
+  await page.screenshot({ path, fullPage });
+  return path;
+}
