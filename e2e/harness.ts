@@ -3,6 +3,7 @@
  * SIGKILL it and start it again on the same port), and Debian's Chromium through playwright-core.
  * Every file builds what it needs in `before()` and tears it down in `after()`.
  */
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -119,6 +120,8 @@ declare global {
   interface Window {
     /** Every DOM event of every `<sse-stream-viewer>` of the page, in order (see {@link recordViewerEvents}). */
     __viewerEvents: RecordedEvent[];
+    /** `querySelector` that looks into open shadow roots too, starting at the element with id `hostId`. */
+    __deepQuery: (hostId: string, selector: string) => Element | undefined;
   }
 }
 
@@ -130,6 +133,15 @@ const RECORDED_TYPES = ['connected', 'token', 'stage_update', 'progress', 'done'
  */
 export async function recordViewerEvents(page: Page): Promise<void> {
   await page.addInitScript((types: string[]) => {
+    const all = (root: Document | ShadowRoot | Element, selector: string): Element[] => {
+      const found = [...root.querySelectorAll(selector)];
+      for (const element of root.querySelectorAll('*')) if (element.shadowRoot) found.push(...all(element.shadowRoot, selector));
+      return found;
+    };
+    window.__deepQuery = (hostId, selector) => {
+      const host = document.getElementById(hostId);
+      return host?.shadowRoot ? all(host.shadowRoot, selector)[0] : undefined;
+    };
     window.__viewerEvents = [];
     for (const type of types) {
       document.addEventListener(
@@ -198,9 +210,39 @@ export async function viewerEvents(page: Page, viewer: string): Promise<Recorded
   return page.evaluate((viewer) => window.__viewerEvents.filter((e) => e.viewer === viewer), viewer);
 }
 
+const textOf = (stage: string) => `[data-stage="${stage}"] [part="text"]`;
+
 /** The text a viewer shows for a stage. */
 export async function stageText(page: Page, viewer: string, stage: string): Promise<string> {
-  return (await page.locator(`#${viewer} [data-stage="${stage}"] [part="text"]`).textContent()) ?? '';
+  return page.evaluate(([viewer, selector]) => window.__deepQuery(viewer, selector)?.textContent ?? '', [viewer, textOf(stage)] as const);
+}
+
+/** Waits until the viewer shows exactly `expected` for the stage; fails with the difference otherwise. */
+export async function waitForStageText(page: Page, viewer: string, stage: string, expected: string, timeout = 10_000): Promise<void> {
+  try {
+    await page.waitForFunction(
+      ([viewer, selector, expected]) => window.__deepQuery(viewer, selector)?.textContent === expected,
+      [viewer, textOf(stage), expected] as const,
+      { timeout, polling: 50 },
+    );
+  } catch {
+    assert.equal(await stageText(page, viewer, stage), expected, `the text of ${stage} in #${viewer}`);
+  }
+}
+
+/** Waits until the stage's badge in the viewer is in `state`. */
+export async function waitForStageState(page: Page, viewer: string, stage: string, state: string, timeout = 10_000): Promise<void> {
+  const selector = `[data-stage="${stage}"] [part="badge"]`;
+  try {
+    await page.waitForFunction(
+      ([viewer, selector, state]) => window.__deepQuery(viewer, selector)?.getAttribute('data-state') === state,
+      [viewer, selector, state] as const,
+      { timeout, polling: 50 },
+    );
+  } catch {
+    const actual = await page.evaluate(([viewer, selector]) => window.__deepQuery(viewer, selector)?.getAttribute('data-state'), [viewer, selector] as const);
+    assert.equal(actual, state, `the badge of ${stage} in #${viewer}`);
+  }
 }
 
 export async function counter(page: Page, name: 'events' | 'gaps' | 'duplicates' | 'resumes'): Promise<number> {

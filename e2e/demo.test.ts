@@ -1,0 +1,240 @@
+/**
+ * The demo at /sse-demo in Chromium, against the real server (a child process) and a private
+ * redis-server: worker -> Redis -> server -> browser as one.
+ */
+import assert from 'node:assert/strict';
+import { copyFile, mkdir } from 'node:fs/promises';
+import { after, afterEach, before, describe, it } from 'node:test';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { PIPELINE_STAGES } from '../client/src/messages.js';
+import {
+  ROOT,
+  buildDemo,
+  counter,
+  launchBrowser,
+  openDemo,
+  runFromPage,
+  screenshot,
+  stageText,
+  startRedis,
+  startServer,
+  viewerEvents,
+  waitForStageState,
+  waitForStageText,
+  waitForViewerEvent,
+  type RecordedEvent,
+  type ServerProcess,
+  type TestRedis,
+} from './harness.js';
+
+const SECRET = 'e2e-secret-long-enough-for-hs256-signatures';
+const TEXT_STAGES = ['rewrite', 'storyboard'];
+
+let redis: TestRedis | undefined;
+let server: ServerProcess | undefined;
+let browser: Browser | undefined;
+const contexts: BrowserContext[] = [];
+let projects = 0;
+
+/** A project no other test uses. */
+const project = (name: string) => `e2e-${name}-${++projects}-${process.pid}`;
+
+before(async () => {
+  buildDemo();
+  redis = await startRedis();
+  // With a secret: the authenticated endpoints work, and execute_stage wants a token (the demo mints one).
+  server = await startServer({ redisUrl: redis.url, env: { SSE_AUTH_SECRET: SECRET } });
+  browser = await launchBrowser();
+});
+
+afterEach(async () => {
+  await Promise.all(contexts.splice(0).map((context) => context.close()));
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.kill();
+  await redis?.close();
+});
+
+async function open(name: string, viewport?: { width: number; height: number }): Promise<{ page: Page; problems: string[]; id: string }> {
+  const id = project(name);
+  const demo = await openDemo(browser!, server!.url, id, viewport);
+  contexts.push(demo.page.context());
+  return { ...demo, id };
+}
+
+/** Uncaught exceptions in the page fail the test; console noise does not. */
+function assertNoPageErrors(problems: string[]): void {
+  assert.deepEqual(
+    problems.filter((p) => p.startsWith('pageerror')),
+    [],
+  );
+}
+
+/** The recorded stream messages (not the lifecycle events) of a viewer. */
+function messagesOf(events: RecordedEvent[]): RecordedEvent[] {
+  return events.filter((e) => e.type !== 'connected' && e.type !== 'disconnected');
+}
+
+function assertEachIdOnce(events: RecordedEvent[], viewer: string): void {
+  const ids = messagesOf(events).map((e) => e.detail.id);
+  assert.ok(ids.every((id) => typeof id === 'string'), `every message to #${viewer} has an id`);
+  assert.equal(new Set(ids).size, ids.length, `no id reaches #${viewer} twice`);
+}
+
+describe('the demo page', () => {
+  it('runs a single stage and the viewer shows exactly the done message\'s full_text', async () => {
+    const { page, problems } = await open('single');
+    await runFromPage(page, { stage: 'rewrite', speed: 20 });
+    const done = await waitForViewerEvent(page, 'single-viewer', 'done', 'rewrite');
+    const fullText = String(done.full_text);
+    assert.ok(fullText.length > 100, 'the mock rewrite produced a story');
+    await waitForStageText(page, 'single-viewer', 'rewrite', fullText);
+
+    const events = await viewerEvents(page, 'single-viewer');
+    const tokens = events.filter((e) => e.type === 'token');
+    assert.ok(tokens.length >= 20, `at least 20 tokens, got ${tokens.length}`);
+    assert.equal(tokens.map((t) => t.detail.content).join(''), fullText);
+    assertEachIdOnce(events, 'single-viewer');
+    await page.waitForSelector('#run-status[data-tone="ok"]');
+    assert.equal(await counter(page, 'gaps'), 0);
+    assert.equal(await counter(page, 'duplicates'), 0);
+    assert.ok((await counter(page, 'events')) >= tokens.length);
+    assertNoPageErrors(problems);
+  });
+
+  it('runs the whole pipeline on the all-stages viewer: every stage panel reaches its final state', async () => {
+    const { page, problems } = await open('pipeline');
+    await runFromPage(page, { stage: 'pipeline', speed: 50 });
+    await page.waitForSelector('#run-status[data-tone="ok"]', { timeout: 30_000 });
+    assert.match((await page.textContent('#run-status')) ?? '', /Pipeline completed/);
+
+    for (const stage of PIPELINE_STAGES) {
+      const done = await waitForViewerEvent(page, 'all-viewer', 'done', stage);
+      await waitForStageState(page, 'all-viewer', stage, 'completed');
+      if (TEXT_STAGES.includes(stage)) await waitForStageText(page, 'all-viewer', stage, String(done.full_text));
+    }
+    // Stages started one after another: each began only after the previous one was done.
+    const events = await viewerEvents(page, 'all-viewer');
+    const firstOf = (stage: string) => events.findIndex((e) => e.detail.stage === stage);
+    const doneOf = (stage: string) => events.findIndex((e) => e.type === 'done' && e.detail.stage === stage);
+    for (const [index, stage] of PIPELINE_STAGES.entries()) {
+      if (index > 0) assert.ok(firstOf(stage) > doneOf(PIPELINE_STAGES[index - 1]!), `${stage} started after the previous stage's done`);
+    }
+    const progress = events.filter((e) => e.type === 'progress' && e.detail.stage === 'image_generation');
+    assert.ok(progress.length >= 2, 'image_generation sent a progress message per item');
+    assertEachIdOnce(events, 'all-viewer');
+    assert.equal(await counter(page, 'gaps'), 0);
+    assert.equal(await counter(page, 'duplicates'), 0);
+    assertNoPageErrors(problems);
+  });
+
+  it('shows the error state when a failure is injected', async () => {
+    const { page, problems } = await open('failure');
+    await runFromPage(page, { stage: 'storyboard', speed: 30, fail: true });
+    const error = await waitForViewerEvent(page, 'all-viewer', 'error', 'storyboard');
+    assert.match(String(error.error), /Simulated failure/);
+    await waitForStageState(page, 'all-viewer', 'storyboard', 'failed');
+    await page.waitForSelector('#run-status[data-tone="bad"]');
+    assert.match((await page.textContent('#run-status')) ?? '', /storyboard failed/);
+    // The failed stage is marked in the page's event log too.
+    await page.waitForSelector('#event-log-body tr[data-type="error"]');
+    assertNoPageErrors(problems);
+  });
+
+  it('shows two pages watching the same project the same events in the same order', async () => {
+    const first = await open('pair');
+    const second = await openDemo(browser!, server!.url, first.id);
+    contexts.push(second.page.context());
+    await runFromPage(first.page, { stage: 'pipeline', speed: 50 });
+    await waitForViewerEvent(first.page, 'all-viewer', 'done', 'video_generation', 30_000);
+    await waitForViewerEvent(second.page, 'all-viewer', 'done', 'video_generation', 30_000);
+
+    const sequence = async (page: Page, viewer: string) =>
+      messagesOf(await viewerEvents(page, viewer)).map((e) => `${e.type} ${String(e.detail.stage)} ${String(e.detail.id)}`);
+    const seen = await sequence(first.page, 'all-viewer');
+    assert.ok(seen.length > 20);
+    assert.deepEqual(await sequence(second.page, 'all-viewer'), seen);
+    assert.deepEqual(await sequence(second.page, 'single-viewer'), await sequence(first.page, 'single-viewer'));
+    assertNoPageErrors(first.problems);
+    assertNoPageErrors(second.problems);
+  });
+
+  it('resumes after "Cut the connection" mid-stream with 0 gaps and 0 duplicates; saves screenshots', async () => {
+    // Tall enough to show the controls, the counters and both viewers.
+    const { page, problems } = await open('cut', { width: 1280, height: 1400 });
+    await runFromPage(page, { stage: 'pipeline', speed: 2 });
+    // Mid-stream: the rewrite is done and the storyboard is streaming.
+    await page.waitForFunction(
+      () => window.__viewerEvents.filter((e) => e.viewer === 'all-viewer' && e.type === 'token' && e.detail.stage === 'storyboard').length >= 10,
+      undefined,
+      { timeout: 20_000, polling: 20 },
+    );
+    await page.click('#cut');
+    await page.waitForSelector('#cut-status[data-tone="ok"]');
+    // Both public viewers come back with Last-Event-ID.
+    await page.waitForFunction(() => Number(document.getElementById('counter-resumes')?.textContent) >= 2, undefined, { timeout: 15_000, polling: 50 });
+    await screenshot(page, 'demo-mid-stream');
+
+    await page.waitForSelector('#run-status[data-tone="ok"]', { timeout: 40_000 });
+    const events = await viewerEvents(page, 'all-viewer');
+    const resumedAt = events.findIndex((e) => e.type === 'connected' && e.detail.resumed === true);
+    assert.ok(resumedAt > 0, 'the all-stages viewer resumed');
+    assert.ok(
+      events.slice(resumedAt).some((e) => e.type === 'token' && e.detail.stage === 'storyboard'),
+      'the storyboard was still streaming after the cut',
+    );
+    for (const stage of TEXT_STAGES) {
+      const done = await waitForViewerEvent(page, 'all-viewer', 'done', stage);
+      await waitForStageText(page, 'all-viewer', stage, String(done.full_text));
+      const tokens = events.filter((e) => e.type === 'token' && e.detail.stage === stage);
+      assert.equal(tokens.map((t) => t.detail.content).join(''), done.full_text, `every ${stage} token arrived once, in order`);
+    }
+    assertEachIdOnce(events, 'all-viewer');
+    assertEachIdOnce(await viewerEvents(page, 'single-viewer'), 'single-viewer');
+    assert.equal(await counter(page, 'gaps'), 0);
+    assert.equal(await counter(page, 'duplicates'), 0);
+    assert.ok((await counter(page, 'resumes')) >= 2);
+    for (const stage of PIPELINE_STAGES) await waitForStageState(page, 'all-viewer', stage, 'completed');
+
+    // The finished page, from the top, for the README.
+    await page.evaluate(() => window.scrollTo(0, 0));
+    const finished = await screenshot(page, 'demo-finished');
+    await mkdir(`${ROOT}docs`, { recursive: true });
+    await copyFile(finished, `${ROOT}docs/screenshot.png`);
+    await screenshot(page, 'demo-finished-full-page', true);
+    assertNoPageErrors(problems);
+  });
+
+  it('streams the authenticated endpoint with a development token', async () => {
+    const { page, problems, id } = await open('auth');
+    await page.click('#auth-connect');
+    await page.waitForSelector('#state-auth[data-state="open"]');
+    assert.match((await page.textContent('#auth-status')) ?? '', new RegExp(`Token for project "${id}"`));
+    await runFromPage(page, { stage: 'rewrite', speed: 20 });
+    const done = await waitForViewerEvent(page, 'auth-viewer', 'done', 'rewrite');
+    await waitForStageText(page, 'auth-viewer', 'rewrite', String(done.full_text));
+    assertNoPageErrors(problems);
+  });
+
+  it('fits a narrow screen in dark mode without horizontal scrolling', async () => {
+    const context = await browser!.newContext({ viewport: { width: 390, height: 844 }, colorScheme: 'dark', deviceScaleFactor: 2 });
+    contexts.push(context);
+    const page = await context.newPage();
+    await page.goto(`${server!.url}/sse-demo/?project=${project('narrow')}`);
+    await page.waitForSelector('#state-all[data-state="open"]');
+    await page.waitForSelector('#health[data-state="ok"]');
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.equal(overflow, 0, 'no horizontal scrollbar at 390 px');
+    const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.notEqual(background, 'rgb(255, 255, 255)', 'dark mode has a dark background');
+    await screenshot(page, 'demo-narrow-dark', true);
+  });
+
+  it('shows the broker in the header', async () => {
+    const { page } = await open('health');
+    await page.waitForSelector('#health[data-state="ok"]');
+    assert.match((await page.textContent('#health-text')) ?? '', /Redis/);
+  });
+});
