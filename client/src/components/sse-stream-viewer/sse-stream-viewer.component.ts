@@ -1,0 +1,346 @@
+import { LitElement, html, nothing, type PropertyValues, type TemplateResult } from 'lit';
+import { property } from 'lit/decorators.js';
+import { ref } from 'lit/directives/ref.js';
+import { repeat } from 'lit/directives/repeat.js';
+import { classMap } from 'lit/directives/class-map.js';
+import { styleMap } from 'lit/directives/style-map.js';
+import { labelsFor, type ViewerLabels } from '../../labels.js';
+import { StageStatus, type ConnectedMessage, type DoneMessage, type ErrorMessage, type ProgressMessage, type StageUpdateMessage, type TokenMessage } from '../../messages.js';
+import { ConnectionState, DisconnectReason, type DisconnectedEvent, type TokenSource } from '../../sse-client.js';
+import type { StageView } from '../../stage-store.js';
+import { StreamController, type LogEntry } from '../../stream-controller.js';
+import styles from './sse-stream-viewer.styles.js';
+
+/** The DOM events of `<sse-stream-viewer>`: one per message, `detail` being the message. */
+export interface SseStreamViewerEventMap {
+  connected: CustomEvent<ConnectedMessage>;
+  token: CustomEvent<TokenMessage>;
+  stage_update: CustomEvent<StageUpdateMessage>;
+  progress: CustomEvent<ProgressMessage>;
+  done: CustomEvent<DoneMessage>;
+  /** The task failed (not a connection problem: see `disconnected`). */
+  error: CustomEvent<ErrorMessage>;
+  disconnected: CustomEvent<DisconnectedEvent>;
+}
+
+type ViewerListener<K extends keyof SseStreamViewerEventMap> = (this: SseStreamViewer, event: SseStreamViewerEventMap[K]) => unknown;
+type ElementListener<K extends keyof HTMLElementEventMap> = (this: SseStreamViewer, event: HTMLElementEventMap[K]) => unknown;
+
+/** Finds the language in effect for `element`: the closest `lang`, crossing shadow roots, else the document's. */
+function langOf(element: Element): string {
+  for (let node: Node | null = element; node; node = node.parentNode ?? (node instanceof ShadowRoot ? node.host : null)) {
+    if (node instanceof Element && node.hasAttribute('lang')) return node.getAttribute('lang') ?? '';
+  }
+  return document.documentElement.lang;
+}
+
+function emptyStage(name: string): StageView {
+  return { name, status: undefined, message: '', stageProgress: undefined, progress: undefined, done: undefined, error: undefined, text: '' };
+}
+
+function formatValue(value: unknown): string {
+  if (typeof value === 'number') return value.toLocaleString();
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+function clock(time: number): string {
+  return new Date(time).toTimeString().slice(0, 8);
+}
+
+/**
+ * @summary Shows a long AI job live: one stage (`stage-name`) or every stage of a project, streamed over Server-Sent Events.
+ * @tag sse-stream-viewer
+ *
+ * @description
+ * Connects with `connect()` or the `auto-connect` attribute; disconnects with `disconnect()` or when removed from the page,
+ * and reconnects when `project-id`, `stage-name`, `base-url` or whether a `token` is set change. Inside an
+ * `<sse-stream-provider>` it uses the provider's one shared connection (filtered by its `stage-name`) instead of its own.
+ * Resilience (backoff, `Last-Event-ID` resume, heartbeat watchdog, offline handling) comes from `SSEClient`.
+ *
+ * Stable hooks for tests and styling, inside the open shadow root:
+ * - `[part="badge"]` — the connection badge; `data-state` is `connecting`, `open`, `reconnecting`, `offline` or `closed`.
+ * - `[data-stage="<name>"]` — one `section[part="stage"]` per stage, in pipeline order; `data-status` is the stage status.
+ * - `[data-stage="<name>"] [part="text"]` — the streamed text; its `textContent` is exactly the text so far
+ *   (the cursor is a CSS pseudo-element). Text is written once per animation frame.
+ * - `[data-stage="<name>"] [part="status"]` — the status chip, with `data-status`.
+ * - `[data-stage="<name>"] [role="progressbar"]` — `aria-valuenow` 0-100; `[part="progress-label"]` shows `current / total · item`.
+ * - `[data-stage="<name>"] [part="done"]`, `[part="metadata"]`, `[part="error"]`, `[part="retry-count"]`.
+ * - `[part="retry-button"]`, `[part="connect-button"]`, `[part="disconnect-button"]`, `[part="logs"]`.
+ *
+ * @event {CustomEvent<ConnectedMessage>} connected - The server confirmed the subscription (also after each reconnect).
+ * @event {CustomEvent<TokenMessage>} token - A piece of generated text.
+ * @event {CustomEvent<StageUpdateMessage>} stage_update - A stage changed status or progress.
+ * @event {CustomEvent<ProgressMessage>} progress - An item of a stage finished (`current` of `total`).
+ * @event {CustomEvent<DoneMessage>} done - A stage finished, with its full text and metadata.
+ * @event {CustomEvent<ErrorMessage>} error - A stage failed. Not a connection problem: those are `disconnected`.
+ * @event {CustomEvent<DisconnectedEvent>} disconnected - The connection ended; `detail.willReconnect` says whether it retries.
+ *
+ * @csspart base - The wrapper of everything.
+ * @csspart header - The row with the badge and the buttons.
+ * @csspart badge - The connection badge (has `data-state`).
+ * @csspart retry-button - "Retry now", while reconnecting or after a failure.
+ * @csspart connect-button - Shown when not `auto-connect` and not connected.
+ * @csspart disconnect-button - Shown when not `auto-connect` and connected or trying.
+ * @csspart notice - Why the connection closed, or why it could not start.
+ * @csspart empty - The placeholder before the first stage of an all-stages viewer.
+ * @csspart stage - One stage's panel (has `data-stage` and `data-status`).
+ * @csspart stage-title - The stage's name.
+ * @csspart status - The stage's status chip (has `data-status`).
+ * @csspart message - The latest `stage_update` message.
+ * @csspart progress - The progress row.
+ * @csspart progress-bar - The progress bar track (`role="progressbar"`).
+ * @csspart progress-label - `current / total · item_name`.
+ * @csspart text - The streamed text (`role="log"`); gets the `streaming` class and a blinking cursor while the stage runs.
+ * @csspart done - The summary after `done`.
+ * @csspart metadata - The `done` metadata list.
+ * @csspart error - The task error (`role="alert"`).
+ * @csspart retry-count - The error's `retry_count`.
+ * @csspart logs - The event log (`show-logs`).
+ * @csspart log-list - The list inside the event log.
+ *
+ * @cssprop [--sse-viewer-font=14px/1.5 system-ui] - Font of the element.
+ * @cssprop [--sse-viewer-text-font=inherit] - Font of the streamed text.
+ * @cssprop [--sse-viewer-bg=#ffffff] - Background (dark scheme: #0d1117).
+ * @cssprop [--sse-viewer-fg=#1f2328] - Text color (dark scheme: #e6edf3).
+ * @cssprop [--sse-viewer-muted=#59636e] - Secondary text.
+ * @cssprop [--sse-viewer-border=#d1d9e0] - Borders.
+ * @cssprop [--sse-viewer-panel-bg=#f6f8fa] - Background of stage panels and buttons.
+ * @cssprop [--sse-viewer-accent=#0969da] - Progress fill, cursor and focus ring.
+ * @cssprop [--sse-viewer-track=#d1d9e0] - Progress track.
+ * @cssprop --sse-viewer-success-bg - Live badge, completed chip and done summary background; `--sse-viewer-success-fg` their text.
+ * @cssprop --sse-viewer-success-fg - Text on success backgrounds.
+ * @cssprop --sse-viewer-warning-bg - Connecting/reconnecting badge and processing chip background.
+ * @cssprop --sse-viewer-warning-fg - Text on warning backgrounds.
+ * @cssprop --sse-viewer-danger-bg - Failed chip and error background.
+ * @cssprop --sse-viewer-danger-fg - Text on danger backgrounds.
+ * @cssprop --sse-viewer-neutral-bg - Closed/offline badge and pending chip background.
+ * @cssprop --sse-viewer-neutral-fg - Text on neutral backgrounds.
+ * @cssprop [--sse-viewer-radius=8px] - Corner radius.
+ * @cssprop [--sse-viewer-text-max-height=24em] - Height after which the text scrolls (it follows the end while scrolled to the bottom).
+ * @cssprop [--sse-viewer-log-max-height=12em] - Height after which the event log scrolls.
+ */
+export class SseStreamViewer extends LitElement {
+  static override styles = styles;
+
+  /** The project to watch. Required unless inside an `<sse-stream-provider>`. Default `''`. */
+  @property({ attribute: 'project-id', reflect: true }) projectId = '';
+
+  /** The stage to watch; empty means every stage of the project. Default `''`. */
+  @property({ attribute: 'stage-name', reflect: true }) stageName = '';
+
+  /** Origin (and path prefix) of the server; empty means this page's origin. Default `''`. */
+  @property({ attribute: 'base-url' }) baseUrl = '';
+
+  /** Connect as soon as the element is in the page (and has a `project-id`). Default false. */
+  @property({ attribute: 'auto-connect', type: Boolean }) autoConnect = false;
+
+  /** Show the event log under the stages. Default false. */
+  @property({ attribute: 'show-logs', type: Boolean }) showLogs = false;
+
+  /** Lines kept in the event log; older ones are dropped. Default 200. */
+  @property({ attribute: 'max-log-entries', type: Number }) maxLogEntries = 200;
+
+  /**
+   * Bearer token for the authenticated endpoints, or a function returning one (asked before every connection
+   * attempt, so expiring tokens can be refreshed). Setting it switches to the `.../stream/` endpoints. Default none.
+   */
+  @property({ attribute: false }) token: TokenSource | undefined = undefined;
+
+  /** Overrides of the built-in labels (English or Chinese, picked from `lang`). Default none. */
+  @property({ attribute: false }) labels: Partial<ViewerLabels> | undefined = undefined;
+
+  readonly #stream = new StreamController(this);
+  readonly #textRefs = new Map<string, (element: Element | undefined) => void>();
+
+  /** The connection state as shown by the badge. */
+  get connectionState(): ConnectionState {
+    return this.#stream.state;
+  }
+
+  /** Connects now (or retries at once if the connection failed or waits to retry). */
+  connect(): void {
+    this.#stream.connect();
+  }
+
+  /** Disconnects and stays disconnected until `connect()` (even with `auto-connect`). */
+  disconnect(): void {
+    this.#stream.disconnect();
+  }
+
+  /** Resolves once the streamed text received so far is in the DOM (text is written once per animation frame). */
+  async textUpdateComplete(): Promise<void> {
+    await this.updateComplete;
+    await this.#stream.text.flushed();
+  }
+
+  override addEventListener<K extends keyof SseStreamViewerEventMap>(type: K, listener: ViewerListener<K>, options?: boolean | AddEventListenerOptions): void;
+  override addEventListener<K extends keyof HTMLElementEventMap>(type: K, listener: ElementListener<K>, options?: boolean | AddEventListenerOptions): void;
+  override addEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: boolean | AddEventListenerOptions): void;
+  override addEventListener(type: string, listener: unknown, options?: boolean | AddEventListenerOptions): void {
+    super.addEventListener(type, listener as EventListenerOrEventListenerObject, options);
+  }
+
+  override removeEventListener<K extends keyof SseStreamViewerEventMap>(type: K, listener: ViewerListener<K>, options?: boolean | EventListenerOptions): void;
+  override removeEventListener<K extends keyof HTMLElementEventMap>(type: K, listener: ElementListener<K>, options?: boolean | EventListenerOptions): void;
+  override removeEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: boolean | EventListenerOptions): void;
+  override removeEventListener(type: string, listener: unknown, options?: boolean | EventListenerOptions): void {
+    super.removeEventListener(type, listener as EventListenerOrEventListenerObject, options);
+  }
+
+  protected override render(): TemplateResult {
+    const labels = { ...labelsFor(langOf(this)), ...this.labels };
+    const store = this.#stream.store;
+    const stages = this.stageName ? [store.get(this.stageName) ?? emptyStage(this.stageName)] : store.list();
+    const notice = this.#notice(labels);
+    return html`
+      <div part="base" class="viewer">
+        <div part="header" class="header">${this.#renderBadge(labels)} ${this.#renderControls(labels)}</div>
+        ${notice ? html`<p part="notice" class="notice">${notice}</p>` : nothing}
+        ${stages.length
+          ? repeat(stages, (stage) => stage.name, (stage) => this.#renderStage(stage, labels))
+          : html`<p part="empty" class="empty">${labels.waiting}</p>`}
+        ${this.showLogs ? this.#renderLogs(labels) : nothing}
+      </div>
+    `;
+  }
+
+  protected override updated(changed: PropertyValues<this>): void {
+    super.updated(changed);
+    if (this.showLogs) this.#stream.logsRendered();
+  }
+
+  #notice(labels: ViewerLabels): string {
+    const stream = this.#stream;
+    if (stream.configError) return stream.configError;
+    if (stream.state === ConnectionState.closed && stream.lastDisconnect) return labels.disconnected(stream.lastDisconnect);
+    return '';
+  }
+
+  #renderBadge(labels: ViewerLabels): TemplateResult {
+    const { state } = this.#stream;
+    const seconds = this.#stream.retryInSeconds;
+    const text = state === ConnectionState.reconnecting && seconds !== undefined ? labels.reconnectingIn(seconds) : labels.state[state];
+    return html`<span part="badge" class="badge" data-state=${state} role="status">${text}</span>`;
+  }
+
+  #renderControls(labels: ViewerLabels): TemplateResult | typeof nothing {
+    const { state, lastDisconnect } = this.#stream;
+    const failed =
+      state === ConnectionState.closed &&
+      lastDisconnect !== undefined &&
+      lastDisconnect.reason !== DisconnectReason.disconnect &&
+      lastDisconnect.reason !== DisconnectReason.done;
+    const showConnect = !this.autoConnect && state === ConnectionState.closed;
+    const showRetry = !showConnect && (state === ConnectionState.reconnecting || state === ConnectionState.offline || failed);
+    return html`
+      ${showRetry ? html`<button part="retry-button" type="button" @click=${() => this.connect()}>${labels.retry}</button>` : nothing}
+      ${showConnect ? html`<button part="connect-button" type="button" @click=${() => this.connect()}>${labels.connect}</button>` : nothing}
+      ${!this.autoConnect && !showConnect
+        ? html`<button part="disconnect-button" type="button" @click=${() => this.disconnect()}>${labels.disconnect}</button>`
+        : nothing}
+    `;
+  }
+
+  #renderStage(stage: StageView, labels: ViewerLabels): TemplateResult {
+    const status = stage.status ?? StageStatus.pending;
+    const streaming = status === StageStatus.processing && !stage.done && !stage.error;
+    return html`
+      <section part="stage" class="stage" data-stage=${stage.name} data-status=${status} aria-label=${labels.stage(stage.name)}>
+        <div class="stage-header">
+          <h3 part="stage-title" class="stage-title">${labels.stage(stage.name)}</h3>
+          <span part="status" class="status" data-status=${status}>${labels.status[status] ?? status}</span>
+        </div>
+        ${stage.message ? html`<p part="message" class="message">${stage.message}</p>` : nothing}
+        ${this.#renderProgress(stage, labels)}
+        <div
+          part="text"
+          class=${classMap({ text: true, streaming })}
+          role="log"
+          tabindex="0"
+          aria-label=${labels.output(stage.name)}
+          ${ref(this.#textRef(stage.name))}
+        ></div>
+        ${stage.done ? this.#renderDone(stage.done, labels) : nothing}
+        ${stage.error
+          ? html`<div part="error" class="error" role="alert">
+              <strong>${labels.error}:</strong> ${stage.error.error}
+              <span part="retry-count">(${labels.retryCount(stage.error.retry_count ?? 0)})</span>
+            </div>`
+          : nothing}
+      </section>
+    `;
+  }
+
+  #renderProgress(stage: StageView, labels: ViewerLabels): TemplateResult | typeof nothing {
+    const raw = stage.progress?.progress ?? stage.stageProgress;
+    if (typeof raw !== 'number' || Number.isNaN(raw)) return nothing;
+    const value = Math.round(Math.min(100, Math.max(0, raw)));
+    const items = stage.progress ? labels.items(stage.progress.current, stage.progress.total) : '';
+    const label = [items, stage.progress?.item_name].filter(Boolean).join(' · ');
+    return html`
+      <div part="progress" class="progress">
+        <div
+          part="progress-bar"
+          class="track"
+          role="progressbar"
+          aria-label=${labels.progress(stage.name)}
+          aria-valuemin="0"
+          aria-valuemax="100"
+          aria-valuenow=${value}
+          aria-valuetext=${label ? `${value}% · ${label}` : `${value}%`}
+        >
+          <div class="fill" style=${styleMap({ width: `${value}%` })}></div>
+        </div>
+        ${label ? html`<span part="progress-label" class="progress-label">${label}</span>` : nothing}
+      </div>
+    `;
+  }
+
+  #renderDone(done: DoneMessage, labels: ViewerLabels): TemplateResult {
+    const metadata = Object.entries(done.metadata ?? {});
+    return html`
+      <div part="done" class="done">
+        <strong>✓ ${labels.done}</strong>
+        ${metadata.length
+          ? html`<dl part="metadata" class="metadata">
+              ${metadata.map(([key, value]) => html`<dt>${labels.metadataKey(key)}</dt><dd data-key=${key}>${formatValue(value)}</dd>`)}
+            </dl>`
+          : nothing}
+      </div>
+    `;
+  }
+
+  #renderLogs(labels: ViewerLabels): TemplateResult {
+    const entries: LogEntry[] = this.#stream.logs;
+    return html`
+      <details part="logs" class="logs" open>
+        <summary>${labels.logs} (${entries.length})</summary>
+        <ol part="log-list" class="log-list" tabindex="0" aria-label=${labels.logs}>
+          ${repeat(
+            entries,
+            (entry) => entry.id,
+            (entry) =>
+              html`<li data-type=${entry.type}>
+                <time>${clock(entry.time)}</time> <b>${entry.type}</b>${entry.stage ? ` [${entry.stage}]` : ''}${entry.count > 1
+                  ? ` ×${entry.count}`
+                  : ''}${entry.text ? ` ${entry.text}` : ''}
+              </li>`,
+          )}
+        </ol>
+      </details>
+    `;
+  }
+
+  /** One stable ref callback per stage, so Lit binds each text element once. */
+  #textRef(stage: string): (element: Element | undefined) => void {
+    let callback = this.#textRefs.get(stage);
+    if (!callback) {
+      callback = (element) => {
+        const text = this.#stream.store.get(stage)?.text ?? '';
+        this.#stream.text.attach(stage, element as HTMLElement | undefined, text);
+      };
+      this.#textRefs.set(stage, callback);
+    }
+    return callback;
+  }
+}

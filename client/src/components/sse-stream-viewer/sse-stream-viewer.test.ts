@@ -1,0 +1,358 @@
+import { expect, fixture, html, oneEvent } from '@open-wc/testing';
+import '../../define.js';
+import type { SseStreamViewer } from './sse-stream-viewer.component.js';
+import { ScriptedServer, errorResponse, startWorker, worker } from '../../../test/sse-server.js';
+import { connected, done, failure, progress, reset, stageUpdate, token } from '../../../test/fixtures.js';
+
+let server: ScriptedServer;
+
+function part(viewer: SseStreamViewer, selector: string): HTMLElement {
+  const found = viewer.shadowRoot!.querySelector<HTMLElement>(selector);
+  if (!found) throw new Error(`no ${selector} in the viewer`);
+  return found;
+}
+
+/** The documented hook for a stage's text. */
+function textOf(viewer: SseStreamViewer, stage: string): string {
+  return part(viewer, `[data-stage="${stage}"] [part="text"]`).textContent ?? '';
+}
+
+function stageOrder(viewer: SseStreamViewer): string[] {
+  return [...viewer.shadowRoot!.querySelectorAll<HTMLElement>('[part="stage"]')].map((panel) => panel.dataset['stage'] ?? '');
+}
+
+/** Streams `text` as one token per character, the way the worker does, ids `${start + i}-0`. */
+function tokens(stage: string, text: string, start = 1, before = ''): Array<[ReturnType<typeof token>, string]> {
+  return [...text].map((char, i) => [token(stage, before + text.slice(0, i + 1), char, `${start + i}-0`), `${start + i}-0`]);
+}
+
+before(startWorker);
+beforeEach(() => {
+  server = new ScriptedServer();
+  worker.use(server.handler());
+});
+afterEach(() => {
+  worker.resetHandlers();
+  server.closeAll();
+});
+
+describe('<sse-stream-viewer>', () => {
+  it('shows a stage live: status, streamed text, progress and the done summary', async () => {
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" stage-name="rewrite" auto-connect></sse-stream-viewer>`);
+    const stream = await server.nextStream();
+    expect(new URL(stream.request.url).pathname).to.equal('/api/v1/sse/projects/1/stages/rewrite/');
+
+    stream.event('connected', connected());
+    await oneEvent(viewer, 'connected');
+    await viewer.updateComplete;
+    expect(part(viewer, '[part="badge"]').dataset['state']).to.equal('open');
+    expect(part(viewer, '[part="badge"]').textContent).to.equal('Live');
+
+    stream.event('stage_update', stageUpdate('rewrite', 'processing', 10, 'Rewriting the story'), '1-0');
+    for (const [message, id] of tokens('rewrite', 'Once upon a time', 2)) stream.event('token', message, id);
+    await viewer.textUpdateComplete();
+    const last = oneEvent(viewer, 'done');
+    stream.event('stage_update', stageUpdate('rewrite', 'completed', 100, 'Rewrite finished'), '30-0');
+    stream.event('done', done('rewrite', 'Once upon a time', { tokens_used: 1234, latency_ms: 850 }), '31-0');
+    await last;
+    await viewer.textUpdateComplete();
+
+    expect(textOf(viewer, 'rewrite')).to.equal('Once upon a time');
+    expect(part(viewer, '[data-stage="rewrite"]').dataset['status']).to.equal('completed');
+    expect(part(viewer, '[data-stage="rewrite"] [part="status"]').textContent).to.equal('Completed');
+    expect(part(viewer, '[data-stage="rewrite"] [part="message"]').textContent).to.equal('Rewrite finished');
+    expect(part(viewer, '[data-stage="rewrite"] [role="progressbar"]').getAttribute('aria-valuenow')).to.equal('100');
+    expect(part(viewer, '[data-stage="rewrite"] [part="text"]').classList.contains('streaming')).to.equal(false);
+    expect(part(viewer, '[part="metadata"] [data-key="tokens_used"]').textContent).to.equal((1234).toLocaleString());
+  });
+
+  it('shows the streaming cursor only while the stage runs', async () => {
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" stage-name="rewrite" auto-connect></sse-stream-viewer>`);
+    const stream = await server.nextStream();
+    const arrived = oneEvent(viewer, 'token');
+    stream.event('token', token('rewrite', 'A', 'A'), '1-0');
+    await arrived;
+    await viewer.textUpdateComplete();
+    const text = part(viewer, '[data-stage="rewrite"] [part="text"]');
+    expect(text.classList.contains('streaming')).to.equal(true);
+    expect(getComputedStyle(text, '::after').content).to.equal('"▍"');
+    expect(text.textContent, 'the cursor is not part of the text').to.equal('A');
+  });
+
+  it('dispatches one DOM event per message, with the message as detail, that does not bubble out', async () => {
+    const wrapper = await fixture<HTMLDivElement>(html`<div><sse-stream-viewer project-id="1" stage-name="rewrite" auto-connect></sse-stream-viewer></div>`);
+    const viewer = wrapper.querySelector('sse-stream-viewer')!;
+    const seen: string[] = [];
+    const leaked: string[] = [];
+    for (const type of ['connected', 'token', 'stage_update', 'progress', 'done', 'error'] as const) {
+      viewer.addEventListener(type, (event) => seen.push(`${type}:${(event.detail as { type: string }).type}`));
+      wrapper.addEventListener(type, () => leaked.push(type));
+    }
+    const stream = await server.nextStream();
+    const lastOne = oneEvent(viewer, 'error');
+    stream
+      .event('connected', connected())
+      .event('stage_update', stageUpdate('rewrite', 'processing', 0, ''), '1-0')
+      .event('token', token('rewrite', 'a', 'a'), '2-0')
+      .event('progress', progress('rewrite', 1, 2, 'part 1'), '3-0')
+      .event('done', done('rewrite', 'a'), '4-0')
+      .event('error', failure('rewrite', 'model overloaded', 2), '5-0');
+    const error = await lastOne;
+
+    expect(error.detail).to.deep.equal(failure('rewrite', 'model overloaded', 2));
+    expect(seen).to.deep.equal(['connected:connected', 'stage_update:stage_update', 'token:token', 'progress:progress', 'done:done', 'error:error']);
+    expect(leaked).to.deep.equal([]);
+  });
+
+  it('shows every stage in pipeline order, unknown stages last', async () => {
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" auto-connect></sse-stream-viewer>`);
+    const stream = await server.nextStream();
+    expect(new URL(stream.request.url).pathname).to.equal('/api/v1/sse/projects/1/');
+    expect(part(viewer, '[part="empty"]').textContent).to.equal('Waiting for the first stage…');
+
+    const last = oneEvent(viewer, 'token');
+    stream
+      .event('connected', connected(null))
+      .event('stage_update', stageUpdate('video_generation', 'processing', 0, 'Rendering'), '1-0')
+      .event('stage_update', stageUpdate('thumbnails', 'pending', 0, ''), '2-0')
+      .event('progress', progress('image_generation', 3, 8, 'scene_3.png'), '3-0')
+      .event('token', token('rewrite', 'Hi', 'Hi'), '4-0');
+    await last;
+    await viewer.textUpdateComplete();
+
+    expect(stageOrder(viewer)).to.deep.equal(['rewrite', 'image_generation', 'video_generation', 'thumbnails']);
+    const bar = part(viewer, '[data-stage="image_generation"] [role="progressbar"]');
+    expect(bar.getAttribute('aria-valuenow')).to.equal('38');
+    expect(bar.getAttribute('aria-valuemin')).to.equal('0');
+    expect(bar.getAttribute('aria-valuemax')).to.equal('100');
+    expect(part(viewer, '[data-stage="image_generation"] [part="progress-label"]').textContent).to.equal('3 / 8 · scene_3.png');
+    expect(textOf(viewer, 'rewrite')).to.equal('Hi');
+  });
+
+  it('shows a task error with its retry count', async () => {
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" stage-name="storyboard" auto-connect></sse-stream-viewer>`);
+    const stream = await server.nextStream();
+    const failed = oneEvent(viewer, 'error');
+    stream.event('error', failure('storyboard', 'Model overloaded', 3), '1-0');
+    await failed;
+    await viewer.updateComplete;
+
+    expect(part(viewer, '[data-stage="storyboard"]').dataset['status']).to.equal('failed');
+    expect(part(viewer, '[part="error"]').getAttribute('role')).to.equal('alert');
+    expect(part(viewer, '[part="error"]').textContent).to.contain('Model overloaded');
+    expect(part(viewer, '[part="retry-count"]').textContent).to.equal('(3 retries)');
+    expect(viewer.connectionState, 'a task error is not a connection error').to.equal('open');
+  });
+
+  it('redraws its state from a reset event', async () => {
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" auto-connect></sse-stream-viewer>`);
+    const stream = await server.nextStream();
+    const typed = oneEvent(viewer, 'token');
+    stream.event('token', token('rewrite', 'stale text', 'stale text'), '1-0').event('error', failure('storyboard', 'old failure', 1), '2-0');
+    await typed;
+    await viewer.textUpdateComplete();
+
+    const redrawn = new Promise<void>((resolve) => viewer.addEventListener('stage_update', () => resolve(), { once: true }));
+    stream.write(
+      `id: 90-0\nevent: reset\ndata: ${JSON.stringify(
+        reset({
+          rewrite: {
+            stage_update: stageUpdate('rewrite', 'completed', 100, 'Rewrite finished'),
+            token: token('rewrite', 'The whole new text', '.'),
+            done: { ...done('rewrite', 'The whole new text.'), timestamp: 1_732_670_001 },
+          },
+          image_generation: { progress: progress('image_generation', 2, 4, 'scene_2.png') },
+        }),
+      )}\n\n`,
+    );
+    stream.event('stage_update', stageUpdate('video_generation', 'pending', 0, ''), '91-0');
+    await redrawn;
+    await viewer.textUpdateComplete();
+
+    expect(textOf(viewer, 'rewrite')).to.equal('The whole new text.');
+    expect(part(viewer, '[data-stage="rewrite"]').dataset['status']).to.equal('completed');
+    expect(stageOrder(viewer), 'storyboard is not in the log any more').to.deep.equal(['rewrite', 'image_generation', 'video_generation']);
+    expect(part(viewer, '[data-stage="image_generation"] [role="progressbar"]').getAttribute('aria-valuenow')).to.equal('50');
+  });
+
+  it('keeps the text whole through a dropped connection, resuming with Last-Event-ID', async () => {
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" stage-name="rewrite" auto-connect></sse-stream-viewer>`);
+    const first = await server.nextStream();
+    const story = 'It was a dark and stormy night';
+    first.write('retry: 20\n\n').event('connected', connected());
+    const parts = tokens('rewrite', story);
+    for (const [message, id] of parts.slice(0, 10)) first.event('token', message, id);
+    await new Promise<void>((resolve) => viewer.addEventListener('token', (event) => event.detail.id === '10-0' && resolve()));
+    first.fail();
+
+    const second = await server.nextStream();
+    expect(second.lastEventId).to.equal('10-0');
+    const finished = oneEvent(viewer, 'done');
+    second.event('connected', connected('rewrite', true));
+    for (const [message, id] of parts.slice(10)) second.event('token', message, id);
+    second.event('done', done('rewrite', story), '99-0');
+    await finished;
+    await viewer.textUpdateComplete();
+    expect(textOf(viewer, 'rewrite')).to.equal(story);
+  });
+
+  it('counts down to the retry after a 503 and retries at once on "Retry now"', async () => {
+    server.respondWith(() => errorResponse(503, 'unavailable', { 'retry-after': '30' }));
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" stage-name="rewrite" auto-connect></sse-stream-viewer>`);
+    const gone = await oneEvent(viewer, 'disconnected');
+    expect(gone.detail).to.include({ status: 503, willReconnect: true });
+    await viewer.updateComplete;
+    const badge = part(viewer, '[part="badge"]');
+    expect(badge.dataset['state']).to.equal('reconnecting');
+    expect(badge.textContent).to.match(/^Reconnecting in (30|29) s$/);
+
+    part(viewer, '[part="retry-button"]').click();
+    await server.nextStream();
+    expect(server.requests).to.have.length(2);
+  });
+
+  it('stops on 401 and says why', async () => {
+    server.respondWith(() => errorResponse(401, 'unauthorized'));
+    const viewer = await fixture<SseStreamViewer>(
+      html`<sse-stream-viewer project-id="1" stage-name="rewrite" auto-connect .token=${'expired-token'}></sse-stream-viewer>`,
+    );
+    const gone = await oneEvent(viewer, 'disconnected');
+    await viewer.updateComplete;
+    expect(gone.detail).to.deep.include({ status: 401, willReconnect: false });
+    expect(new URL(server.requests.at(-1)!.url).pathname, 'a token selects the authenticated endpoint').to.equal('/api/v1/sse/projects/1/stages/rewrite/stream/');
+    expect(server.requests.at(-1)!.headers.get('authorization')).to.equal('Bearer expired-token');
+    expect(part(viewer, '[part="badge"]').dataset['state']).to.equal('closed');
+    expect(part(viewer, '[part="notice"]').textContent).to.contain('401');
+    expect(viewer.shadowRoot!.querySelector('[part="retry-button"]')).to.exist;
+  });
+
+  it('waits for connect() without auto-connect, and offers connect and disconnect buttons', async () => {
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" stage-name="rewrite"></sse-stream-viewer>`);
+    expect(server.requests).to.have.length(0);
+    expect(viewer.shadowRoot!.querySelector('[part="disconnect-button"]')).to.equal(null);
+
+    part(viewer, '[part="connect-button"]').click();
+    const stream = await server.nextStream();
+    stream.event('connected', connected());
+    await oneEvent(viewer, 'connected');
+    await viewer.updateComplete;
+    expect(viewer.shadowRoot!.querySelector('[part="connect-button"]')).to.equal(null);
+
+    const gone = oneEvent(viewer, 'disconnected');
+    part(viewer, '[part="disconnect-button"]').click();
+    expect((await gone).detail).to.deep.equal({ reason: 'disconnect', willReconnect: false });
+    expect(viewer.connectionState).to.equal('closed');
+  });
+
+  it('reconnects when stage-name or project-id change', async () => {
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" stage-name="rewrite" auto-connect></sse-stream-viewer>`);
+    await server.nextStream();
+    viewer.stageName = 'storyboard';
+    expect(new URL((await server.nextStream()).request.url).pathname).to.equal('/api/v1/sse/projects/1/stages/storyboard/');
+    viewer.setAttribute('project-id', '2');
+    expect(new URL((await server.nextStream()).request.url).pathname).to.equal('/api/v1/sse/projects/2/stages/storyboard/');
+    expect(server.requests).to.have.length(3);
+  });
+
+  it('disconnects when removed from the page', async () => {
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" stage-name="rewrite" auto-connect></sse-stream-viewer>`);
+    const stream = await server.nextStream();
+    stream.event('connected', connected());
+    await oneEvent(viewer, 'connected');
+    const gone = oneEvent(viewer, 'disconnected');
+    viewer.remove();
+    expect((await gone).detail.reason).to.equal('disconnect');
+    expect(viewer.connectionState).to.equal('closed');
+  });
+
+  it('appends 20,000 tokens to one Text node, batched per frame', async function () {
+    this.timeout(30_000);
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" stage-name="rewrite" auto-connect></sse-stream-viewer>`);
+    const stream = await server.nextStream();
+    const first = oneEvent(viewer, 'token');
+    stream.event('token', token('rewrite', 'w0 ', 'w0 '), '0-0');
+    await first;
+    await viewer.textUpdateComplete();
+    const text = part(viewer, '[data-stage="rewrite"] [part="text"]');
+    const node = text.firstChild;
+    const records: MutationRecord[] = [];
+    const observer = new MutationObserver((batch) => records.push(...batch));
+    observer.observe(text, { childList: true, characterData: true, subtree: true });
+
+    const count = 20_000;
+    let full = 'w0 ';
+    let chunk = '';
+    for (let i = 1; i < count; i++) {
+      const piece = `w${i} `;
+      full += piece;
+      // full_text as the server sends it would make this test quadratic in size; the viewer accepts content alone.
+      chunk += `id: ${i}-0\nevent: token\ndata: ${JSON.stringify({ ...token('rewrite', '', piece), full_text: undefined })}\n\n`;
+      if (i % 1000 === 0) {
+        stream.write(chunk);
+        chunk = '';
+      }
+    }
+    const finished = oneEvent(viewer, 'done');
+    stream.write(chunk).event('done', done('rewrite', full), 'done-0');
+    await finished;
+    await viewer.textUpdateComplete();
+    observer.disconnect();
+
+    expect(text.textContent).to.equal(full);
+    expect(text.firstChild, 'the same Text node, appended to').to.equal(node);
+    expect(records.filter((record) => record.type === 'childList')).to.have.length(0);
+    expect(records.length, 'DOM writes are batched, not one per token').to.be.below(200);
+  });
+
+  it('picks Chinese labels from lang and lets `labels` override them', async () => {
+    const wrapper = await fixture<HTMLDivElement>(html`<div lang="zh-CN"><sse-stream-viewer project-id="1" stage-name="rewrite"></sse-stream-viewer></div>`);
+    const viewer = wrapper.querySelector('sse-stream-viewer')!;
+    expect(part(viewer, '[part="badge"]').textContent).to.equal('已关闭');
+    expect(part(viewer, '[part="stage-title"]').textContent).to.equal('改写');
+    expect(part(viewer, '[part="connect-button"]').textContent).to.equal('连接');
+
+    viewer.labels = { connect: '开始观看' };
+    await viewer.updateComplete;
+    expect(part(viewer, '[part="connect-button"]').textContent).to.equal('开始观看');
+  });
+
+  it('keeps a capped event log when show-logs is set, one line for a run of tokens', async () => {
+    const viewer = await fixture<SseStreamViewer>(
+      html`<sse-stream-viewer project-id="1" stage-name="rewrite" auto-connect show-logs max-log-entries="4"></sse-stream-viewer>`,
+    );
+    const stream = await server.nextStream();
+    const finished = oneEvent(viewer, 'done');
+    stream.event('connected', connected()).event('stage_update', stageUpdate('rewrite', 'processing', 0, 'go'), '1-0');
+    for (const [message, id] of tokens('rewrite', 'abcdef', 2)) stream.event('token', message, id);
+    stream.event('done', done('rewrite', 'abcdef'), '9-0');
+    await finished;
+    await viewer.textUpdateComplete();
+    await viewer.updateComplete;
+
+    const lines = [...viewer.shadowRoot!.querySelectorAll('[part="log-list"] li')].map((li) => li.getAttribute('data-type'));
+    expect(lines).to.deep.equal(['connected', 'stage_update', 'token', 'done']);
+    expect(viewer.shadowRoot!.querySelector('[part="log-list"] li[data-type="token"]')!.textContent).to.contain('×6');
+  });
+
+  it('explains an invalid project-id instead of throwing', async () => {
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="not valid" auto-connect></sse-stream-viewer>`);
+    expect(part(viewer, '[part="notice"]').textContent).to.contain('projectId "not valid" is invalid');
+    expect(server.requests).to.have.length(0);
+  });
+
+  it('passes an accessibility audit with every kind of content', async () => {
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" auto-connect show-logs></sse-stream-viewer>`);
+    const stream = await server.nextStream();
+    const last = oneEvent(viewer, 'error');
+    stream
+      .event('connected', connected(null))
+      .event('stage_update', stageUpdate('rewrite', 'completed', 100, 'Rewrite finished'), '1-0')
+      .event('done', done('rewrite', 'A short story.', { tokens_used: 42 }), '2-0')
+      .event('token', token('storyboard', 'Scene 1', 'Scene 1'), '3-0')
+      .event('progress', progress('image_generation', 1, 4, 'scene_1.png'), '4-0')
+      .event('error', failure('video_generation', 'GPU quota exceeded', 2), '5-0');
+    await last;
+    await viewer.textUpdateComplete();
+    await expect(viewer).to.be.accessible();
+  });
+});

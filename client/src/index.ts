@@ -1,0 +1,37 @@
+/** The client kit: the SSE client, and the element classes (import `./define.js` to register the tags). */
+export { SSEClient, createSSEClient, ConnectionState, DisconnectReason, streamUrl } from './sse-client.js';
+export type {
+  SSEClientOptions,
+  SSEClientEventMap,
+  DisconnectedEvent,
+  ReconnectingEvent,
+  StateChangeEvent,
+  StreamEvent,
+  ServerError,
+  TokenSource,
+} from './sse-client.js';
+export { exponentialBackoff, backoffCeiling } from './backoff.js';
+export type { BackoffStrategy, BackoffContext, ExponentialBackoffOptions } from './backoff.js';
+export type { Clock } from './clock.js';
+export { StageStatus, PIPELINE_STAGES } from './messages.js';
+export type {
+  BaseMessage,
+  TokenMessage,
+  StageUpdateMessage,
+  ProgressMessage,
+  DoneMessage,
+  ErrorMessage,
+  ConnectedMessage,
+  ResetMessage,
+  StageMessage,
+  StageMessageType,
+  StreamEventMap,
+} from './messages.js';
+export { SseStreamViewer } from './components/sse-stream-viewer/sse-stream-viewer.component.js';
+export type { SseStreamViewerEventMap } from './components/sse-stream-viewer/sse-stream-viewer.component.js';
+export { SseStreamProvider } from './components/sse-stream-provider/sse-stream-provider.component.js';
+export { englishLabels, chineseLabels, labelsFor } from './labels.js';
+export type { ViewerLabels } from './labels.js';
+export { streamHubContext } from './context.js';
+export { StreamHub } from './stream-hub.js';
+export type { HubEvent, HubListener } from './stream-hub.js';

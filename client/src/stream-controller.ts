@@ -1,0 +1,271 @@
+/**
+ * The connection of a viewer, as a Lit ReactiveController: it decides which stream the host listens
+ * to (the provider's shared one, or its own), folds the messages into a {@link StageStore}, writes
+ * text through a {@link TextRenderer}, and re-dispatches the messages as DOM events on the host.
+ * The host only renders.
+ */
+import { ContextConsumer } from '@lit/context';
+import type { ReactiveController, ReactiveControllerHost } from 'lit';
+import { streamHubContext } from './context.js';
+import type { StageMessage } from './messages.js';
+import { StageStore } from './stage-store.js';
+import { ConnectionState, DisconnectReason, createSSEClient, type DisconnectedEvent, type TokenSource } from './sse-client.js';
+import { StreamHub, type HubEvent } from './stream-hub.js';
+import { TextRenderer } from './text-renderer.js';
+
+/** What the controller reads from its host. */
+export interface StreamHost extends ReactiveControllerHost, HTMLElement {
+  projectId: string;
+  /** Empty: all stages. */
+  stageName: string;
+  baseUrl: string;
+  token: TokenSource | undefined;
+  autoConnect: boolean;
+  showLogs: boolean;
+  maxLogEntries: number;
+}
+
+/** One line of the log panel. Consecutive tokens of a stage share a line and count up. */
+export interface LogEntry {
+  id: number;
+  /** `Date.now()` of the (last) event. */
+  time: number;
+  type: string;
+  stage: string | undefined;
+  text: string;
+  count: number;
+}
+
+const PROVIDER_TAG = 'sse-stream-provider';
+const KNOWN_EVENTS: ReadonlySet<string> = new Set(['connected', 'reset', 'token', 'stage_update', 'progress', 'done', 'error']);
+
+/** Resolves the host's token property afresh at each connection attempt, so a new token needs no reconnect. */
+function tokenOf(host: StreamHost): TokenSource | undefined {
+  if (host.token === undefined) return undefined;
+  return async () => {
+    const token = host.token;
+    return typeof token === 'function' ? await token() : token;
+  };
+}
+
+function summarize(message: StageMessage): string {
+  switch (message.type) {
+    case 'stage_update':
+      return `${message.status} ${message.progress}%${message.message ? ` — ${message.message}` : ''}`;
+    case 'progress':
+      return `${message.current}/${message.total} ${message.item_name ?? ''}`.trim();
+    case 'done':
+      return `${message.full_text?.length ?? 0} characters`;
+    case 'error':
+      return `${message.error} (retry ${message.retry_count})`;
+    default:
+      return '';
+  }
+}
+
+export class StreamController implements ReactiveController {
+  readonly store: StageStore;
+  readonly text: TextRenderer;
+  /** The connection state as this host sees it (`closed` while not attached to a stream). */
+  state: ConnectionState = ConnectionState.closed;
+  /** When the pending retry fires (`Date.now()` time), while reconnecting. */
+  retryAt: number | undefined;
+  /** Why the connection last ended; cleared when it opens again. */
+  lastDisconnect: DisconnectedEvent | undefined;
+  /** Why no connection could be made from the host's attributes (e.g. an invalid `project-id`). */
+  configError: string | undefined;
+  readonly logs: LogEntry[] = [];
+
+  readonly #host: StreamHost;
+  readonly #consumer: ContextConsumer<typeof streamHubContext, StreamHost>;
+  /** What `connect()`/`disconnect()` asked for; `undefined` follows `auto-connect`. */
+  #wanted: boolean | undefined;
+  #ownHub: { key: string; hub: StreamHub } | undefined;
+  #attached: { hub: StreamHub; stage: string; detach: () => void } | undefined;
+  #countdown: ReturnType<typeof setInterval> | undefined;
+  #waitingForProvider = false;
+  #logId = 0;
+  #logDirty = false;
+
+  constructor(host: StreamHost) {
+    this.#host = host;
+    this.store = new StageStore((stage, change) => this.text.push(stage, change));
+    this.text = new TextRenderer(() => {
+      if (this.#logDirty && host.showLogs) host.requestUpdate();
+    });
+    // Added before this controller, so the provided hub is known when hostConnected runs.
+    this.#consumer = new ContextConsumer(host, { context: streamHubContext, subscribe: true, callback: () => this.#reconcile() });
+    host.addController(this);
+  }
+
+  /** Seconds until the pending retry, rounded up. */
+  get retryInSeconds(): number | undefined {
+    return this.retryAt === undefined ? undefined : Math.max(0, Math.ceil((this.retryAt - Date.now()) / 1000));
+  }
+
+  /** Connects (or retries at once when the stream is closed or waiting to retry). */
+  connect(): void {
+    this.#wanted = true;
+    this.#reconcile();
+    this.#attached?.hub.retry();
+  }
+
+  disconnect(): void {
+    this.#wanted = false;
+    this.#reconcile();
+  }
+
+  hostConnected(): void {
+    this.#reconcile();
+  }
+
+  hostDisconnected(): void {
+    this.#reconcile();
+  }
+
+  hostUpdate(): void {
+    this.#reconcile();
+  }
+
+  /** Attaches to the stream the host's properties call for, if it is not the current one. */
+  #reconcile(): void {
+    const host = this.#host;
+    const want = host.isConnected && (this.#wanted ?? host.autoConnect);
+    const provided = this.#consumer.value;
+    // Inside a provider, always use its connection, even before the provider is defined or configured.
+    const inProvider = provided !== undefined || (host.isConnected && host.closest(PROVIDER_TAG) !== null);
+    if (inProvider && provided === undefined) this.#waitForProvider();
+    const hub = !want ? undefined : inProvider ? provided : this.#ownHubFor(host);
+    const stage = host.stageName;
+    if (this.#attached?.hub === hub && this.#attached?.stage === stage) return;
+    this.#detach();
+    if (hub) this.#attach(hub, stage);
+  }
+
+  #ownHubFor(host: StreamHost): StreamHub | undefined {
+    const key = JSON.stringify([host.projectId, host.stageName, host.baseUrl, host.token !== undefined]);
+    if (this.#ownHub?.key === key) return this.#ownHub.hub;
+    this.#ownHub = undefined;
+    this.configError = undefined;
+    try {
+      const client = createSSEClient(host.projectId, host.stageName || null, { baseUrl: host.baseUrl, token: tokenOf(host) });
+      this.#ownHub = { key, hub: new StreamHub(client) };
+      return this.#ownHub.hub;
+    } catch (error) {
+      this.configError = error instanceof Error ? error.message : String(error);
+      return undefined;
+    }
+  }
+
+  /** A provider element that is not upgraded yet cannot answer the context request: ask again once it is. */
+  #waitForProvider(): void {
+    if (this.#waitingForProvider || customElements.get(PROVIDER_TAG)) return;
+    this.#waitingForProvider = true;
+    void customElements.whenDefined(PROVIDER_TAG).then(() => {
+      this.#waitingForProvider = false;
+      if (!this.#host.isConnected || this.#consumer.value !== undefined) return;
+      this.#consumer.hostDisconnected();
+      this.#consumer.hostConnected();
+    });
+  }
+
+  #attach(hub: StreamHub, stage: string): void {
+    this.store.restore(hub.snapshot, stage || undefined);
+    this.state = hub.state;
+    this.retryAt = hub.retryAt;
+    this.lastDisconnect = hub.lastDisconnect;
+    const detach = hub.attach((event) => this.#onEvent(event, stage));
+    this.#attached = { hub, stage, detach };
+    this.#syncCountdown();
+    this.#host.requestUpdate();
+  }
+
+  #detach(): void {
+    const attached = this.#attached;
+    if (!attached) return;
+    this.#attached = undefined;
+    attached.detach();
+    const wasActive = this.state !== ConnectionState.closed;
+    this.state = ConnectionState.closed;
+    this.retryAt = undefined;
+    this.#syncCountdown();
+    if (wasActive) this.#dispatch('disconnected', { reason: DisconnectReason.disconnect, willReconnect: false } satisfies DisconnectedEvent);
+    this.#host.requestUpdate();
+  }
+
+  #onEvent(event: HubEvent, stage: string): void {
+    switch (event.type) {
+      case 'state':
+        this.state = event.data.state;
+        if (this.state === ConnectionState.open) this.lastDisconnect = undefined;
+        if (this.state !== ConnectionState.reconnecting) this.retryAt = undefined;
+        this.#syncCountdown();
+        this.#log('state', `${event.data.previous} → ${event.data.state}`);
+        break;
+      case 'reconnecting':
+        this.retryAt = Date.now() + event.data.delayMs;
+        this.#syncCountdown();
+        this.#log('reconnecting', `attempt ${event.data.attempt} in ${event.data.delayMs} ms (${event.data.reason})`);
+        break;
+      case 'disconnected':
+        this.lastDisconnect = event.data;
+        this.#dispatch('disconnected', event.data);
+        this.#log('disconnected', `${event.data.reason}${event.data.status ? ` ${event.data.status}` : ''}`);
+        break;
+      case 'connected':
+        this.#dispatch('connected', event.data);
+        this.#log('connected', event.data.resumed ? 'resumed' : '');
+        break;
+      case 'reset':
+        this.store.restore(event.data.stages ?? {}, stage || undefined);
+        this.#log('reset', event.data.reason ?? '');
+        break;
+      case 'message':
+        if (!KNOWN_EVENTS.has(event.data.type)) this.#log(event.data.type, typeof event.data.data === 'string' ? event.data.data : '');
+        if (this.#host.showLogs) this.#host.requestUpdate();
+        return;
+      default: {
+        const message = event.data;
+        if (stage && message.stage !== stage) return;
+        const changed = this.store.apply(message);
+        this.#dispatch(message.type, message);
+        this.#log(message.type, summarize(message), message.stage);
+        if (!changed) return; // a plain token: the TextRenderer shows it
+      }
+    }
+    this.#host.requestUpdate();
+  }
+
+  #dispatch(type: string, detail: unknown): void {
+    // Not bubbling, not composed: the names are generic (`error`, `progress`) and must not reach ancestors' handlers.
+    this.#host.dispatchEvent(new CustomEvent(type, { detail, bubbles: false, composed: false }));
+  }
+
+  #log(type: string, text: string, stage?: string): void {
+    const last = this.logs.at(-1);
+    if (type === 'token' && last?.type === 'token' && last.stage === stage) {
+      last.count++;
+      last.time = Date.now();
+    } else {
+      this.logs.push({ id: ++this.#logId, time: Date.now(), type, stage, text, count: 1 });
+      const excess = this.logs.length - Math.max(1, this.#host.maxLogEntries);
+      if (excess > 0) this.logs.splice(0, excess);
+    }
+    this.#logDirty = true;
+  }
+
+  /** Marks the log as rendered. */
+  logsRendered(): void {
+    this.#logDirty = false;
+  }
+
+  /** A one-second tick that re-renders the "reconnecting in N s" badge; runs only while reconnecting. */
+  #syncCountdown(): void {
+    const needed = this.state === ConnectionState.reconnecting && this.retryAt !== undefined && this.#host.isConnected;
+    if (needed && this.#countdown === undefined) this.#countdown = setInterval(() => this.#host.requestUpdate(), 1000);
+    if (!needed && this.#countdown !== undefined) {
+      clearInterval(this.#countdown);
+      this.#countdown = undefined;
+    }
+  }
+}

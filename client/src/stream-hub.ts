@@ -1,0 +1,84 @@
+/**
+ * One SSEClient shared by any number of listeners (the viewers of a page), connected while at least
+ * one listener is attached. Keeps the latest message of each type per stage, so a viewer that
+ * attaches late draws the current state at once instead of waiting for the next messages.
+ */
+import type { ResetMessage, StageMessage, StageMessageType } from './messages.js';
+import { ConnectionState, type DisconnectedEvent, type SSEClient, type SSEClientEventMap } from './sse-client.js';
+
+/** Any event of the client, tagged with its name. */
+export type HubEvent = { [K in keyof SSEClientEventMap]: { type: K; data: SSEClientEventMap[K] } }[keyof SSEClientEventMap];
+export type HubListener = (event: HubEvent) => void;
+
+const STAGE_MESSAGES: readonly StageMessageType[] = ['token', 'stage_update', 'progress', 'done', 'error'];
+const FORWARDED: ReadonlyArray<keyof SSEClientEventMap> = [...STAGE_MESSAGES, 'connected', 'reset', 'message', 'disconnected', 'reconnecting', 'state'];
+
+export class StreamHub {
+  readonly client: SSEClient;
+  readonly #listeners = new Set<HubListener>();
+  #snapshot: ResetMessage['stages'] = {};
+  #retryAt: number | undefined;
+  #lastDisconnect: DisconnectedEvent | undefined;
+
+  constructor(client: SSEClient) {
+    this.client = client;
+    for (const type of FORWARDED) client.on(type, (data: unknown) => this.#forward({ type, data } as HubEvent));
+  }
+
+  get state(): ConnectionState {
+    return this.client.state;
+  }
+
+  /** The latest message of each type per stage; the same shape as a reset's `stages`. */
+  get snapshot(): ResetMessage['stages'] {
+    return this.#snapshot;
+  }
+
+  /** When the pending retry fires (`Date.now()` time), while reconnecting. */
+  get retryAt(): number | undefined {
+    return this.client.state === ConnectionState.reconnecting ? this.#retryAt : undefined;
+  }
+
+  /** Why the connection last ended, if it did. */
+  get lastDisconnect(): DisconnectedEvent | undefined {
+    return this.#lastDisconnect;
+  }
+
+  /** Adds a listener; the first one connects. Returns the detach function (idempotent); the last detach disconnects. */
+  attach(listener: HubListener): () => void {
+    this.#listeners.add(listener);
+    if (this.#listeners.size === 1) this.client.connect();
+    return () => {
+      if (!this.#listeners.delete(listener)) return;
+      if (this.#listeners.size === 0) this.client.disconnect();
+    };
+  }
+
+  /** Reconnects now: after a fatal failure, or to skip the wait of a pending retry. */
+  retry(): void {
+    if (this.#listeners.size > 0) this.client.connect();
+  }
+
+  #forward(event: HubEvent): void {
+    switch (event.type) {
+      case 'reset':
+        this.#snapshot = event.data.stages ?? {};
+        break;
+      case 'reconnecting':
+        this.#retryAt = Date.now() + event.data.delayMs;
+        break;
+      case 'disconnected':
+        this.#lastDisconnect = event.data;
+        break;
+      case 'state':
+        if (event.data.state === ConnectionState.open) this.#lastDisconnect = undefined;
+        break;
+      default:
+        if ((STAGE_MESSAGES as readonly string[]).includes(event.type)) {
+          const message = event.data as StageMessage;
+          if (typeof message?.stage === 'string') (this.#snapshot[message.stage] ??= {})[message.type] = message;
+        }
+    }
+    for (const listener of [...this.#listeners]) listener(event);
+  }
+}
