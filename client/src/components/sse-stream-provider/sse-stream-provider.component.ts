@@ -7,16 +7,15 @@ import { StreamHub } from '../../stream-hub.js';
 import styles from './sse-stream-provider.styles.js';
 
 /**
- * @summary Shares one all-stages connection with every `<sse-stream-viewer>` inside it.
- * @tag sse-stream-provider
- *
- * @description
  * Browsers allow six HTTP/1.1 connections per origin across all tabs, so a page with one viewer per stage
  * would starve. The provider owns one all-stages `SSEClient` and provides it through `@lit/context`; every
  * viewer inside uses it (filtered by the viewer's `stage-name`) instead of opening its own. The connection
  * is open while at least one viewer inside is connected (`auto-connect` or `connect()`), and a viewer that
  * connects late draws the current state at once. Changing `project-id`, `base-url` or whether a `token`
  * is set moves the viewers to a new connection.
+ *
+ * @summary Shares one all-stages connection with every `<sse-stream-viewer>` inside it.
+ * @tag sse-stream-provider
  *
  * @slot - The viewers, and any other content.
  */

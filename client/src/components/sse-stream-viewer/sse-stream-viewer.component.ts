@@ -48,24 +48,24 @@ function clock(time: number): string {
 }
 
 /**
- * @summary Shows a long AI job live: one stage (`stage-name`) or every stage of a project, streamed over Server-Sent Events.
- * @tag sse-stream-viewer
- *
- * @description
  * Connects with `connect()` or the `auto-connect` attribute; disconnects with `disconnect()` or when removed from the page,
  * and reconnects when `project-id`, `stage-name`, `base-url` or whether a `token` is set change. Inside an
  * `<sse-stream-provider>` it uses the provider's one shared connection (filtered by its `stage-name`) instead of its own.
  * Resilience (backoff, `Last-Event-ID` resume, heartbeat watchdog, offline handling) comes from `SSEClient`.
  *
  * Stable hooks for tests and styling, inside the open shadow root:
- * - `[part="badge"]` — the connection badge; `data-state` is `connecting`, `open`, `reconnecting`, `offline` or `closed`.
- * - `[data-stage="<name>"]` — one `section[part="stage"]` per stage, in pipeline order; `data-status` is the stage status.
- * - `[data-stage="<name>"] [part="text"]` — the streamed text; its `textContent` is exactly the text so far
- *   (the cursor is a CSS pseudo-element). Text is written once per animation frame.
- * - `[data-stage="<name>"] [part="status"]` — the status chip, with `data-status`.
- * - `[data-stage="<name>"] [role="progressbar"]` — `aria-valuenow` 0-100; `[part="progress-label"]` shows `current / total · item`.
- * - `[data-stage="<name>"] [part="done"]`, `[part="metadata"]`, `[part="error"]`, `[part="retry-count"]`.
- * - `[part="retry-button"]`, `[part="connect-button"]`, `[part="disconnect-button"]`, `[part="logs"]`.
+ * - `[part="badge"]`: the connection badge; `data-state` is `connecting`, `open`, `reconnecting`, `offline` or `closed`.
+ * - `[data-stage="<name>"]`: one `section[part="stage"]` per stage, in pipeline order; `data-status` is the stage status.
+ *   A single-stage viewer always has its panel, even before the first message.
+ * - `[data-stage="<name>"] [part="text"]`: the streamed text; its `textContent` is exactly the text so far
+ *   (the cursor is a CSS pseudo-element). Text is written once per animation frame: await `textUpdateComplete()`.
+ * - `[data-stage="<name>"] [part="status"]`: the status chip, with `data-status`.
+ * - `[data-stage="<name>"] [role="progressbar"]`: `aria-valuenow` 0-100; `[part="progress-label"]` shows `current / total · item`.
+ * - `[data-stage="<name>"] [part="done"]`, `[part="metadata"] [data-key="<key>"]`, `[part="error"]`, `[part="retry-count"]`.
+ * - `[part="notice"]`, `[part="retry-button"]`, `[part="connect-button"]`, `[part="disconnect-button"]`, `[part="logs"]`.
+ *
+ * @summary Shows a long AI job live: one stage (`stage-name`) or every stage of a project, streamed over Server-Sent Events.
+ * @tag sse-stream-viewer
  *
  * @event {CustomEvent<ConnectedMessage>} connected - The server confirmed the subscription (also after each reconnect).
  * @event {CustomEvent<TokenMessage>} token - A piece of generated text.
