@@ -218,6 +218,7 @@ export class StreamController implements ReactiveController {
         break;
       case 'reset':
         this.store.restore(event.data.stages ?? {}, stage || undefined);
+        this.#dispatch('reset', event.data);
         this.#log('reset', event.data.reason ?? '');
         break;
       case 'message':

@@ -5,7 +5,16 @@ import { repeat } from 'lit/directives/repeat.js';
 import { classMap } from 'lit/directives/class-map.js';
 import { styleMap } from 'lit/directives/style-map.js';
 import { labelsFor, type ViewerLabels } from '../../labels.js';
-import { StageStatus, type ConnectedMessage, type DoneMessage, type ErrorMessage, type ProgressMessage, type StageUpdateMessage, type TokenMessage } from '../../messages.js';
+import {
+  StageStatus,
+  type ConnectedMessage,
+  type DoneMessage,
+  type ErrorMessage,
+  type ProgressMessage,
+  type ResetMessage,
+  type StageUpdateMessage,
+  type TokenMessage,
+} from '../../messages.js';
 import { ConnectionState, DisconnectReason, type DisconnectedEvent, type TokenSource } from '../../sse-client.js';
 import type { StageView } from '../../stage-store.js';
 import { StreamController, type LogEntry } from '../../stream-controller.js';
@@ -21,6 +30,8 @@ export interface SseStreamViewerEventMap {
   /** The task failed (not a connection problem: see `disconnected`). */
   error: CustomEvent<ErrorMessage>;
   disconnected: CustomEvent<DisconnectedEvent>;
+  /** The server could not replay from the last event id and sent the latest state instead; the viewer redrew from it. */
+  reset: CustomEvent<ResetMessage>;
 }
 
 type ViewerListener<K extends keyof SseStreamViewerEventMap> = (this: SseStreamViewer, event: SseStreamViewerEventMap[K]) => unknown;
@@ -74,6 +85,7 @@ function clock(time: number): string {
  * @event {CustomEvent<DoneMessage>} done - A stage finished, with its full text and metadata.
  * @event {CustomEvent<ErrorMessage>} error - A stage failed. Not a connection problem: those are `disconnected`.
  * @event {CustomEvent<DisconnectedEvent>} disconnected - The connection ended; `detail.willReconnect` says whether it retries.
+ * @event {CustomEvent<ResetMessage>} reset - The server could not replay what was missed and sent the latest state of each stage instead; the viewer redrew from it.
  *
  * @csspart base - The wrapper of everything.
  * @csspart header - The row with the badge and the buttons.
@@ -151,6 +163,7 @@ export class SseStreamViewer extends LitElement {
 
   readonly #stream = new StreamController(this);
   readonly #textRefs = new Map<string, (element: Element | undefined) => void>();
+  #logFollows = true;
 
   /** The connection state as shown by the badge. */
   get connectionState(): ConnectionState {
@@ -204,9 +217,19 @@ export class SseStreamViewer extends LitElement {
     `;
   }
 
+  protected override willUpdate(changed: PropertyValues<this>): void {
+    super.willUpdate(changed);
+    const list = this.showLogs ? this.renderRoot.querySelector?.('.log-list') : null;
+    this.#logFollows = !list || list.scrollHeight - list.scrollTop - list.clientHeight < 24;
+  }
+
   protected override updated(changed: PropertyValues<this>): void {
     super.updated(changed);
-    if (this.showLogs) this.#stream.logsRendered();
+    if (!this.showLogs) return;
+    this.#stream.logsRendered();
+    // Keep the newest log line in view unless the reader scrolled up.
+    const list = this.renderRoot.querySelector('.log-list');
+    if (list && this.#logFollows) list.scrollTop = list.scrollHeight;
   }
 
   #notice(labels: ViewerLabels): string {

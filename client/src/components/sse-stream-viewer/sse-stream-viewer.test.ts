@@ -1,4 +1,5 @@
 import { expect, fixture, html, oneEvent } from '@open-wc/testing';
+import { emulateMedia } from '@web/test-runner-commands';
 import '../../define.js';
 import type { SseStreamViewer } from './sse-stream-viewer.component.js';
 import { ScriptedServer, errorResponse, startWorker, worker } from '../../../test/sse-server.js';
@@ -152,6 +153,7 @@ describe('<sse-stream-viewer>', () => {
     await typed;
     await viewer.textUpdateComplete();
 
+    const resetEvent = oneEvent(viewer, 'reset');
     const redrawn = new Promise<void>((resolve) => viewer.addEventListener('stage_update', () => resolve(), { once: true }));
     stream.write(
       `id: 90-0\nevent: reset\ndata: ${JSON.stringify(
@@ -166,6 +168,7 @@ describe('<sse-stream-viewer>', () => {
       )}\n\n`,
     );
     stream.event('stage_update', stageUpdate('video_generation', 'pending', 0, ''), '91-0');
+    expect((await resetEvent).detail.reason).to.equal('expired');
     await redrawn;
     await viewer.textUpdateComplete();
 
@@ -354,5 +357,12 @@ describe('<sse-stream-viewer>', () => {
     await last;
     await viewer.textUpdateComplete();
     await expect(viewer).to.be.accessible();
+    await emulateMedia({ colorScheme: 'dark' });
+    try {
+      expect(getComputedStyle(viewer).backgroundColor, 'the dark scheme applies').to.equal('rgb(13, 17, 23)');
+      await expect(viewer).to.be.accessible();
+    } finally {
+      await emulateMedia({ colorScheme: 'light' });
+    }
   });
 });
