@@ -61,7 +61,8 @@ function clock(time: number): string {
 /**
  * Connects with `connect()` or the `auto-connect` attribute; disconnects with `disconnect()` or when removed from the page,
  * and reconnects when `project-id`, `stage-name`, `base-url` or whether a `token` is set change. Inside an
- * `<sse-stream-provider>` it uses the provider's one shared connection (filtered by its `stage-name`) instead of its own.
+ * `<sse-stream-provider>` it uses the provider's one shared connection (filtered by its `stage-name`) instead of its own;
+ * its own `project-id`, `base-url` and `token` are then not used.
  * Resilience (backoff, `Last-Event-ID` resume, heartbeat watchdog, offline handling) comes from `SSEClient`.
  *
  * Stable hooks for tests and styling, inside the open shadow root:
