@@ -19,7 +19,7 @@ import {
   startRedis,
   startServer,
   viewerEvents,
-  waitForStageState,
+  waitForStageStatus,
   waitForStageText,
   waitForViewerEvent,
   type RecordedEvent,
@@ -112,7 +112,7 @@ describe('the demo page', () => {
 
     for (const stage of PIPELINE_STAGES) {
       const done = await waitForViewerEvent(page, 'all-viewer', 'done', stage);
-      await waitForStageState(page, 'all-viewer', stage, 'completed');
+      await waitForStageStatus(page, 'all-viewer', stage, 'completed');
       if (TEXT_STAGES.includes(stage)) await waitForStageText(page, 'all-viewer', stage, String(done.full_text));
     }
     // Stages started one after another: each began only after the previous one was done.
@@ -135,7 +135,7 @@ describe('the demo page', () => {
     await runFromPage(page, { stage: 'storyboard', speed: 30, fail: true });
     const error = await waitForViewerEvent(page, 'all-viewer', 'error', 'storyboard');
     assert.match(String(error.error), /Simulated failure/);
-    await waitForStageState(page, 'all-viewer', 'storyboard', 'failed');
+    await waitForStageStatus(page, 'all-viewer', 'storyboard', 'failed');
     await page.waitForSelector('#run-status[data-tone="bad"]');
     assert.match((await page.textContent('#run-status')) ?? '', /storyboard failed/);
     // The failed stage is marked in the page's event log too.
@@ -196,7 +196,7 @@ describe('the demo page', () => {
     assert.equal(await counter(page, 'gaps'), 0);
     assert.equal(await counter(page, 'duplicates'), 0);
     assert.ok((await counter(page, 'resumes')) >= 2);
-    for (const stage of PIPELINE_STAGES) await waitForStageState(page, 'all-viewer', stage, 'completed');
+    for (const stage of PIPELINE_STAGES) await waitForStageStatus(page, 'all-viewer', stage, 'completed');
 
     // The finished page, from the top, for the README.
     await page.evaluate(() => window.scrollTo(0, 0));

@@ -132,29 +132,26 @@ const RECORDED_TYPES = ['connected', 'token', 'stage_update', 'progress', 'done'
  * sees events dispatched on the elements whether or not they bubble.
  */
 export async function recordViewerEvents(page: Page): Promise<void> {
-  await page.addInitScript((types: string[]) => {
-    const all = (root: Document | ShadowRoot | Element, selector: string): Element[] => {
+  // A string, not a function: tsx compiles functions with `__name(...)` helpers that do not exist in the page.
+  await page.addInitScript(`
+    const all = (root, selector) => {
       const found = [...root.querySelectorAll(selector)];
       for (const element of root.querySelectorAll('*')) if (element.shadowRoot) found.push(...all(element.shadowRoot, selector));
       return found;
     };
     window.__deepQuery = (hostId, selector) => {
       const host = document.getElementById(hostId);
-      return host?.shadowRoot ? all(host.shadowRoot, selector)[0] : undefined;
+      return host && host.shadowRoot ? all(host.shadowRoot, selector)[0] : undefined;
     };
     window.__viewerEvents = [];
-    for (const type of types) {
-      document.addEventListener(
-        type,
-        (event) => {
-          const target = event.target as Element | null;
-          if (target?.localName !== 'sse-stream-viewer') return;
-          window.__viewerEvents.push({ viewer: target.id, type, detail: JSON.parse(JSON.stringify((event as CustomEvent).detail ?? {})) });
-        },
-        true,
-      );
+    for (const type of ${JSON.stringify(RECORDED_TYPES)}) {
+      document.addEventListener(type, (event) => {
+        const target = event.target;
+        if (!target || target.localName !== 'sse-stream-viewer') return;
+        window.__viewerEvents.push({ viewer: target.id, type, detail: JSON.parse(JSON.stringify(event.detail ?? {})) });
+      }, true);
     }
-  }, RECORDED_TYPES);
+  `);
 }
 
 export interface DemoPage {
@@ -230,18 +227,18 @@ export async function waitForStageText(page: Page, viewer: string, stage: string
   }
 }
 
-/** Waits until the stage's badge in the viewer is in `state`. */
-export async function waitForStageState(page: Page, viewer: string, stage: string, state: string, timeout = 10_000): Promise<void> {
-  const selector = `[data-stage="${stage}"] [part="badge"]`;
+/** Waits until the viewer's panel of the stage has `data-status="<status>"` (pending, processing, completed, failed). */
+export async function waitForStageStatus(page: Page, viewer: string, stage: string, status: string, timeout = 10_000): Promise<void> {
+  const selector = `[data-stage="${stage}"]`;
   try {
     await page.waitForFunction(
-      ([viewer, selector, state]) => window.__deepQuery(viewer, selector)?.getAttribute('data-state') === state,
-      [viewer, selector, state] as const,
+      ([viewer, selector, status]) => window.__deepQuery(viewer, selector)?.getAttribute('data-status') === status,
+      [viewer, selector, status] as const,
       { timeout, polling: 50 },
     );
   } catch {
-    const actual = await page.evaluate(([viewer, selector]) => window.__deepQuery(viewer, selector)?.getAttribute('data-state'), [viewer, selector] as const);
-    assert.equal(actual, state, `the badge of ${stage} in #${viewer}`);
+    const actual = await page.evaluate(([viewer, selector]) => window.__deepQuery(viewer, selector)?.getAttribute('data-status'), [viewer, selector] as const);
+    assert.equal(actual, status, `the status of ${stage} in #${viewer}`);
   }
 }
 

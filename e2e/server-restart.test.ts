@@ -16,7 +16,7 @@ import {
   startRedis,
   startServer,
   viewerEvents,
-  waitForStageState,
+  waitForStageStatus,
   waitForStageText,
   waitForViewerEvent,
   type ServerProcess,
@@ -93,7 +93,7 @@ describe('a server restart mid-stream', () => {
       const done = await waitForViewerEvent(page, viewer, 'done', 'rewrite');
       assert.equal(done.full_text, REWRITE_TEXT);
       await waitForStageText(page, viewer, 'rewrite', REWRITE_TEXT);
-      await waitForStageState(page, viewer, 'rewrite', 'completed');
+      await waitForStageStatus(page, viewer, 'rewrite', 'completed');
 
       const events = await viewerEvents(page, viewer);
       const received = events.filter((e) => e.type === 'token');

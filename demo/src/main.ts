@@ -3,12 +3,13 @@
  * `<sse-stream-viewer>` works in a plain page.
  */
 import '../../client/src/define.js';
+import type { SseStreamViewer } from '../../client/src/index.js';
 import { ApiError, cutProject, getHealth, mintToken } from './api.js';
 import { EventLog, summarize } from './event-log.js';
 import { runPipeline, STAGES } from './pipeline.js';
 import { emptyCounts, StreamAudit, type AuditCounts } from './stream-audit.js';
 
-type Viewer = HTMLElementTagNameMap['sse-stream-viewer'];
+type Viewer = SseStreamViewer;
 
 const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 /** The viewer's DOM events the page listens to (`reset` too, should the element forward it). */
@@ -109,14 +110,22 @@ function listen(s: Slot): void {
   }
 }
 
-/** (Re)connects a viewer to the current project, with a fresh audit. */
-function connect(s: Slot, id: string): void {
-  s.viewer.disconnect();
-  s.viewer.setAttribute('project-id', id);
-  s.audit = new StreamAudit();
+/**
+ * Connects a viewer to the project. A new project or stage starts a fresh audit; the same one keeps it,
+ * since the viewer's client resumes from its last event id and must bring what it missed, once.
+ */
+function connect(s: Slot, id: string, stage = s.viewer.stageName): void {
+  if (s.viewer.projectId !== id || s.viewer.stageName !== stage) {
+    s.audit = new StreamAudit();
+    renderCounters();
+  }
+  s.viewer.projectId = id;
+  s.viewer.stageName = stage;
+  // auto-connect: the element connects (and reconnects on a new project or stage) by itself, and shows no buttons of its own.
+  s.viewer.autoConnect = true;
+  s.viewer.hidden = false;
   s.wanted = true;
-  setState(s, 'connecting');
-  renderCounters();
+  if (s.stateBadge.dataset.state !== 'open') setState(s, 'connecting');
   s.viewer.connect();
 }
 
@@ -130,15 +139,16 @@ for (const s of slots) listen(s);
 
 byId('single-connect').addEventListener('click', () => {
   const id = projectId();
-  if (id) connect(slot('single'), id);
+  if (id) connect(slot('single'), id, byId<HTMLSelectElement>('single-stage').value);
 });
 byId('single-disconnect').addEventListener('click', () => disconnect(slot('single')));
 byId<HTMLSelectElement>('single-stage').addEventListener('change', (event) => {
   const single = slot('single');
-  single.viewer.setAttribute('stage-name', (event.target as HTMLSelectElement).value);
+  const stage = (event.target as HTMLSelectElement).value;
   const id = projectId();
   if (id) showProject(id);
-  if (id && single.wanted) connect(single, id);
+  if (id && single.wanted) connect(single, id, stage);
+  else single.viewer.stageName = stage;
 });
 byId('all-connect').addEventListener('click', () => {
   const id = projectId();
@@ -256,12 +266,20 @@ byId('auth-connect').addEventListener('click', async () => {
   if (!id) return;
   const auth = slot('auth');
   try {
-    const { token, expires_in } = await mintToken(id);
-    auth.viewer.token = token;
+    const minted = await mintToken(id);
+    let current = { token: minted.token, until: Date.now() + (minted.expires_in - 30) * 1000 };
+    // The element asks before every connection attempt: a reconnect after the token expired gets a fresh one.
+    auth.viewer.token = async () => {
+      if (Date.now() >= current.until) {
+        const fresh = await mintToken(id);
+        current = { token: fresh.token, until: Date.now() + (fresh.expires_in - 30) * 1000 };
+      }
+      return current.token;
+    };
     connect(auth, id);
     showAuth('ok', [
-      `Token for project "${id}", valid ${Math.round(expires_in / 60)} minutes: ${token.slice(0, 24)}…`,
-      `The viewer streams from /api/v1/sse/projects/${id}/stream/ with "Authorization: Bearer <token>".`,
+      `Token for project "${id}", valid ${Math.round(minted.expires_in / 60)} minutes: ${minted.token.slice(0, 24)}…`,
+      `The viewer streams /api/v1/sse/projects/${id}/stream/ with "Authorization: Bearer <token>".`,
     ]);
   } catch (error) {
     if (error instanceof ApiError && error.code === 'auth_not_configured') {
