@@ -1,0 +1,152 @@
+/**
+ * The worker side: publishes one stage's progress of one project. The TypeScript counterpart of the
+ * original Python `RedisStreamPublisher` (and of workers/python/ai_story_stream.py), with the same messages.
+ */
+import type { Broker } from './broker/broker.js';
+import { BrokerClosedError, InvalidArgumentError } from './broker/errors.js';
+import { RedisBroker } from './broker/redis-broker.js';
+import { isValidId, stageChannel } from './channels.js';
+import type { StageStatus } from '../../client/src/messages.js';
+
+export interface StreamPublisherOptions {
+  /** Matches `^[A-Za-z0-9_-]{1,64}$`. */
+  projectId: string;
+  /** The stage name; matches `^[A-Za-z0-9_-]{1,64}$`. */
+  stage: string;
+  /** The broker to publish through; it stays the caller's. Default: a RedisBroker the publisher opens and closes. */
+  broker?: Broker;
+  /** Redis of the broker the publisher opens. Default `redis://127.0.0.1:6379`. Not allowed with `broker`. */
+  redisUrl?: string;
+  /** Channel and key prefix of the broker the publisher opens. Default `ai_story`. With `broker`, must equal its prefix. */
+  prefix?: string;
+  /** Replay-log length of the broker the publisher opens. Default 1000. */
+  logMaxLen?: number;
+  /** Replay-log time to live, in seconds, of the broker the publisher opens. Default 86400. */
+  logTtlSeconds?: number;
+  /** The clock for `timestamp`, in milliseconds. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** Keys every message gets from the publisher; `fields` cannot set them. */
+const RESERVED = ['id', 'type', 'stage', 'project_id', 'timestamp'] as const;
+/** The values of `stage_update.status`; `satisfies` keeps the list in step with the wire types. */
+const STATUSES: readonly string[] = Object.keys({ pending: 1, processing: 1, completed: 1, failed: 1 } satisfies Record<StageStatus, 1>);
+
+/**
+ * Publishes the messages of one stage. Every method resolves to the message's replay-log id once the
+ * broker has logged and published it, and rejects (never drops silently) when the broker is unreachable:
+ * see {@link RedisBroker} for the time bound.
+ *
+ * @example
+ * await using publisher = new StreamPublisher({ projectId: 'p1', stage: 'rewrite', redisUrl: 'redis://127.0.0.1:6379' });
+ * await publisher.publishStageUpdate('processing', 0, 'rewriting');
+ * await publisher.publishToken('Once', 'Once');
+ * await publisher.publishDone('Once upon a time', { tokens_used: 4 });
+ */
+export class StreamPublisher {
+  readonly projectId: string;
+  readonly stage: string;
+  /** The full channel name the messages go out on. */
+  readonly channel: string;
+  readonly broker: Broker;
+
+  constructor(options: StreamPublisherOptions) {
+    if (!isValidId(options.projectId)) throw new InvalidArgumentError('projectId', `${JSON.stringify(options.projectId)} must match ^[A-Za-z0-9_-]{1,64}$`);
+    if (!isValidId(options.stage)) throw new InvalidArgumentError('stage', `${JSON.stringify(options.stage)} must match ^[A-Za-z0-9_-]{1,64}$`);
+    if (options.broker && options.redisUrl !== undefined) throw new InvalidArgumentError('redisUrl', 'give either a broker or a redisUrl, not both');
+    if (options.broker && options.prefix !== undefined && options.prefix !== options.broker.prefix) {
+      throw new InvalidArgumentError('prefix', `${JSON.stringify(options.prefix)} differs from the broker's prefix ${JSON.stringify(options.broker.prefix)}; omit it`);
+    }
+    this.projectId = options.projectId;
+    this.stage = options.stage;
+    this.#ownsBroker = !options.broker;
+    this.broker =
+      options.broker ??
+      new RedisBroker({ url: options.redisUrl, prefix: options.prefix, logMaxLen: options.logMaxLen, logTtlSeconds: options.logTtlSeconds });
+    this.channel = stageChannel(this.broker.prefix, this.projectId, this.stage);
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** A piece of generated text (`content`) and everything generated so far (`fullText`). */
+  async publishToken(content: string, fullText: string): Promise<string> {
+    return this.publish('token', { content: text('content', content), full_text: text('fullText', fullText) });
+  }
+
+  /** The stage's status, its progress (0-100) and a line for humans. */
+  async publishStageUpdate(status: StageStatus, progress: number, message = ''): Promise<string> {
+    if (!STATUSES.includes(status)) throw new InvalidArgumentError('status', `${JSON.stringify(status)} must be one of ${STATUSES.join(', ')}`);
+    if (typeof progress !== 'number' || !(progress >= 0 && progress <= 100)) {
+      throw new InvalidArgumentError('progress', `${String(progress)} must be a number from 0 to 100`);
+    }
+    return this.publish('stage_update', { status, progress, message: text('message', message) });
+  }
+
+  /** Item `current` of `total` is done; `progress` is derived (rounded percent, 0 when `total` is 0). */
+  async publishProgress(current: number, total: number, itemName = ''): Promise<string> {
+    count('current', current);
+    count('total', total);
+    const progress = total > 0 ? Math.min(100, Math.round((current / total) * 100)) : 0;
+    return this.publish('progress', { current, total, progress, item_name: text('itemName', itemName) });
+  }
+
+  /** The stage finished: its whole result, and free metadata (e.g. `tokens_used`, `latency_ms`). */
+  async publishDone(fullText: string, metadata: Record<string, unknown> = {}): Promise<string> {
+    if (!isPlainObject(metadata)) throw new InvalidArgumentError('metadata', 'must be a plain object');
+    return this.publish('done', { full_text: text('fullText', fullText), metadata });
+  }
+
+  /** The stage failed (the task, not the transport): what went wrong and how often it was retried. */
+  async publishError(error: string | Error, retryCount = 0): Promise<string> {
+    if (!Number.isSafeInteger(retryCount) || retryCount < 0) throw new InvalidArgumentError('retryCount', `${retryCount} must be an integer >= 0`);
+    return this.publish('error', { error: error instanceof Error ? error.message : text('error', error), retry_count: retryCount });
+  }
+
+  /**
+   * Any message type (`^[A-Za-z0-9_-]{1,64}$`) with any JSON fields; the publisher adds `type`, `stage`,
+   * `project_id` and `timestamp` (seconds, float). Unknown types reach viewers as they are.
+   */
+  async publish(type: string, fields: Record<string, unknown> = {}): Promise<string> {
+    if (this.#closed) throw new BrokerClosedError('publisher');
+    if (!isValidId(type)) throw new InvalidArgumentError('type', `${JSON.stringify(type)} must match ^[A-Za-z0-9_-]{1,64}$`);
+    if (!isPlainObject(fields)) throw new InvalidArgumentError('fields', 'must be a plain object');
+    const reserved = RESERVED.find((key) => Object.hasOwn(fields, key));
+    if (reserved) throw new InvalidArgumentError('fields', `must not set "${reserved}": the publisher sets it`);
+    let message: string;
+    try {
+      message = JSON.stringify({ type, stage: this.stage, project_id: this.projectId, timestamp: this.#now() / 1000, ...fields });
+    } catch (error) {
+      throw new InvalidArgumentError('fields', `cannot be written as JSON: ${(error as Error).message}`);
+    }
+    return this.broker.publish(this.projectId, this.stage, message);
+  }
+
+  /** Closes the broker if the publisher opened it. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#ownsBroker) await this.broker.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  readonly #ownsBroker: boolean;
+  readonly #now: () => number;
+  #closed = false;
+}
+
+function text(name: string, value: unknown): string {
+  if (typeof value !== 'string') throw new InvalidArgumentError(name, `must be a string, got ${typeof value}`);
+  return value;
+}
+
+function count(name: string, value: unknown): void {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new InvalidArgumentError(name, `${String(value)} must be a finite number >= 0`);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
