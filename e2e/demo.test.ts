@@ -162,8 +162,8 @@ describe('the demo page', () => {
   });
 
   it('resumes after "Cut the connection" mid-stream with 0 gaps and 0 duplicates; saves screenshots', async () => {
-    // Tall enough to show the controls, the counters and both viewers.
-    const { page, problems } = await open('cut', { width: 1280, height: 1400 });
+    // Tall enough to show the controls, the counters and the streaming stages side by side.
+    const { page, problems } = await open('cut', { width: 1280, height: 1100 });
     await runFromPage(page, { stage: 'pipeline', speed: 2 });
     // Mid-stream: the rewrite is done and the storyboard is streaming.
     await page.waitForFunction(

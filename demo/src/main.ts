@@ -95,6 +95,7 @@ function listen(s: Slot): void {
       const detail: unknown = (event as CustomEvent).detail;
       const fields = (detail ?? {}) as Record<string, unknown>;
       const finding = s.audit.observe(type, detail);
+      if (type === 'connected' || type === 'disconnected') soon(checkHealth);
       if (type === 'connected') setState(s, 'open');
       if (type === 'disconnected') setState(s, fields.willReconnect ? 'reconnecting' : s.wanted && fields.reason !== 'disconnect' ? 'failed' : 'closed');
       renderCounters();
@@ -299,6 +300,13 @@ byId<HTMLInputElement>('log-pause').addEventListener('change', (event) => {
 });
 
 // ---- server health ----
+
+let healthTimer: ReturnType<typeof setTimeout> | undefined;
+/** Runs `fn` once after a burst of calls (the stream count changes in bursts: a cut reconnects every viewer). */
+function soon(fn: () => Promise<void>): void {
+  clearTimeout(healthTimer);
+  healthTimer = setTimeout(() => void fn(), 400);
+}
 
 const health = byId('health');
 async function checkHealth(): Promise<void> {
