@@ -170,6 +170,14 @@ describe('RedisBroker', () => {
         assert.ok(Date.now() - started < 1000, `rejected after ${Date.now() - started} ms`);
       }
       assert.equal(broker.healthy, false);
+      // Many calls waiting at once share one 'ready' listener: no MaxListenersExceededWarning, all bounded.
+      const warnings: Error[] = [];
+      const onWarning = (warning: Error) => warnings.push(warning);
+      process.on('warning', onWarning);
+      const many = await Promise.allSettled(Array.from({ length: 30 }, () => broker.publish(project, 'rewrite', message(project, 'rewrite'))));
+      process.off('warning', onWarning);
+      assert.ok(many.every((r) => r.status === 'rejected' && r.reason instanceof BrokerUnavailableError));
+      assert.deepEqual(warnings, []);
       await redis.restart();
       await until(() => broker.healthy, 'healthy again');
       // The restarted server has an empty script cache: this also proves the EVAL fallback.

@@ -86,6 +86,7 @@ export class RedisBroker implements Broker {
       options.client ??
       new Redis(options.url ?? 'redis://127.0.0.1:6379', { ...RedisBroker.connectionOptions, connectionName: 'ai-story-sse:commands' });
     this.#client.on('error', this.#onConnectionError);
+    this.#client.on('ready', this.#onClientReady);
   }
 
   get healthy(): boolean {
@@ -174,10 +175,11 @@ export class RedisBroker implements Broker {
     if (this.#closed) return this.#closing;
     this.#closed = true;
     this.#subscriptions.clear();
-    for (const abort of this.#waiters) abort();
+    for (const waiter of [...this.#waiters]) waiter.settle(new BrokerClosedError());
     const connections = [this.#subscriber, this.#ownsClient ? this.#client : undefined].filter((c): c is Redis => !!c);
     this.#closing = Promise.all(connections.map((connection) => quit(connection, this.#timeoutMs))).then(() => {
       this.#client.off('error', this.#onConnectionError);
+      this.#client.off('ready', this.#onClientReady);
     });
     return this.#closing;
   }
@@ -189,12 +191,14 @@ export class RedisBroker implements Broker {
   readonly #timeoutMs: number;
   readonly #onListenerError: (error: unknown) => void;
   readonly #subscriptions = new Map<string, Subscription>();
-  /** Rejecters of calls waiting for a connection, so `close()` can end them at once. */
-  readonly #waiters = new Set<() => void>();
+  /** Calls waiting for a connection to be ready. */
+  readonly #waiters = new Set<Waiter>();
   #subscriber: Redis | undefined;
   #lastError: unknown;
   #closed = false;
   #closing: Promise<void> = Promise.resolve();
+
+  readonly #onClientReady = () => this.#wake(this.#client);
 
   readonly #onConnectionError = (error: unknown) => {
     // ioredis reports every failed reconnect here; keep the latest as the cause of BrokerUnavailableError.
@@ -215,7 +219,10 @@ export class RedisBroker implements Broker {
     subscriber.on('pmessage', (pattern: string, channel: string, payload: string) =>
       this.#dispatch(subscriptionKey(pattern, true), payload, channel),
     );
-    subscriber.on('ready', () => this.#resubscribe(subscriber));
+    subscriber.on('ready', () => {
+      this.#resubscribe(subscriber);
+      this.#wake(subscriber);
+    });
     this.#subscriber = subscriber;
     return subscriber;
   }
@@ -292,22 +299,23 @@ export class RedisBroker implements Broker {
     }
   }
 
+  /** Resolves when `connection` is ready; rejects at `deadline`, or at once on `close()`. */
   #ready(connection: Redis, deadline: number): Promise<void> {
     if (connection.status === 'ready') return Promise.resolve();
     if (connection.status === 'wait') connection.connect().catch(() => {});
     return new Promise<void>((resolve, reject) => {
-      const settle = (error?: Error) => {
-        clearTimeout(timer);
-        connection.off('ready', onReady);
-        this.#waiters.delete(onClose);
-        if (error) reject(error);
-        else resolve();
+      const waiter: Waiter = {
+        connection,
+        settle: (error) => {
+          clearTimeout(timer);
+          this.#waiters.delete(waiter);
+          if (error) reject(error);
+          else resolve();
+        },
       };
-      const onReady = () => settle();
-      const onClose = () => settle(new BrokerClosedError());
       const timer = setTimeout(
         () =>
-          settle(
+          waiter.settle(
             new BrokerUnavailableError(`Redis was unreachable for ${this.#timeoutMs} ms (connection ${connection.status}); nothing was sent`, {
               sent: false,
               cause: this.#lastError,
@@ -315,10 +323,19 @@ export class RedisBroker implements Broker {
           ),
         Math.max(0, deadline - Date.now()),
       );
-      connection.on('ready', onReady);
-      this.#waiters.add(onClose);
+      this.#waiters.add(waiter);
     });
   }
+
+  /** Called by the one 'ready' listener of each connection: wakes every call waiting for it. */
+  #wake(connection: Redis): void {
+    for (const waiter of [...this.#waiters]) if (waiter.connection === connection) waiter.settle();
+  }
+}
+
+interface Waiter {
+  readonly connection: Redis;
+  settle(error?: Error): void;
 }
 
 function subscriptionKey(name: string, pattern: boolean): string {
