@@ -60,7 +60,7 @@ async function waitForTokens(page: Page, viewer: string, count: number): Promise
 
 describe('a server restart mid-stream', () => {
   it('loses nothing and repeats nothing: the viewers finish with exactly the right text', async () => {
-    const projectId = `e2e-restart-${process.pid}`;
+    const projectId = 'restart-1';
     const { page, problems } = await openDemo(browser!, server!.url, projectId);
     contexts.push(page.context());
     publisher = new StreamPublisher({ projectId, stage: 'rewrite', redisUrl: redis!.url });
@@ -121,7 +121,7 @@ describe('a server restart mid-stream', () => {
 
 describe('the authenticated stream on a server without SSE_AUTH_SECRET', () => {
   it("shows the server's error message and how to enable it", async () => {
-    const { page } = await openDemo(browser!, server!.url, `e2e-noauth-${process.pid}`);
+    const { page } = await openDemo(browser!, server!.url, 'noauth-1');
     contexts.push(page.context());
     await page.click('#auth-connect');
     await page.waitForSelector('#auth-status[data-tone="bad"]');
