@@ -78,6 +78,13 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
     app.listen(settings.port, settings.host, () => resolve());
   });
   const server = app.server as Server;
+  // Requests node's HTTP parser refuses (bad framing, oversized headers) get the same JSON error shape.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy();
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const body = JSON.stringify({ error: { code: ErrorCode.badRequest, message: `Malformed HTTP request (${error.code ?? 'parse error'}).` } });
+    socket.end(`HTTP/1.1 ${status} Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
   const { port } = server.address() as AddressInfo;
   const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host;
 

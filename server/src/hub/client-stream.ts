@@ -68,10 +68,15 @@ export class ClientStream {
   write(chunk: string): void {
     const res = this.#res;
     if (res.destroyed || res.writableEnded) return;
-    res.write(chunk);
     // Mercure's rule: a client that cannot keep up is disconnected, never allowed to grow our memory.
-    // It reconnects with Last-Event-ID and catches up from the replay log.
-    if (res.writableLength > this.#options.maxBufferBytes) this.close('slow_consumer');
+    // It reconnects with Last-Event-ID and catches up from the replay log. The check comes before the
+    // write, so one message larger than the bound still reaches a client that keeps up: the memory
+    // held per client is at most maxBufferBytes plus one message.
+    if (res.writableLength > this.#options.maxBufferBytes) {
+      this.close('slow_consumer');
+      return;
+    }
+    res.write(chunk);
   }
 
   close(reason: CloseReason): void {
