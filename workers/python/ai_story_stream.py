@@ -1,0 +1,205 @@
+"""Publish the live progress of a long AI job, for the browser viewers of the SSE hub.
+
+The Python counterpart of the kit's TypeScript ``StreamPublisher``, with the API of the original
+``RedisStreamPublisher``. Each message is logged (for resume) and published in one atomic step by
+``server/src/broker/publish.lua`` -- the very file the Node side runs, loaded from disk, never copied.
+
+    from ai_story_stream import RedisStreamPublisher
+
+    with RedisStreamPublisher("project-42", "rewrite", redis_url="redis://127.0.0.1:6379") as publisher:
+        publisher.publish_stage_update("processing", 0, "rewriting")
+        publisher.publish_token("Once", "Once")
+        publisher.publish_done("Once upon a time", {"tokens_used": 4})
+
+Unlike the original, which returned False and logged, a failed publish raises (a
+``redis.exceptions.ConnectionError`` or ``TimeoutError``): a message is never dropped silently.
+Every publish returns the message's id.
+
+Needs redis-py (Debian: ``apt-get install python3-redis``; or ``pip install redis``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import redis
+
+__all__ = ["RedisStreamPublisher", "DEFAULT_LUA_PATH", "STATUSES"]
+
+#: ``project_id``, ``stage_name`` and message types: no glob characters, no separators, bounded length.
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+#: Values of ``stage_update.status``.
+STATUSES = ("pending", "processing", "completed", "failed")
+
+#: The publish step, in the server's folder of this repository. Override it with the ``lua_path``
+#: argument or the ``AI_STORY_PUBLISH_LUA`` environment variable when this module lives elsewhere.
+DEFAULT_LUA_PATH = Path(__file__).resolve().parent.parent.parent / "server" / "src" / "broker" / "publish.lua"
+
+_RESERVED = ("id", "type", "stage", "project_id", "timestamp")
+
+
+class RedisStreamPublisher:
+    """Publishes the messages of one stage of one project. Use it as a context manager, or call ``close()``.
+
+    :param project_id: matches ``^[A-Za-z0-9_-]{1,64}$``.
+    :param stage_name: matches ``^[A-Za-z0-9_-]{1,64}$``.
+    :param redis_url: the Redis the SSE hub reads.
+    :param prefix: first part of every key and channel name (the hub's ``CHANNEL_PREFIX``).
+    :param log_maxlen: entries kept in the project's replay log.
+    :param log_ttl: seconds the replay log and state of the project live after its last message.
+    :param client: a ``redis.Redis`` to use instead of opening one; it stays the caller's (not closed).
+    :param lua_path: where ``publish.lua`` is; default ``$AI_STORY_PUBLISH_LUA`` or :data:`DEFAULT_LUA_PATH`.
+    :param socket_timeout: seconds to wait for Redis to connect or answer before raising.
+    :raises ValueError: for an invalid id or option.
+    :raises FileNotFoundError: when ``publish.lua`` is not where it should be.
+    """
+
+    def __init__(
+        self,
+        project_id: str,
+        stage_name: str,
+        redis_url: str = "redis://127.0.0.1:6379",
+        prefix: str = "ai_story",
+        log_maxlen: int = 1000,
+        log_ttl: int = 86400,
+        *,
+        client: Optional[redis.Redis] = None,
+        lua_path: Union[str, os.PathLike, None] = None,
+        socket_timeout: float = 5.0,
+    ) -> None:
+        _check_id("project_id", project_id)
+        _check_id("stage_name", stage_name)
+        _check_count("log_maxlen", log_maxlen)
+        _check_count("log_ttl", log_ttl)
+        self.project_id = project_id
+        self.stage_name = stage_name
+        self.prefix = prefix
+        self.log_maxlen = log_maxlen
+        self.log_ttl = log_ttl
+        # The key layout of server/src/channels.ts.
+        self.channel = f"{prefix}:project:{project_id}:stage:{stage_name}"
+        self.log_key = f"{prefix}:project:{project_id}:log"
+        self.state_key = f"{prefix}:project:{project_id}:state"
+
+        path = Path(lua_path or os.environ.get("AI_STORY_PUBLISH_LUA") or DEFAULT_LUA_PATH)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"publish.lua not found at {path}: pass lua_path= or set AI_STORY_PUBLISH_LUA "
+                "to the kit's server/src/broker/publish.lua"
+            )
+        self._owns_client = client is None
+        self._redis = client or redis.Redis.from_url(
+            redis_url, socket_connect_timeout=socket_timeout, socket_timeout=socket_timeout
+        )
+        # EVALSHA, falling back to loading the script when Redis does not know it (after a restart).
+        self._publish_script = self._redis.register_script(path.read_text(encoding="utf-8"))
+        self._closed = False
+
+    # -- the original API ---------------------------------------------------------------------------
+
+    def publish_token(self, content: str, full_text: str = "") -> str:
+        """A piece of generated text, and everything generated so far."""
+        return self.publish("token", {"content": _text("content", content), "full_text": _text("full_text", full_text)})
+
+    def publish_stage_update(self, status: str, progress: float, message: str = "") -> str:
+        """The stage's status (one of :data:`STATUSES`), its progress (0-100) and a line for humans."""
+        if status not in STATUSES:
+            raise ValueError(f"status: {status!r} must be one of {', '.join(STATUSES)}")
+        if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 100:
+            raise ValueError(f"progress: {progress!r} must be a number from 0 to 100")
+        return self.publish("stage_update", {"status": status, "progress": progress, "message": _text("message", message)})
+
+    def publish_progress(self, current: float, total: float, item_name: str = "") -> str:
+        """Item ``current`` of ``total`` is done; ``progress`` is the rounded percent (0 when ``total`` is 0)."""
+        _check_number("current", current)
+        _check_number("total", total)
+        # Rounds half up, exactly as the TypeScript publisher's Math.round.
+        progress = min(100, math.floor(current / total * 100 + 0.5)) if total > 0 else 0
+        return self.publish(
+            "progress", {"current": current, "total": total, "progress": progress, "item_name": _text("item_name", item_name)}
+        )
+
+    def publish_done(self, full_text: str = "", metadata: Optional[Mapping[str, Any]] = None) -> str:
+        """The stage finished: its whole result, and free metadata (``tokens_used``, ``latency_ms``...)."""
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise ValueError("metadata: must be a mapping")
+        return self.publish("done", {"full_text": _text("full_text", full_text), "metadata": dict(metadata or {})})
+
+    def publish_error(self, error: Union[str, BaseException], retry_count: int = 0) -> str:
+        """The stage failed (the task, not the transport): what went wrong and how often it was retried."""
+        if isinstance(retry_count, bool) or not isinstance(retry_count, int) or retry_count < 0:
+            raise ValueError(f"retry_count: {retry_count!r} must be an integer >= 0")
+        text = str(error) if isinstance(error, BaseException) else _text("error", error)
+        return self.publish("error", {"error": text, "retry_count": retry_count})
+
+    # -- any message --------------------------------------------------------------------------------
+
+    def publish(self, message_type: str, fields: Optional[Mapping[str, Any]] = None) -> str:
+        """Logs and publishes one message; returns its id (``<ms>-<seq>``).
+
+        The message gets ``type``, ``stage``, ``project_id`` and ``timestamp`` (seconds, float) first;
+        ``fields`` may not set those, nor ``id`` (Redis assigns it).
+        """
+        if self._closed:
+            raise RuntimeError("the publisher is closed; create a new one")
+        _check_id("message_type", message_type)
+        fields = dict(fields or {})
+        for key in _RESERVED:
+            if key in fields:
+                raise ValueError(f"fields: must not set {key!r}: the publisher sets it")
+        message = {
+            "type": message_type,
+            "stage": self.stage_name,
+            "project_id": self.project_id,
+            "timestamp": time.time(),
+            **fields,
+        }
+        # Compact and starting with "{": publish.lua inserts the id right after the brace.
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        message_id = self._publish_script(
+            keys=[self.log_key, self.state_key],
+            args=[self.channel, self.stage_name, message_type, text, self.log_maxlen, self.log_ttl],
+        )
+        return message_id.decode() if isinstance(message_id, bytes) else str(message_id)
+
+    def close(self) -> None:
+        """Closes the Redis connection if the publisher opened it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            self._redis.close()
+
+    def __enter__(self) -> "RedisStreamPublisher":
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        self.close()
+
+
+def _check_id(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise ValueError(f"{name}: {value!r} must match ^[A-Za-z0-9_-]{{1,64}}$")
+
+
+def _check_count(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: {value!r} must be a positive integer")
+
+
+def _check_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: {value!r} must be a finite number >= 0")
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: must be a str, got {type(value).__name__}")
+    return value

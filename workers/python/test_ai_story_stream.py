@@ -1,0 +1,137 @@
+"""Unit tests of ai_story_stream against a real Redis.
+
+Run by server/src/python-worker.test.ts, which starts a private redis-server and sets
+AI_STORY_TEST_REDIS_URL; never point it at a Redis whose data matters.
+"""
+
+import itertools
+import json
+import os
+import socket
+import time
+import unittest
+
+import redis
+
+from ai_story_stream import DEFAULT_LUA_PATH, RedisStreamPublisher
+
+URL = os.environ.get("AI_STORY_TEST_REDIS_URL")
+_projects = itertools.count()
+
+
+@unittest.skipUnless(URL, "set AI_STORY_TEST_REDIS_URL to a throwaway Redis")
+class RedisStreamPublisherTest(unittest.TestCase):
+    def setUp(self):
+        self.redis = redis.Redis.from_url(URL)
+        self.project = f"py{os.getpid()}-{next(_projects)}"
+        self.pubsub = self.redis.pubsub()
+        self.pubsub.psubscribe(f"ai_story:project:{self.project}:stage:*")
+        # Publish only once Redis has confirmed the subscription.
+        confirmation = self.pubsub.get_message(timeout=5)
+        self.assertEqual(confirmation and confirmation["type"], "psubscribe")
+
+    def tearDown(self):
+        self.pubsub.close()
+        self.redis.close()
+
+    def received(self, count):
+        payloads = []
+        deadline = time.monotonic() + 5
+        while len(payloads) < count:
+            if time.monotonic() > deadline:
+                self.fail(f"received {len(payloads)} of {count} messages")
+            message = self.pubsub.get_message(timeout=1)
+            if message is not None and message["type"] == "pmessage":
+                payloads.append(message["data"].decode("utf-8"))
+        return payloads
+
+    def test_publishes_compact_json_with_the_id_first_and_non_ascii_unescaped(self):
+        with RedisStreamPublisher(self.project, "rewrite", redis_url=URL) as publisher:
+            message_id = publisher.publish_token("ünï, côdé: ok", "ünï, côdé: ok")
+        [payload] = self.received(1)
+        self.assertTrue(payload.startswith(f'{{"id":"{message_id}","type":"token","stage":"rewrite","project_id":"{self.project}","timestamp":'))
+        self.assertIn('"content":"ünï, côdé: ok"', payload)
+        self.assertIsInstance(json.loads(payload)["timestamp"], float)
+
+    def test_each_method_publishes_its_fields(self):
+        with RedisStreamPublisher(self.project, "image_generation", redis_url=URL) as publisher:
+            publisher.publish_stage_update("processing", 10, "started")
+            publisher.publish_progress(2, 3, "image 2")
+            publisher.publish_progress(1, 0)
+            publisher.publish_done("3 images", {"tokens_used": 0})
+            publisher.publish_done()
+            publisher.publish_error(RuntimeError("provider 503"), 3)
+            publisher.publish("checkpoint", {"step": 7})
+        fields = [
+            {k: v for k, v in json.loads(p).items() if k not in ("id", "stage", "project_id", "timestamp")}
+            for p in self.received(7)
+        ]
+        self.assertEqual(
+            fields,
+            [
+                {"type": "stage_update", "status": "processing", "progress": 10, "message": "started"},
+                {"type": "progress", "current": 2, "total": 3, "progress": 67, "item_name": "image 2"},
+                {"type": "progress", "current": 1, "total": 0, "progress": 0, "item_name": ""},
+                {"type": "done", "full_text": "3 images", "metadata": {"tokens_used": 0}},
+                {"type": "done", "full_text": "", "metadata": {}},
+                {"type": "error", "error": "provider 503", "retry_count": 3},
+                {"type": "checkpoint", "step": 7},
+            ],
+        )
+
+    def test_logs_each_message_and_keeps_the_latest_of_each_type_in_the_state(self):
+        with RedisStreamPublisher(self.project, "rewrite", redis_url=URL, log_maxlen=2, log_ttl=60) as publisher:
+            ids = [publisher.publish_token(t, t) for t in ("a", "b", "c")]
+        live = self.received(3)
+        entries = self.redis.xrange(publisher.log_key)
+        self.assertEqual([entry_id.decode() for entry_id, _ in entries], ids[1:])
+        self.assertEqual(self.redis.hget(publisher.state_key, "rewrite|token").decode("utf-8"), live[2])
+        self.assertTrue(0 < self.redis.ttl(publisher.log_key) <= 60)
+
+    def test_refuses_invalid_arguments_before_touching_redis(self):
+        with self.assertRaises(ValueError):
+            RedisStreamPublisher("bad id", "rewrite", redis_url=URL)
+        with self.assertRaises(ValueError):
+            RedisStreamPublisher(self.project, "a:*", redis_url=URL)
+        with RedisStreamPublisher(self.project, "rewrite", redis_url=URL) as publisher:
+            for attempt in (
+                lambda: publisher.publish_stage_update("running", 10),
+                lambda: publisher.publish_stage_update("processing", 101),
+                lambda: publisher.publish_stage_update("processing", float("nan")),
+                lambda: publisher.publish_progress(-1, 3),
+                lambda: publisher.publish_token(42, ""),
+                lambda: publisher.publish_error("x", -1),
+                lambda: publisher.publish("bad type"),
+                lambda: publisher.publish("note", {"id": "1-0"}),
+                lambda: publisher.publish("note", {"value": float("inf")}),
+            ):
+                with self.assertRaises(ValueError):
+                    attempt()
+        self.assertEqual(self.redis.exists(publisher.log_key), 0)
+
+    def test_raises_instead_of_dropping_when_redis_is_unreachable(self):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with RedisStreamPublisher(self.project, "rewrite", redis_url=f"redis://127.0.0.1:{port}", socket_timeout=1) as publisher:
+            with self.assertRaises(redis.exceptions.ConnectionError):
+                publisher.publish_token("lost?", "lost?")
+
+    def test_closes_its_own_connection_but_not_a_given_client(self):
+        client = redis.Redis.from_url(URL)
+        with RedisStreamPublisher(self.project, "rewrite", client=client) as publisher:
+            publisher.publish_token("a", "a")
+        self.assertTrue(client.ping())
+        client.close()
+        with self.assertRaises(RuntimeError):
+            publisher.publish_token("b", "ab")
+
+    def test_loads_the_one_publish_lua_of_the_server(self):
+        self.assertEqual(DEFAULT_LUA_PATH.parts[-4:], ("server", "src", "broker", "publish.lua"))
+        self.assertTrue(DEFAULT_LUA_PATH.is_file())
+        with self.assertRaises(FileNotFoundError):
+            RedisStreamPublisher(self.project, "rewrite", redis_url=URL, lua_path="/nonexistent/publish.lua")
+
+
+if __name__ == "__main__":
+    unittest.main()
