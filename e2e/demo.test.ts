@@ -235,9 +235,14 @@ describe('the demo page', () => {
     await screenshot(page, 'demo-narrow-dark', true);
   });
 
-  it('shows the broker in the header', async () => {
-    const { page } = await open('health');
+  it('shows the broker in the header and an API reference written for the current project', async () => {
+    const { page, id } = await open('reference');
     await page.waitForSelector('#health[data-state="ok"]');
     assert.match((await page.textContent('#health-text')) ?? '', /Redis/);
+    const docs = (await page.textContent('#docs')) ?? '';
+    for (const needle of ['createSSEClient', 'isConnected()', 'RedisStreamPublisher', 'publish_token', 'execute_stage', 'Last-Event-ID', 'stage_update', 'auto-connect']) {
+      assert.ok(docs.includes(needle), `the reference mentions ${needle}`);
+    }
+    assert.ok(docs.includes(`curl -N ${server!.url}/api/v1/sse/projects/${id}/stages/rewrite/`), 'the curl example targets this server and project');
   });
 });

@@ -12,7 +12,7 @@ import { emptyCounts, StreamAudit, type AuditCounts } from './stream-audit.js';
 type Viewer = SseStreamViewer;
 
 const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-/** The viewer's DOM events the page listens to (`reset` too, should the element forward it). */
+/** The viewer's DOM events the page listens to: one per message, plus the connection's. */
 const VIEWER_EVENTS = ['connected', 'token', 'stage_update', 'progress', 'done', 'error', 'reset', 'disconnected'] as const;
 const HEALTH_EVERY_MS = 5000;
 
@@ -68,6 +68,7 @@ function showProject(id: string): void {
   const stage = byId<HTMLSelectElement>('single-stage').value;
   byId('single-snippet').textContent = `<sse-stream-viewer project-id="${id}" stage-name="${stage}" auto-connect></sse-stream-viewer>`;
   byId('all-snippet').textContent = `<sse-stream-viewer project-id="${id}" auto-connect></sse-stream-viewer>`;
+  for (const element of document.querySelectorAll('.project-ref')) element.textContent = id;
 }
 
 // ---- viewers ----
@@ -75,6 +76,13 @@ function showProject(id: string): void {
 function setState(s: Slot, state: SlotState): void {
   s.stateBadge.dataset.state = state;
   s.stateBadge.textContent = state;
+}
+
+/** After `disconnected`: a retry is pending, or it was asked for (a new project or stage reconnects at once), or it failed. */
+function disconnectedState(s: Slot, detail: Record<string, unknown>): SlotState {
+  if (detail.willReconnect) return 'reconnecting';
+  if (detail.reason === 'disconnect') return s.wanted ? 'connecting' : 'closed';
+  return 'failed';
 }
 
 function renderCounters(): void {
@@ -97,7 +105,7 @@ function listen(s: Slot): void {
       const finding = s.audit.observe(type, detail);
       if (type === 'connected' || type === 'disconnected') soon(checkHealth);
       if (type === 'connected') setState(s, 'open');
-      if (type === 'disconnected') setState(s, fields.willReconnect ? 'reconnecting' : s.wanted && fields.reason !== 'disconnect' ? 'failed' : 'closed');
+      if (type === 'disconnected') setState(s, disconnectedState(s, fields));
       renderCounters();
       log.add({
         source: s.name,
@@ -329,6 +337,7 @@ setInterval(() => {
 
 // ---- start: both public viewers watch the project right away ----
 
+for (const element of document.querySelectorAll('.origin-ref')) element.textContent = location.origin;
 const first = initialProject();
 projectInput.value = first;
 showProject(first);
