@@ -201,6 +201,8 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       assert.equal((await broker.replay(project, `${ms}-${seq + 7n}`)).covered, false);
       assert.equal((await broker.replay(project, `${ms + 1000n}-0`)).covered, false);
       assert.equal((await broker.replay(uniqueProject(), id)).covered, false);
+      assert.equal((await broker.replay('not a project*', id)).covered, false);
+      assert.deepEqual(await broker.snapshot('not a project*'), { lastId: null, stages: {} });
     });
 
     it('caps the log at logMaxLen entries: a trimmed id is not covered, the oldest kept one is', async () => {

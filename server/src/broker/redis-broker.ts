@@ -8,7 +8,7 @@ import { Redis, ReplyError, type RedisOptions } from 'ioredis';
 import type { Broker, LogEntry, MessageListener, ReplayResult, Snapshot, Unsubscribe } from './broker.js';
 import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError } from './errors.js';
 import { checkPublishArguments, isLogId, withId } from './log-id.js';
-import { DEFAULT_PREFIX, logKey, stageChannel, stateKey } from '../channels.js';
+import { DEFAULT_PREFIX, isValidId, logKey, stageChannel, stateKey } from '../channels.js';
 
 export interface RedisBrokerOptions {
   /** Redis to connect to, e.g. `redis://127.0.0.1:6379`. Ignored when `client` is given. Default: ioredis's default (localhost:6379). */
@@ -93,6 +93,11 @@ export class RedisBroker implements Broker {
     return !this.#closed && this.#client.status === 'ready' && (!this.#subscriber || this.#subscriber.status === 'ready');
   }
 
+  /**
+   * Runs publish.lua: XADD to the log, HSET of the state, EXPIRE of both, PUBLISH of the id-ful text, atomically.
+   * Throws {@link InvalidArgumentError} before sending anything for a bad id or message; rejects within
+   * `commandTimeoutMs` with {@link BrokerUnavailableError} when Redis is down or silent: never queued, never lost silently.
+   */
   async publish(projectId: string, stage: string, message: string): Promise<string> {
     const type = checkPublishArguments(projectId, stage, message);
     const keys = [logKey(this.prefix, projectId), stateKey(this.prefix, projectId)];
@@ -116,7 +121,8 @@ export class RedisBroker implements Broker {
   }
 
   async replay(projectId: string, afterId: string): Promise<ReplayResult> {
-    if (!isLogId(afterId)) return { covered: false, entries: [] };
+    // Garbage never reaches Redis: it simply is not in the log.
+    if (!isValidId(projectId) || !isLogId(afterId)) return { covered: false, entries: [] };
     const key = logKey(this.prefix, projectId);
     // One transaction, so the existence check and the range agree even while others publish or trim.
     const [found, after] = await this.#transaction((multi) => multi.xrange(key, afterId, afterId).xrange(key, `(${afterId}`, '+'));
@@ -125,6 +131,7 @@ export class RedisBroker implements Broker {
   }
 
   async snapshot(projectId: string): Promise<Snapshot> {
+    if (!isValidId(projectId)) return { lastId: null, stages: {} };
     const [hash, newest] = await this.#transaction((multi) =>
       multi.hgetall(stateKey(this.prefix, projectId)).xrevrange(logKey(this.prefix, projectId), '+', '-', 'COUNT', 1),
     );
@@ -193,7 +200,10 @@ export class RedisBroker implements Broker {
   readonly #subscriptions = new Map<string, Subscription>();
   /** Calls waiting for a connection to be ready. */
   readonly #waiters = new Set<Waiter>();
+  readonly #interruptionListeners = new Set<() => void>();
   #subscriber: Redis | undefined;
+  /** True while the subscriber connection is up with its subscriptions restored. */
+  #subscribed = false;
   #lastError: unknown;
   #closed = false;
   #closing: Promise<void> = Promise.resolve();
@@ -204,6 +214,11 @@ export class RedisBroker implements Broker {
     // ioredis reports every failed reconnect here; keep the latest as the cause of BrokerUnavailableError.
     this.#lastError = error;
   };
+
+  onInterruption(listener: () => void): () => void {
+    this.#interruptionListeners.add(listener);
+    return () => this.#interruptionListeners.delete(listener);
+  }
 
   #subscriberConnection(): Redis {
     if (this.#subscriber) return this.#subscriber;
@@ -221,7 +236,20 @@ export class RedisBroker implements Broker {
     );
     subscriber.on('ready', () => {
       this.#resubscribe(subscriber);
+      this.#subscribed = true;
       this.#wake(subscriber);
+    });
+    subscriber.on('close', () => {
+      if (!this.#subscribed) return;
+      this.#subscribed = false;
+      if (this.#closed || this.#subscriptions.size === 0) return;
+      for (const listener of [...this.#interruptionListeners]) {
+        try {
+          listener();
+        } catch (error) {
+          this.#onListenerError(error);
+        }
+      }
     });
     this.#subscriber = subscriber;
     return subscriber;
