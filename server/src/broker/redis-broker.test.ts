@@ -215,6 +215,38 @@ describe('RedisBroker', () => {
       assert.equal(leftRec.heard.length, 0);
     });
 
+    it('reports an interruption when its subscriber connection drops with subscriptions, then restores them', async () => {
+      const broker = create();
+      const project = uniqueProject();
+      const channel = stageChannel(broker.prefix, project, 'rewrite');
+      const rec = recorder();
+      let interruptions = 0;
+      const stop = broker.onInterruption(() => interruptions++);
+      await broker.subscribe(channel, rec.listener);
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      await until(() => interruptions === 1, 'the interruption reported');
+      await until(async () => (await numsub(channel)) === 1, 'resubscribed');
+      await admin.publish(channel, 'after the drop');
+      await rec.waitFor(1);
+      stop();
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      await until(async () => (await numsub(channel)) === 1, 'resubscribed again');
+      assert.equal(interruptions, 1);
+    });
+
+    it('reports no interruption when the dropped subscriber connection held no subscription, nor on close', async () => {
+      const broker = create();
+      let interruptions = 0;
+      broker.onInterruption(() => interruptions++);
+      const leave = await broker.subscribe(stageChannel(broker.prefix, uniqueProject(), 'rewrite'), () => {});
+      await leave();
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      await until(() => broker.healthy, 'reconnected');
+      await broker.subscribe('another-channel', () => {});
+      await broker.close();
+      assert.equal(interruptions, 0);
+    });
+
     it('closes promptly while Redis is down', async () => {
       const broker = create({ commandTimeoutMs: 5000 });
       await broker.ping();
