@@ -48,7 +48,13 @@ async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
   }
 }
 
-export async function startRedis(options: { port?: number } = {}): Promise<TestRedis> {
+export interface StartRedisOptions {
+  port?: number;
+  /** Keep data across restart() with an append-only file synced on every write (as a production Redis would). */
+  persist?: boolean;
+}
+
+export async function startRedis(options: StartRedisOptions = {}): Promise<TestRedis> {
   const dir = await mkdtemp(join(tmpdir(), 'sse-redis-'));
   const port = options.port ?? (await freePort());
   let child: ChildProcess | undefined;
@@ -56,7 +62,10 @@ export async function startRedis(options: { port?: number } = {}): Promise<TestR
   const start = async () => {
     child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'],
+      [
+        ...['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir, '--loglevel', 'warning'],
+        ...(options.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
+      ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );
     const exited = new Promise<never>((_, reject) =>

@@ -61,6 +61,13 @@ export interface Broker {
    */
   subscribe(channelOrPattern: string, listener: MessageListener, pattern?: boolean): Promise<Unsubscribe>;
 
+  /**
+   * Calls `listener` when live delivery was interrupted (the subscriber connection dropped while it had
+   * subscriptions): messages published meanwhile reached the replay log but no listener. The hub ends its
+   * streams then, so clients resume from the log instead of silently missing them. Returns the remover.
+   */
+  onInterruption(listener: () => void): () => void;
+
   /** True while the broker is reachable. */
   readonly healthy: boolean;
   /** Round trip to the broker; rejects when it is down. */

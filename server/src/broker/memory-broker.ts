@@ -46,6 +46,11 @@ export class MemoryBroker implements Broker {
     this.#onListenerError = options.onListenerError ?? ((error) => console.error('[broker] a message listener threw:', error));
   }
 
+  /** In process, live delivery is never interrupted. */
+  onInterruption(_listener: () => void): () => void {
+    return () => {};
+  }
+
   get healthy(): boolean {
     return !this.#closed;
   }

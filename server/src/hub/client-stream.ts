@@ -16,6 +16,8 @@ export interface ClientStreamOptions {
   projectId: string;
   stage: string | null;
   clientKey: string;
+  /** An id for logs (the request's `X-Request-Id`). Default `''`. */
+  requestId?: string | undefined;
   /** Bytes the socket may hold unsent before the client counts as too slow and is dropped. */
   maxBufferBytes: number;
   /** How many live messages may wait while a resume is being replayed. */
@@ -27,6 +29,8 @@ export class ClientStream {
   readonly projectId: string;
   readonly stage: string | null;
   readonly clientKey: string;
+  /** An id for logs, the same on the lines of its opening and its closing. */
+  readonly requestId: string;
   readonly openedAt = Date.now();
   state: StreamState = StreamState.opening;
   events = 0;
@@ -40,6 +44,7 @@ export class ClientStream {
     this.projectId = options.projectId;
     this.stage = options.stage;
     this.clientKey = options.clientKey;
+    this.requestId = options.requestId ?? '';
     // The one cleanup path: whoever ends the stream, 'close' fires once.
     res.once('close', () => this.#finish('client_gone'));
   }
@@ -84,6 +89,11 @@ export class ClientStream {
     this.#finish(reason);
     if (reason === 'slow_consumer' || reason === 'client_gone') this.#res.destroy();
     else this.#res.end();
+  }
+
+  /** Releases the stream before it started, leaving the response to the caller (for an error answer). */
+  abandon(reason: CloseReason): void {
+    this.#finish(reason);
   }
 
   #finish(reason: CloseReason): void {

@@ -21,6 +21,22 @@ export interface HubOptions {
   maxPending?: number;
   /** Called once when a stream closes, for logs and metrics. */
   onStreamClosed?: (stream: ClientStream, reason: CloseReason) => void;
+  /** Called once when a stream goes live, with what was written while it opened; for metrics. */
+  onStreamLive?: (stream: ClientStream, opening: StreamOpening) => void;
+  /** Called for each broker message after it was written to `written` live streams; for metrics. */
+  onMessage?: (message: ParsedPayload, written: number) => void;
+}
+
+/** What a stream got before it went live. */
+export interface StreamOpening {
+  /** Messages written while opening: the replay, and live ones held back meanwhile. */
+  events: number;
+  /** True when the stream came with a `Last-Event-ID`. */
+  resumed: boolean;
+  /** Log entries replayed after `Last-Event-ID`; 0 without one, or on reset. */
+  replayed: number;
+  /** Set when the log no longer covered `Last-Event-ID` (or never did) and a `reset` was sent instead. */
+  reset: 'expired' | 'unknown_id' | undefined;
 }
 
 export interface OpenRequest {
@@ -31,6 +47,8 @@ export interface OpenRequest {
   lastEventId?: string | undefined;
   /** Who is asking (the remote address), for per-client limits. */
   clientKey?: string;
+  /** An id for logs, carried by the stream as `requestId`. */
+  requestId?: string;
 }
 
 interface Topic {
@@ -46,10 +64,13 @@ export class Hub {
   readonly #maxBufferBytes: number;
   readonly #maxPending: number;
   readonly #onStreamClosed: HubOptions['onStreamClosed'];
+  readonly #onStreamLive: HubOptions['onStreamLive'];
+  readonly #onMessage: HubOptions['onMessage'];
   readonly #topics = new Map<string, Topic>();
   readonly #streams = new Set<ClientStream>();
   readonly #perClient = new Map<string, number>();
   #heartbeat: NodeJS.Timeout | undefined;
+  readonly #stopListening: () => void;
 
   constructor(options: HubOptions) {
     this.#broker = options.broker;
@@ -58,6 +79,13 @@ export class Hub {
     this.#maxBufferBytes = options.maxBufferBytes ?? 1024 * 1024;
     this.#maxPending = options.maxPending ?? 10_000;
     this.#onStreamClosed = options.onStreamClosed;
+    this.#onStreamLive = options.onStreamLive;
+    this.#onMessage = options.onMessage;
+    // Messages published while the broker's subscriber was down were logged but not delivered live:
+    // end every stream, and each client resumes from the log with its Last-Event-ID.
+    this.#stopListening = this.#broker.onInterruption(() => {
+      for (const stream of [...this.#streams]) stream.close('broker_error');
+    });
   }
 
   /** Open streams in this process. */
@@ -93,6 +121,7 @@ export class Hub {
       projectId,
       stage,
       clientKey,
+      requestId: request.requestId,
       maxBufferBytes: this.#maxBufferBytes,
       maxPending: this.#maxPending,
       onClose: (closed, reason) => this.#release(closed, topicKey, reason),
@@ -104,7 +133,7 @@ export class Hub {
     try {
       await this.#join(topicKey, stage === null, stream);
     } catch (error) {
-      stream.close('broker_error');
+      stream.abandon('broker_error');
       throw error;
     }
     if (stream.state === 'closed') return stream;
@@ -116,11 +145,13 @@ export class Hub {
 
     if (lastEventId === undefined) {
       stream.goLive(() => false);
+      this.#wentLive(stream, { resumed: false, replayed: 0, reset: undefined });
       return stream;
     }
     try {
-      const coveredUpTo = await this.#catchUp(stream, projectId, stage, lastEventId);
+      const { coveredUpTo, replayed, reset } = await this.#catchUp(stream, projectId, stage, lastEventId);
       stream.goLive((message) => coveredUpTo !== null && message.id !== undefined && !isAfter(message.id, coveredUpTo));
+      this.#wentLive(stream, { resumed: true, replayed, reset });
     } catch {
       // The broker failed mid-resume: end the stream; the client reconnects with the same Last-Event-ID.
       stream.close('broker_error');
@@ -141,25 +172,37 @@ export class Hub {
 
   /** Ends every stream so clients reconnect elsewhere, and drops every subscription. */
   async close(): Promise<void> {
+    this.#stopListening();
     for (const stream of [...this.#streams]) stream.close('server_shutdown');
     await Promise.allSettled([...this.#topics.values()].map(async (topic) => (await topic.ready)()));
     this.#topics.clear();
     this.#stopHeartbeat();
   }
 
+  #wentLive(stream: ClientStream, opening: Omit<StreamOpening, 'events'>): void {
+    if (stream.state === 'live') this.#onStreamLive?.(stream, { events: stream.events, ...opening });
+  }
+
   /**
    * Writes what the client missed and returns the id up to which the log was read (live messages
-   * at or before it are duplicates), or null when nothing was read.
+   * at or before it are duplicates), or null when nothing was read; and, for metrics, what it wrote.
    */
-  async #catchUp(stream: ClientStream, projectId: string, stage: string | null, lastEventId: string): Promise<string | null> {
+  async #catchUp(
+    stream: ClientStream,
+    projectId: string,
+    stage: string | null,
+    lastEventId: string,
+  ): Promise<{ coveredUpTo: string | null; replayed: number; reset: StreamOpening['reset'] }> {
     const replay = await this.#broker.replay(projectId, lastEventId);
     if (replay.covered) {
+      let replayed = 0;
       for (const entry of replay.entries) {
         if (stage !== null && entry.stage !== stage) continue;
         stream.events++;
+        replayed++;
         stream.write(formatEvent({ id: entry.id, event: parsePayload(entry.data).type, data: entry.data }));
       }
-      return replay.entries.at(-1)?.id ?? lastEventId;
+      return { coveredUpTo: replay.entries.at(-1)?.id ?? lastEventId, replayed, reset: undefined };
     }
     // The id is gone from the log (or never was): say so in-band with the latest state of each stage.
     const snapshot = await this.#broker.snapshot(projectId);
@@ -168,16 +211,17 @@ export class Hub {
       if (stage !== null && stageName !== stage) continue;
       stages[stageName] = Object.fromEntries(Object.entries(byType).map(([type, json]) => [type, safeParse(json)]));
     }
+    const reason = snapshot.lastId === null ? 'unknown_id' : 'expired';
     const reset = {
       type: 'reset',
       project_id: projectId,
       stage,
-      reason: snapshot.lastId === null ? 'unknown_id' : 'expired',
+      reason,
       stages,
       timestamp: Date.now() / 1000,
     };
     stream.write(formatEvent({ id: snapshot.lastId ?? undefined, event: 'reset', data: JSON.stringify(reset) }));
-    return snapshot.lastId;
+    return { coveredUpTo: snapshot.lastId, replayed: 0, reset: reason };
   }
 
   async #join(key: string, pattern: boolean, stream: ClientStream): Promise<void> {
@@ -196,7 +240,12 @@ export class Hub {
   }
 
   #fanOut(clients: Set<ClientStream>, message: ParsedPayload): void {
-    for (const client of clients) client.deliver(message);
+    let written = 0;
+    for (const client of clients) {
+      if (client.state === 'live') written++;
+      client.deliver(message);
+    }
+    this.#onMessage?.(message, written);
   }
 
   #release(stream: ClientStream, topicKey: string, reason: CloseReason): void {

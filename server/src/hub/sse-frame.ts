@@ -56,6 +56,8 @@ export interface ParsedPayload {
   type: string;
   /** The stage the message names, if any. */
   stage: string | undefined;
+  /** The message's `timestamp` (seconds since the epoch, when it was published), if it is a number. */
+  timestamp: number | undefined;
 }
 
 /** Event names are the message `type` when it is a short plain word; anything else is refused as a name. */
@@ -74,11 +76,12 @@ export function parsePayload(payload: string): ParsedPayload {
     message = undefined;
   }
   if (message === null || typeof message !== 'object' || Array.isArray(message)) {
-    return { frame: formatEvent({ event: 'message', data: payload }), id: undefined, type: 'message', stage: undefined };
+    return { frame: formatEvent({ event: 'message', data: payload }), id: undefined, type: 'message', stage: undefined, timestamp: undefined };
   }
   const fields = message as Record<string, unknown>;
   const type = typeof fields.type === 'string' && EVENT_NAME.test(fields.type) ? fields.type : 'message';
   const id = typeof fields.id === 'string' && fields.id.length <= 64 ? fields.id : undefined;
   const stage = typeof fields.stage === 'string' ? fields.stage : undefined;
-  return { frame: formatEvent({ id, event: type, data: payload }), id, type, stage };
+  const timestamp = typeof fields.timestamp === 'number' && Number.isFinite(fields.timestamp) ? fields.timestamp : undefined;
+  return { frame: formatEvent({ id, event: type, data: payload }), id, type, stage, timestamp };
 }
