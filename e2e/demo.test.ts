@@ -131,14 +131,18 @@ describe('the demo page', () => {
     assertNoPageErrors(problems);
   });
 
-  it('shows the error state when a failure is injected', async () => {
+  it('shows the error state when a failure is injected, and the pipeline stops at the failed stage', async () => {
     const { page, problems } = await open('failure');
-    await runFromPage(page, { stage: 'storyboard', speed: 30, fail: true });
-    const error = await waitForViewerEvent(page, 'all-viewer', 'error', 'storyboard');
+    await runFromPage(page, { stage: 'pipeline', speed: 30, fail: true });
+    const error = await waitForViewerEvent(page, 'all-viewer', 'error', 'rewrite');
     assert.match(String(error.error), /Simulated failure/);
-    await waitForStageStatus(page, 'all-viewer', 'storyboard', 'failed');
+    await waitForStageStatus(page, 'all-viewer', 'rewrite', 'failed');
+    await waitForStageStatus(page, 'single-viewer', 'rewrite', 'failed');
     await page.waitForSelector('#run-status[data-tone="bad"]');
-    assert.match((await page.textContent('#run-status')) ?? '', /storyboard failed/);
+    assert.match((await page.textContent('#run-status')) ?? '', /rewrite failed .*the pipeline stopped there/);
+    // The runner decided before the status line changed: the next stage was never started.
+    const events = await viewerEvents(page, 'all-viewer');
+    assert.deepEqual(events.filter((e) => e.detail.stage === 'storyboard'), []);
     // The failed stage is marked in the page's event log too.
     await page.waitForSelector('#event-log-body tr[data-type="error"]');
     assertNoPageErrors(problems);

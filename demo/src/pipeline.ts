@@ -1,15 +1,14 @@
 /**
  * Runs the mock pipeline the way a backend would: one `execute_stage` per stage, in order, each
  * started only after the previous one sent `done` (and stopping at the first `error`).
- * It watches the project with its own {@link SSEClient}, opened before the first stage starts,
+ * It watches the project with its own SSEClient, opened before the first stage starts,
  * so no `done` can slip by between the POST and the subscription.
  */
-import { createSSEClient, type SSEClient } from '../../client/src/index.js';
+import { createSSEClient, type DisconnectedEvent } from '../../client/src/index.js';
 import type { DoneMessage, ErrorMessage } from '../../client/src/messages.js';
 import { ApiError, executeStage, mintToken } from './api.js';
 
 export const STAGES = ['rewrite', 'storyboard', 'image_generation', 'video_generation'] as const;
-export type Stage = (typeof STAGES)[number];
 
 export interface RunOptions {
   projectId: string;
@@ -34,23 +33,6 @@ export interface RunResult {
   stage?: string;
 }
 
-/** Waits for `connected`; rejects if the client gives up first. */
-function opened(client: SSEClient, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    client.on('connected', () => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    });
-    client.on('disconnected', (event) => {
-      if (event.willReconnect) return;
-      signal.removeEventListener('abort', onAbort);
-      reject(new ApiError(event.status ?? 0, event.error?.code ?? event.reason, event.error?.message ?? `The stream closed: ${event.reason}.`));
-    });
-  });
-}
-
 /** With `SSE_AUTH_SECRET` set, `execute_stage` wants a token: the demo mints a development one on the first 401. */
 const tokens = new Map<string, { token: string; until: number }>();
 
@@ -67,28 +49,45 @@ async function start(projectId: string, stage: string, input: Record<string, unk
   }
 }
 
+/** Why the watching client stopped for good (it retries transient failures itself). */
+function closedError(event: DisconnectedEvent): ApiError {
+  return new ApiError(event.status ?? 0, event.error?.code ?? event.reason, event.error?.message ?? `The stream closed: ${event.reason}.`);
+}
+
 export async function runPipeline(options: RunOptions): Promise<RunResult> {
   const { projectId, stages, speed, fail, signal, onProgress } = options;
   const client = createSSEClient(projectId);
-  let settle: ((message: DoneMessage | ErrorMessage) => void) | undefined;
-  let waitingFor = '';
-  client.on('done', (message) => {
-    if (message.stage === waitingFor) settle?.(message);
-  });
-  client.on('error', (message) => {
-    if (message.stage === waitingFor) settle?.(message);
-  });
-  const ready = opened(client, signal);
-  client.connect();
+  // What the current wait is for: `connected`, or the end of one stage.
+  let waiting: { stage: string | null; resolve: (message?: DoneMessage | ErrorMessage) => void; reject: (error: unknown) => void } | undefined;
+  const until = (stage: string | null) =>
+    new Promise<DoneMessage | ErrorMessage | undefined>((resolve, reject) => {
+      if (signal.aborted) return resolve(undefined);
+      waiting = { stage, resolve, reject };
+    });
+  const onAbort = () => waiting?.resolve(undefined);
+  signal.addEventListener('abort', onAbort);
+  client
+    .on('connected', () => {
+      if (waiting?.stage === null) waiting.resolve();
+    })
+    .on('done', (message) => {
+      if (waiting?.stage === message.stage) waiting.resolve(message);
+    })
+    .on('error', (message) => {
+      if (waiting?.stage === message.stage) waiting.resolve(message);
+    })
+    .on('disconnected', (event) => {
+      if (!event.willReconnect && event.reason !== 'disconnect') waiting?.reject(closedError(event));
+    });
+
   try {
+    const ready = until(null);
+    client.connect();
     await ready;
     for (const [index, stage] of stages.entries()) {
       if (signal.aborted) return { outcome: 'stopped' };
-      waitingFor = stage;
-      const ended = new Promise<DoneMessage | ErrorMessage | undefined>((resolve) => {
-        settle = resolve;
-        signal.addEventListener('abort', () => resolve(undefined), { once: true });
-      });
+      // Listen before starting: a fast stage may end before the POST returns.
+      const ended = until(stage);
       await start(projectId, stage, { speed, fail });
       onProgress?.({ kind: 'started', stage, index, total: stages.length });
       const message = await ended;
@@ -99,11 +98,9 @@ export async function runPipeline(options: RunOptions): Promise<RunResult> {
       }
       onProgress?.({ kind: 'done', stage, message });
     }
-    return { outcome: 'completed' };
-  } catch (error) {
-    if (signal.aborted) return { outcome: 'stopped' };
-    throw error;
+    return { outcome: signal.aborted ? 'stopped' : 'completed' };
   } finally {
+    signal.removeEventListener('abort', onAbort);
     client.disconnect();
   }
 }
