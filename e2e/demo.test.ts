@@ -216,8 +216,10 @@ describe('the demo page', () => {
 
   it('streams the authenticated endpoint with a development token', async () => {
     const { page, problems, id } = await open('auth');
+    assert.equal(await page.isVisible('#auth-viewer'), false, 'no authenticated viewer before a token');
     await page.click('#auth-connect');
     await page.waitForSelector('#state-auth[data-state="open"]');
+    assert.equal(await page.isVisible('#auth-viewer'), true);
     assert.match((await page.textContent('#auth-status')) ?? '', new RegExp(`Token for project "${id}"`));
     await runFromPage(page, { stage: 'rewrite', speed: 20 });
     const done = await waitForViewerEvent(page, 'auth-viewer', 'done', 'rewrite');
