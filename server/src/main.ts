@@ -1,5 +1,6 @@
 /** The entry point: reads the environment, builds the real broker and server, handles signals. */
 import { pino } from 'pino';
+import { collectDefaultMetrics } from 'prom-client';
 import { chooseBroker } from './broker/choose-broker.js';
 import { readConfig } from './config.js';
 import { startServer } from './server.js';
@@ -10,6 +11,8 @@ const log = pino({ level: config.logLevel });
 const { broker, reason } = await chooseBroker(config);
 log.info(reason);
 const server = await startServer(config, broker, log);
+// The process's own metrics (CPU, memory, event-loop lag) beside the hub's, at /metrics.
+collectDefaultMetrics({ register: server.metrics.registry });
 log.info(`listening on ${server.url} — demo at ${server.url}/sse-demo`);
 
 let stopping = false;

@@ -11,10 +11,11 @@ import sirv from 'sirv';
 import type { Logger } from 'pino';
 import type { Broker } from './broker/broker.js';
 import type { ServerConfig } from './config.js';
-import { Hub } from './hub/hub.js';
+import type { Hub } from './hub/hub.js';
 import { ErrorCode, HttpError, sendError } from './http/http-error.js';
-import { mountRoutes, notFound } from './http/routes.js';
-import { TaskRunner } from './mock/task-runner.js';
+import { notFound } from './http/routes.js';
+import { SseMetrics } from './metrics.js';
+import { mountSse } from './mount.js';
 
 export const DEMO_DIST = fileURLToPath(new URL('../../demo/dist/', import.meta.url));
 
@@ -23,6 +24,8 @@ export interface RunningServer {
   url: string;
   port: number;
   hub: Hub;
+  /** The Prometheus metrics served at `/metrics`. */
+  metrics: SseMetrics;
   /** Stops accepting, ends open streams (clients reconnect elsewhere), stops mock runs. Does not close the broker. */
   close(): Promise<void>;
 }
@@ -33,30 +36,24 @@ export type ServerSettings = Pick<
 >;
 
 export async function startServer(settings: ServerSettings, broker: Broker, log?: Logger, demoDir = DEMO_DIST): Promise<RunningServer> {
-  const hub = new Hub({
-    broker,
-    heartbeatMs: settings.heartbeatMs,
-    retryMs: settings.retryMs,
-    maxBufferBytes: settings.maxBufferBytes,
-    onStreamClosed: (stream, reason) =>
-      log?.info({ project_id: stream.projectId, stage: stream.stage, reason, events: stream.events, duration_ms: Date.now() - stream.openedAt }, 'stream closed'),
-  });
-  const tasks = new TaskRunner(broker, (error, task) => log?.error({ err: error, ...task }, 'mock stage failed to publish'));
-
   const app = polka({
     onNoMatch: notFound,
     onError: (_error, _req, res) => sendError(res, new HttpError(500, ErrorCode.unavailable, 'Internal error.')),
   });
-  mountRoutes(app, {
-    hub,
+  // The hub, its routes, /metrics, and a log line per stream opened and closed (see mount.ts).
+  const metrics = new SseMetrics();
+  const sse = mountSse(app, {
     broker,
-    tasks,
     authSecret: settings.authSecret,
     publicStreams: settings.publicStreams,
     demoEnabled: settings.demoEnabled,
+    heartbeatMs: settings.heartbeatMs,
+    retryMs: settings.retryMs,
+    maxBufferBytes: settings.maxBufferBytes,
     maxStreams: settings.maxStreams,
     maxStreamsPerClient: settings.maxStreamsPerClient,
-    onStreamOpened: (req, info) => log?.info({ project_id: info.projectId, stage: info.stage, resumed: info.resumed, remote: req.socket.remoteAddress }, 'stream opened'),
+    logger: log,
+    metrics,
   });
 
   // The demo: the Vite build in demo/dist, under /sse-demo.
@@ -91,11 +88,11 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
   return {
     url: `http://${host}:${port}`,
     port,
-    hub,
+    hub: sse.hub,
+    metrics,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      tasks.stopAll();
-      await hub.close();
+      await sse.close();
       server.closeIdleConnections();
       await closed;
     },

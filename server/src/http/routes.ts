@@ -2,6 +2,7 @@
  * The HTTP surface of the contract, as a function that mounts it on a polka app: the four stream
  * endpoints, execute_stage, /healthz and the demo-only controls.
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Polka, Request } from 'polka';
 import type { Broker } from '../broker/broker.js';
@@ -24,12 +25,14 @@ export interface RouteOptions {
   maxStreamsPerClient: number;
   /** Seconds a refused client is asked to wait (Retry-After). */
   retryAfterSeconds?: number;
-  onStreamOpened?: (req: IncomingMessage, info: { projectId: string; stage: string | null; resumed: boolean }) => void;
+  onStreamOpened?: (req: IncomingMessage, info: { projectId: string; stage: string | null; resumed: boolean; requestId: string }) => void;
 }
 
 type Handler = (req: Request, res: ServerResponse) => Promise<void> | void;
 
 const MAX_LAST_EVENT_ID = 64;
+/** A request id a proxy may pass in `X-Request-Id` (nginx: `proxy_set_header X-Request-Id $request_id;`). */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /** Wraps a handler so that any HttpError (or crash) becomes the one JSON error shape. */
 function handle(fn: Handler) {
@@ -60,6 +63,12 @@ function requireIds(params: Record<string, string>): { projectId: string; stage:
   return { projectId, stage: stage ?? null };
 }
 
+/** The proxy's `X-Request-Id` when it is a plain token, else a new one. */
+function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
 /** `Last-Event-ID` header, else the `lastEventId` query parameter; control characters are refused. */
 function lastEventIdOf(req: Request): string | undefined {
   const raw = req.headers['last-event-id'] ?? req.query.lastEventId;
@@ -76,6 +85,9 @@ export function mountRoutes(app: Polka, options: RouteOptions): Polka {
   const retryAfter = String(options.retryAfterSeconds ?? 5);
 
   const stream = (authenticated: boolean): Handler => async (req, res) => {
+    // One id per stream, on its log lines and in the response, to match a client's report with the logs.
+    const requestId = requestIdOf(req);
+    res.setHeader('X-Request-Id', requestId);
     const { projectId, stage } = requireIds(req.params);
     if (authenticated) await authorize(authSecret, tokenOf(req, req.query), projectId);
     else if (!options.publicStreams) {
@@ -92,11 +104,11 @@ export function mountRoutes(app: Polka, options: RouteOptions): Polka {
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true);
     try {
-      await hub.open(res, { projectId, stage, lastEventId, clientKey });
+      await hub.open(res, { projectId, stage, lastEventId, clientKey, requestId });
     } catch {
       throw new HttpError(503, ErrorCode.unavailable, 'The message broker is unavailable; retry later.', { 'Retry-After': retryAfter });
     }
-    options.onStreamOpened?.(req, { projectId, stage, resumed: lastEventId !== undefined });
+    options.onStreamOpened?.(req, { projectId, stage, resumed: lastEventId !== undefined, requestId });
   };
 
   const streamRoutes: Array<[string, boolean]> = [

@@ -1,0 +1,196 @@
+/**
+ * Prometheus metrics of one SSE hub (prom-client): what operators watch, in the spirit of Mercure's
+ * and Centrifugo's. Fed by the hub's hooks (see mount.ts); read at each scrape of `GET /metrics`.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { CloseReason } from './hub/client-stream.js';
+import type { StreamOpening } from './hub/hub.js';
+
+export interface SseMetricsOptions {
+  /**
+   * The registry the metrics go in. Default: a new one, so that two hubs in one process never clash.
+   * Pass prom-client's global `register` to serve them from your own `/metrics`.
+   */
+  registry?: Registry;
+  /** First part of every metric name. Default `sse_`. */
+  prefix?: string;
+  /** Buckets of the publish-to-write lag histogram, in seconds. Default 1 ms to 10 s. */
+  lagBuckets?: number[];
+  /** The clock the lag is measured with, in milliseconds since the epoch. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** What the gauges read at each scrape. */
+export interface MetricsSource {
+  hub: { readonly size: number; readonly topicCount: number };
+  broker: { readonly kind: string; readonly healthy: boolean };
+}
+
+/** Every close reason, so each counter series exists (at 0) before its first close. */
+const CLOSE_REASONS = Object.keys({
+  client_gone: 1,
+  slow_consumer: 1,
+  server_shutdown: 1,
+  cut: 1,
+  broker_error: 1,
+} satisfies Record<CloseReason, 1>) as CloseReason[];
+
+const RESET_REASONS = ['expired', 'unknown_id'] as const satisfies ReadonlyArray<NonNullable<StreamOpening['reset']>>;
+
+const DEFAULT_LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * The hub's metrics. One instance per hub: `watch()` tells it which hub and broker the gauges read.
+ *
+ * | metric | type | what |
+ * | --- | --- | --- |
+ * | `sse_streams_open` | gauge | streams open now |
+ * | `sse_streams_opened_total{resumed}` | counter | streams opened; `resumed="true"` when they came with a `Last-Event-ID` |
+ * | `sse_streams_closed_total{reason}` | counter | streams closed, by reason (`client_gone`, `slow_consumer`, `server_shutdown`, `cut`, `broker_error`) |
+ * | `sse_events_delivered_total` | counter | events written to clients: live, replayed and held back during a replay |
+ * | `sse_messages_received_total` | counter | messages the hub received from the broker (each written once per watching client) |
+ * | `sse_replays_served_total` | counter | resumes answered from the replay log |
+ * | `sse_replayed_events_total` | counter | events written by those replays |
+ * | `sse_resets_sent_total{reason}` | counter | resumes answered with a `reset` (`expired`: trimmed from the log; `unknown_id`: never in it) |
+ * | `sse_slow_clients_dropped_total` | counter | clients dropped because they could not keep up |
+ * | `sse_broker_up{broker}` | gauge | 1 while the broker (`redis` or `memory`) is connected, else 0 |
+ * | `sse_broker_subscriptions` | gauge | channels and patterns the hub is subscribed to |
+ * | `sse_publish_to_write_lag_seconds` | histogram | from a message's `timestamp` to its write to the clients (clocks of other hosts included) |
+ */
+export class SseMetrics {
+  readonly registry: Registry;
+
+  constructor(options: SseMetricsOptions = {}) {
+    const registry = (this.registry = options.registry ?? new Registry());
+    const prefix = options.prefix ?? 'sse_';
+    const registers = [registry];
+    this.#now = options.now ?? Date.now;
+
+    const source = () => this.#source;
+    new Gauge({
+      name: `${prefix}streams_open`,
+      help: 'Streams open now.',
+      registers,
+      collect() {
+        this.set(source()?.hub.size ?? 0);
+      },
+    });
+    new Gauge({
+      name: `${prefix}broker_subscriptions`,
+      help: 'Channels and patterns the hub is subscribed to on the broker.',
+      registers,
+      collect() {
+        this.set(source()?.hub.topicCount ?? 0);
+      },
+    });
+    new Gauge({
+      name: `${prefix}broker_up`,
+      help: '1 while the broker is connected, else 0.',
+      labelNames: ['broker'] as const,
+      registers,
+      collect() {
+        const broker = source()?.broker;
+        this.reset();
+        if (broker) this.set({ broker: broker.kind }, broker.healthy ? 1 : 0);
+      },
+    });
+    this.#opened = new Counter({
+      name: `${prefix}streams_opened_total`,
+      help: 'Streams opened; resumed="true" when they came with a Last-Event-ID.',
+      labelNames: ['resumed'] as const,
+      registers,
+    });
+    this.#closed = new Counter({ name: `${prefix}streams_closed_total`, help: 'Streams closed, by reason.', labelNames: ['reason'] as const, registers });
+    this.#delivered = new Counter({
+      name: `${prefix}events_delivered_total`,
+      help: 'Events written to clients: live, replayed, and held back during a replay.',
+      registers,
+    });
+    this.#received = new Counter({ name: `${prefix}messages_received_total`, help: 'Messages the hub received from the broker.', registers });
+    this.#replays = new Counter({ name: `${prefix}replays_served_total`, help: 'Resumes answered from the replay log.', registers });
+    this.#replayed = new Counter({ name: `${prefix}replayed_events_total`, help: 'Events written by replays.', registers });
+    this.#resets = new Counter({
+      name: `${prefix}resets_sent_total`,
+      help: 'Resumes answered with a reset: expired (trimmed from the log) or unknown_id (never in it).',
+      labelNames: ['reason'] as const,
+      registers,
+    });
+    this.#slow = new Counter({ name: `${prefix}slow_clients_dropped_total`, help: 'Clients dropped because they could not keep up.', registers });
+    this.#lag = new Histogram({
+      name: `${prefix}publish_to_write_lag_seconds`,
+      help: "From a message's timestamp (set by its publisher) to its write to the clients.",
+      buckets: options.lagBuckets ?? DEFAULT_LAG_BUCKETS,
+      registers,
+    });
+
+    // Every labelled series starts at 0, so rate() and alerts see it before its first event.
+    for (const resumed of ['true', 'false']) this.#opened.inc({ resumed }, 0);
+    for (const reason of CLOSE_REASONS) this.#closed.inc({ reason }, 0);
+    for (const reason of RESET_REASONS) this.#resets.inc({ reason }, 0);
+  }
+
+  /** The hub and broker the gauges read at each scrape. */
+  watch(source: MetricsSource): void {
+    this.#source = source;
+  }
+
+  /** A stream was opened (its `connected` was sent). */
+  streamOpened(resumed: boolean): void {
+    this.#opened.inc({ resumed: String(resumed) });
+  }
+
+  /** A stream went live: what it was sent while opening. */
+  streamLive(opening: StreamOpening): void {
+    this.#delivered.inc(opening.events);
+    if (!opening.resumed) return;
+    if (opening.reset) {
+      this.#resets.inc({ reason: opening.reset });
+    } else {
+      this.#replays.inc();
+      this.#replayed.inc(opening.replayed);
+    }
+  }
+
+  /** A broker message was written to `written` live streams. */
+  messageWritten(message: { timestamp: number | undefined }, written: number): void {
+    this.#received.inc();
+    if (written === 0) return;
+    this.#delivered.inc(written);
+    // A publisher's clock ahead of ours would give a negative lag: count it as none.
+    if (message.timestamp !== undefined) this.#lag.observe(Math.max(0, this.#now() / 1000 - message.timestamp));
+  }
+
+  /** A stream closed. */
+  streamClosed(reason: CloseReason): void {
+    this.#closed.inc({ reason });
+    if (reason === 'slow_consumer') this.#slow.inc();
+  }
+
+  /** The metrics in Prometheus's text format. */
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Serves `text()`: mount it as `GET /metrics`. */
+  readonly handler = async (_req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    try {
+      const body = await this.text();
+      res.writeHead(200, { 'Content-Type': this.registry.contentType, 'Cache-Control': 'no-store' }).end(body);
+    } catch (error) {
+      res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' }).end(`metrics failed: ${(error as Error).message}\n`);
+    }
+  };
+
+  readonly #now: () => number;
+  #source: MetricsSource | undefined;
+  readonly #opened: Counter<'resumed'>;
+  readonly #closed: Counter<'reason'>;
+  readonly #delivered: Counter;
+  readonly #received: Counter;
+  readonly #replays: Counter;
+  readonly #replayed: Counter;
+  readonly #resets: Counter<'reason'>;
+  readonly #slow: Counter;
+  readonly #lag: Histogram;
+}

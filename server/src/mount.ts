@@ -1,0 +1,171 @@
+/**
+ * Embeds the SSE hub in a server of your own: mounts the contract's routes (the four stream endpoints,
+ * `/healthz`, the demo-only ones when asked, and `/metrics`) on a polka app or a plain `node:http` server.
+ */
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
+import { Server as NetServer } from 'node:net';
+import polka, { type Polka } from 'polka';
+import type { Broker } from './broker/broker.js';
+import { Hub } from './hub/hub.js';
+import { ErrorCode, HttpError, sendError } from './http/http-error.js';
+import { mountRoutes, notFound } from './http/routes.js';
+import { SseMetrics } from './metrics.js';
+import { TaskRunner } from './mock/task-runner.js';
+
+/** The few methods of a logger the hub writes to; a pino logger fits. */
+export interface SseLogger {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+export interface SseOptions {
+  /** Where messages come from: a `RedisBroker`, or a `MemoryBroker` for one process. It stays the caller's. */
+  broker: Broker;
+  /** HS256 secret of the tokens the authenticated endpoints (`.../stream/`) need; unset, they answer 503. Default unset. */
+  authSecret?: string | undefined;
+  /** Serve the unauthenticated stream endpoints; false answers them 403. Default true. */
+  publicStreams?: boolean;
+  /** Serve `execute_stage` (the mock pipeline) and the demo-only controls. Default false. */
+  demoEnabled?: boolean;
+  /** Interval of the `: ping` comment lines, in ms. Default 15000. */
+  heartbeatMs?: number;
+  /** The `retry:` a stream opens with, in ms. Default 3000. */
+  retryMs?: number;
+  /** Unsent bytes a client may hold before it is dropped as too slow. Default 1 MiB. */
+  maxBufferBytes?: number;
+  /** Open streams in this hub; more are answered 503 with `Retry-After`. Default 20000. */
+  maxStreams?: number;
+  /** Open streams per remote address; more are answered 429. Default 64. */
+  maxStreamsPerClient?: number;
+  /** Gets one line when a stream opens and one when it closes, with its request id. Default: no logs. */
+  logger?: SseLogger | undefined;
+  /** The metrics to feed, or false for none. Default: a new {@link SseMetrics} with its own registry. */
+  metrics?: SseMetrics | false;
+  /** Where the metrics are served, or false to serve them yourself (from `metrics.registry`). Default `/metrics`. */
+  metricsPath?: string | false;
+}
+
+export interface SseMount {
+  /** The hub: `size` is the number of open streams. */
+  readonly hub: Hub;
+  /** The metrics it feeds, unless `metrics: false`. */
+  readonly metrics: SseMetrics | undefined;
+  /**
+   * Ends every open stream (clients reconnect and resume elsewhere) and stops mock runs; on a plain server,
+   * gives its requests back to its own handlers. Call it before `server.close()`, which waits for open
+   * streams. Does not close the broker or the server. On a polka app the routes stay.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Mounts the SSE routes on `target`:
+ * - a polka app: the routes are added to it, beside yours;
+ * - a `node:http` (or `node:https`) server: its request handlers, as they are when you call this, keep
+ *   every request the SSE routes do not match (a server without one answers those with the JSON 404).
+ *
+ * @example
+ * const server = createServer(myApp);
+ * const sse = mountSse(server, { broker: new RedisBroker({ url: process.env.REDIS_URL }) });
+ * server.listen(8000);
+ * // on shutdown: await sse.close(); server.close();
+ */
+export function mountSse(target: Polka | Server, options: SseOptions): SseMount {
+  const { broker, logger } = options;
+  const metrics = options.metrics === false ? undefined : (options.metrics ?? new SseMetrics());
+  const hub = new Hub({
+    broker,
+    heartbeatMs: options.heartbeatMs,
+    retryMs: options.retryMs,
+    maxBufferBytes: options.maxBufferBytes,
+    onStreamLive: metrics && ((_stream, opening) => metrics.streamLive(opening)),
+    onMessage: metrics && ((message, written) => metrics.messageWritten(message, written)),
+    onStreamClosed: (stream, reason) => {
+      metrics?.streamClosed(reason);
+      if (!logger) return;
+      const fields = {
+        req_id: stream.requestId,
+        project_id: stream.projectId,
+        stage: stream.stage,
+        reason,
+        events: stream.events,
+        duration_ms: Date.now() - stream.openedAt,
+      };
+      // A client dropped for being slow, or a broker failure, is worth an operator's look.
+      if (reason === 'slow_consumer' || reason === 'broker_error') logger.warn(fields, 'stream closed');
+      else logger.info(fields, 'stream closed');
+    },
+  });
+  metrics?.watch({ hub, broker });
+  const tasks = new TaskRunner(broker, (error, task) => logger?.error({ err: error, ...task }, 'mock stage failed to publish'));
+
+  const mount = (app: Polka) => {
+    mountRoutes(app, {
+      hub,
+      broker,
+      tasks,
+      authSecret: options.authSecret,
+      publicStreams: options.publicStreams ?? true,
+      demoEnabled: options.demoEnabled ?? false,
+      maxStreams: options.maxStreams ?? 20_000,
+      maxStreamsPerClient: options.maxStreamsPerClient ?? 64,
+      onStreamOpened: (req, info) => {
+        metrics?.streamOpened(info.resumed);
+        logger?.info(
+          { req_id: info.requestId, project_id: info.projectId, stage: info.stage, resumed: info.resumed, remote: req.socket.remoteAddress },
+          'stream opened',
+        );
+      },
+    });
+    const path = options.metricsPath ?? '/metrics';
+    if (metrics && path !== false) app.get(path, metrics.handler);
+  };
+
+  let detach = () => {};
+  if (isPolka(target)) mount(target);
+  else if (target instanceof NetServer) detach = attach(target, mount);
+  else throw new TypeError('mountSse: `target` must be a polka app or a node:http server');
+
+  return {
+    hub,
+    metrics,
+    async close() {
+      detach();
+      detach = () => {};
+      tasks.stopAll();
+      await hub.close();
+    },
+  };
+}
+
+function isPolka(target: unknown): target is Polka {
+  const app = target as Partial<Polka>;
+  return typeof app.handler === 'function' && typeof app.get === 'function' && typeof app.use === 'function';
+}
+
+/**
+ * Puts a polka app with the routes in front of the server's own request handlers, the way websocket
+ * libraries attach to a server: what the app does not match goes on to them. Returns the undo.
+ */
+function attach(server: Server, mount: (app: Polka) => void): () => void {
+  const own = server.listeners('request') as RequestListener[];
+  const passOn = (req: IncomingMessage, res: ServerResponse) => {
+    if (own.length === 0) return notFound(req, res);
+    for (const listener of own) listener.call(server, req, res);
+  };
+  const app = polka({
+    onNoMatch: passOn,
+    onError: (_error, _req, res) => sendError(res, new HttpError(500, ErrorCode.unavailable, 'Internal error.')),
+  });
+  mount(app);
+  // Without a `next`, polka runs its own chain (a `next` given here would replace it).
+  const handler = app.handler as unknown as RequestListener;
+  const listener: RequestListener = (req, res) => handler(req, res);
+  for (const ownListener of own) server.off('request', ownListener);
+  server.on('request', listener);
+  return () => {
+    server.off('request', listener);
+    for (const ownListener of own) server.on('request', ownListener);
+  };
+}
