@@ -50,8 +50,9 @@ export default css`
     }
   }
 
+  /* !important: a page rule such as \`sse-stream-viewer { display: block }\` must not defeat the hidden attribute. */
   :host([hidden]) {
-    display: none;
+    display: none !important;
   }
 
   *,
@@ -236,7 +237,7 @@ export default css`
 
   .metadata {
     display: grid;
-    grid-template-columns: max-content 1fr;
+    grid-template-columns: max-content minmax(0, 1fr);
     gap: 2px 12px;
     margin: 4px 0 0;
   }
@@ -247,6 +248,7 @@ export default css`
 
   .metadata dd {
     margin: 0;
+    overflow-wrap: anywhere;
     font-variant-numeric: tabular-nums;
   }
 
