@@ -1,0 +1,43 @@
+/**
+ * The server library (`ai-story-sse/server`): publish from a worker, read from Node, and embed the SSE hub
+ * in a server of your own. The standalone server is `npm start` (server/src/main.ts), not part of this entry.
+ */
+
+// Workers: publish one stage's progress; read it back from Node.
+export { StreamPublisher } from './publisher.js';
+export type { StreamPublisherOptions } from './publisher.js';
+export { StreamSubscriber } from './subscriber.js';
+export type { StreamSubscriberOptions, ListenOptions, SubscriberMessage, RawMessage } from './subscriber.js';
+
+// Brokers: Redis, and the in-process twin for one process and tests.
+export { RedisBroker } from './broker/redis-broker.js';
+export type { RedisBrokerOptions } from './broker/redis-broker.js';
+export { MemoryBroker } from './broker/memory-broker.js';
+export type { MemoryBrokerOptions } from './broker/memory-broker.js';
+export type { Broker, BrokerKind, LogEntry, ReplayResult, Snapshot, MessageListener, Unsubscribe } from './broker/broker.js';
+export { BrokerUnavailableError, BrokerClosedError, InvalidArgumentError, SubscriberOverflowError } from './broker/errors.js';
+
+// The hub in your own server, its metrics, and the tokens of its authenticated endpoints.
+export { mountSse } from './mount.js';
+export type { SseOptions, SseMount, SseLogger } from './mount.js';
+export { SseMetrics } from './metrics.js';
+export type { SseMetricsOptions, MetricsSource } from './metrics.js';
+export type { Hub, StreamOpening } from './hub/hub.js';
+export type { ClientStream, CloseReason } from './hub/client-stream.js';
+export { signToken } from './http/auth.js';
+
+// Channel names, for workers that PUBLISH themselves (the contract's format reaches viewers as it is).
+export { DEFAULT_PREFIX, ID_PATTERN, isValidId, stageChannel, projectPattern } from './channels.js';
+
+// The wire format: the messages workers publish and viewers receive.
+export type {
+  BaseMessage,
+  TokenMessage,
+  StageUpdateMessage,
+  ProgressMessage,
+  DoneMessage,
+  ErrorMessage,
+  StageMessage,
+  StageMessageType,
+  StageStatus,
+} from '../../client/src/messages.js';
