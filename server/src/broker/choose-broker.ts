@@ -18,19 +18,19 @@ export interface BrokerSettings {
   logTtlSeconds: number;
 }
 
-export async function chooseBroker(settings: BrokerSettings, probeTimeoutMs = 1000): Promise<BrokerChoice> {
+export async function chooseBroker(settings: BrokerSettings, probeTimeoutMs = 1000, localUrl = LOCAL_REDIS_URL): Promise<BrokerChoice> {
   const options = { prefix: settings.prefix, logMaxLen: settings.logMaxLen, logTtlSeconds: settings.logTtlSeconds };
   if (settings.redisUrl) {
     const broker = new RedisBroker({ ...options, url: settings.redisUrl });
     const reachable = await withTimeout(broker.ping(), probeTimeoutMs);
     return { broker, reason: `broker: redis at ${redact(settings.redisUrl)} (REDIS_URL)${reachable ? '' : ' — not answering yet; /healthz reports 503 until it does'}` };
   }
-  const local = new RedisBroker({ ...options, url: LOCAL_REDIS_URL });
-  if (await withTimeout(local.ping(), probeTimeoutMs)) return { broker: local, reason: `broker: redis at ${LOCAL_REDIS_URL} (REDIS_URL unset, a local Redis answered)` };
+  const local = new RedisBroker({ ...options, url: localUrl });
+  if (await withTimeout(local.ping(), probeTimeoutMs)) return { broker: local, reason: `broker: redis at ${localUrl} (REDIS_URL unset, a local Redis answered)` };
   await local.close().catch(() => {});
   return {
     broker: new MemoryBroker(options),
-    reason: `broker: embedded in-process broker (REDIS_URL unset and nothing answered at ${LOCAL_REDIS_URL}); only this process's publishers reach its streams`,
+    reason: `broker: embedded in-process broker (REDIS_URL unset and nothing answered at ${localUrl}); only this process's publishers reach its streams`,
   };
 }
 
