@@ -77,7 +77,7 @@ describe('SSEClient on Node', () => {
 
     assert.equal(detail.reason, 'done');
     assert.equal(text.join(''), 'Hello, world');
-    assert.equal(requests.at(-2)?.url, '/api/v1/sse/projects/1/stages/rewrite/stream/');
+    assert.equal(requests.at(-2)?.url, '/api/v1/sse/projects/1/stages/rewrite/stream/?compact=1', 'asks for compact token events by default');
     assert.equal(requests.at(-2)?.headers.authorization, 'Bearer jwt');
     assert.equal(requests.at(-1)?.headers['last-event-id'], '1-0');
   });

@@ -129,6 +129,12 @@ export interface SSEClientOptions {
   maxEventChars?: number;
   /** Timers; inject a fake clock in tests. Default the real timers. */
   clock?: Clock;
+  /**
+   * Ask the server for compact token events (`?compact=1`): each carries only the new piece and its offset, and
+   * the client rebuilds `full_text`, so handlers get the same message. A 5,000-token answer then costs its text once
+   * on the wire instead of once per token. Default true; a server without the mode sends full tokens, which work too.
+   */
+  compact?: boolean;
 }
 
 type Handler = (data: never) => void;
@@ -290,6 +296,8 @@ export class SSEClient {
   readonly #handlers = new Map<string, Set<Handler>>();
   #state: ConnectionState = ConnectionState.closed;
   #lastEventId: string;
+  /** Each stage's text so far, to rebuild `full_text` of compact token events. */
+  readonly #texts = new Map<string, string>();
   /** The server's `retry:` in ms, kept across connections as the spec says. */
   #serverRetryMs: number | undefined;
   /** Bumped by every attempt and by every teardown: async steps of an older attempt see a different value and stop. */
@@ -342,7 +350,8 @@ export class SSEClient {
       if (this.#lastEventId) headers['Last-Event-ID'] = this.#lastEventId;
       this.#startWatchdog(generation);
       const fetch = this.#options.fetch ?? globalThis.fetch;
-      response = await fetch(this.url, { method: 'GET', headers, signal: abort.signal });
+      const url = this.#options.compact === false ? this.url : `${this.url}${this.url.includes('?') ? '&' : '?'}compact=1`;
+      response = await fetch(url, { method: 'GET', headers, signal: abort.signal });
     } catch (cause) {
       if (current()) this.#fail({ reason: DisconnectReason.network, cause });
       return;
@@ -415,12 +424,40 @@ export class SSEClient {
     if (event.id !== undefined) this.#lastEventId = event.id;
     const type = event.event ?? 'message';
     const data = parseData(event.data);
+    if (type === 'token' && !this.#rebuildText(data)) {
+      this.#fail({ reason: DisconnectReason.protocol });
+      return;
+    }
     const generation = this.#generation;
     if (!LIFECYCLE_EVENTS.has(type)) this.#emit(type, data);
     if (generation !== this.#generation) return; // a handler disconnected
     this.#emit('message', { type, data, id: event.id } satisfies StreamEvent);
     if (generation !== this.#generation) return;
     if (type === 'done' && this.#options.closeOnDone && this.stageName) this.#close({ reason: DisconnectReason.done });
+  }
+
+  /**
+   * Keeps each stage's text, and gives a compact token (`offset`, no `full_text`) its `full_text` back.
+   * False when a compact token does not continue the text: the stream is out of step and must reconnect
+   * (the server sends each stage's first token of a connection whole, which brings the text back).
+   */
+  #rebuildText(data: unknown): boolean {
+    if (data === null || typeof data !== 'object') return true;
+    const token = data as Record<string, unknown>;
+    const stage = typeof token.stage === 'string' ? token.stage : '';
+    if (typeof token.full_text === 'string') {
+      this.#texts.set(stage, token.full_text);
+      return true;
+    }
+    if (typeof token.offset !== 'number' || typeof token.content !== 'string') return true;
+    const known = this.#texts.get(stage) ?? '';
+    // offset 0 starts a new run of the stage; otherwise the piece must start where our text ends.
+    if (token.offset !== 0 && token.offset !== known.length) return false;
+    const fullText = (token.offset === 0 ? '' : known) + token.content;
+    this.#texts.set(stage, fullText);
+    delete token.offset;
+    token.full_text = fullText;
+    return true;
   }
 
   async #token(): Promise<string | null | undefined> {

@@ -104,7 +104,7 @@ export function mountRoutes(app: Polka, options: RouteOptions): Polka {
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true);
     try {
-      await hub.open(res, { projectId, stage, lastEventId, clientKey, requestId });
+      await hub.open(res, { projectId, stage, lastEventId, clientKey, requestId, compact: req.query.compact === '1' });
     } catch {
       throw new HttpError(503, ErrorCode.unavailable, 'The message broker is unavailable; retry later.', { 'Retry-After': retryAfter });
     }

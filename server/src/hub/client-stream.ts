@@ -1,6 +1,6 @@
 /** One browser's stream: its response, the messages held back while it resumes, and its one cleanup path. */
 import type { ServerResponse } from 'node:http';
-import { type ParsedPayload } from './sse-frame.js';
+import { compactTokenFrame, type ParsedPayload } from './sse-frame.js';
 
 export const StreamState = {
   /** Subscribed, replaying: live messages wait in `pending` so replay and live merge without gap or duplicate. */
@@ -22,6 +22,8 @@ export interface ClientStreamOptions {
   maxBufferBytes: number;
   /** How many live messages may wait while a resume is being replayed. */
   maxPending: number;
+  /** The client asked for compact token events (see compactTokenFrame). */
+  compact?: boolean;
   onClose: (stream: ClientStream, reason: CloseReason) => void;
 }
 
@@ -37,6 +39,8 @@ export class ClientStream {
   #res: ServerResponse;
   #pending: ParsedPayload[] = [];
   #options: ClientStreamOptions;
+  /** Compact mode: stages whose full text this connection has sent, so later tokens may go compact. */
+  #synced: Set<string> | undefined;
 
   constructor(res: ServerResponse, options: ClientStreamOptions) {
     this.#res = res;
@@ -44,6 +48,7 @@ export class ClientStream {
     this.projectId = options.projectId;
     this.stage = options.stage;
     this.clientKey = options.clientKey;
+    if (options.compact) this.#synced = new Set();
     this.requestId = options.requestId ?? '';
     // The one cleanup path: whoever ends the stream, 'close' fires once.
     res.once('close', () => this.#finish('client_gone'));
@@ -51,10 +56,8 @@ export class ClientStream {
 
   /** A live message from the broker. */
   deliver(message: ParsedPayload): void {
-    if (this.state === StreamState.live) {
-      this.events++;
-      this.write(message.frame);
-    } else if (this.state === StreamState.opening) {
+    if (this.state === StreamState.live) this.send(message);
+    else if (this.state === StreamState.opening) {
       // A resume that takes so long that this many messages pile up is dropped; the client resumes again.
       if (this.#pending.length >= this.#options.maxPending) this.close('slow_consumer');
       else this.#pending.push(message);
@@ -68,6 +71,18 @@ export class ClientStream {
     this.#pending = [];
     this.state = StreamState.live;
     for (const message of pending) if (!isDuplicate(message)) this.deliver(message);
+  }
+
+  /** Writes one message; in compact mode a stage's first token goes out whole, so the client has its full text. */
+  send(message: ParsedPayload): void {
+    this.events++;
+    const synced = this.#synced;
+    if (synced && message.type === 'token' && message.stage !== undefined) {
+      const compact = compactTokenFrame(message);
+      if (compact !== null && synced.has(message.stage)) return this.write(compact);
+      if (compact !== null) synced.add(message.stage);
+    }
+    this.write(message.frame);
   }
 
   write(chunk: string): void {

@@ -49,6 +49,8 @@ export interface OpenRequest {
   clientKey?: string;
   /** An id for logs, carried by the stream as `requestId`. */
   requestId?: string;
+  /** Token events without `full_text` (the client rebuilds it). */
+  compact?: boolean;
 }
 
 interface Topic {
@@ -124,6 +126,7 @@ export class Hub {
       requestId: request.requestId,
       maxBufferBytes: this.#maxBufferBytes,
       maxPending: this.#maxPending,
+      compact: request.compact ?? false,
       onClose: (closed, reason) => this.#release(closed, topicKey, reason),
     });
     this.#streams.add(stream);
@@ -198,9 +201,8 @@ export class Hub {
       let replayed = 0;
       for (const entry of replay.entries) {
         if (stage !== null && entry.stage !== stage) continue;
-        stream.events++;
         replayed++;
-        stream.write(formatEvent({ id: entry.id, event: parsePayload(entry.data).type, data: entry.data }));
+        stream.send(parsePayload(entry.data));
       }
       return { coveredUpTo: replay.entries.at(-1)?.id ?? lastEventId, replayed, reset: undefined };
     }

@@ -58,6 +58,10 @@ export interface ParsedPayload {
   stage: string | undefined;
   /** The message's `timestamp` (seconds since the epoch, when it was published), if it is a number. */
   timestamp: number | undefined;
+  /** The parsed message, when it was a JSON object. */
+  fields?: Record<string, unknown>;
+  /** Cache of {@link compactTokenFrame}: computed once per message, shared by every compact client. */
+  compactFrame?: string | null;
 }
 
 /** Event names are the message `type` when it is a short plain word; anything else is refused as a name. */
@@ -83,5 +87,22 @@ export function parsePayload(payload: string): ParsedPayload {
   const id = typeof fields.id === 'string' && fields.id.length <= 64 ? fields.id : undefined;
   const stage = typeof fields.stage === 'string' ? fields.stage : undefined;
   const timestamp = typeof fields.timestamp === 'number' && Number.isFinite(fields.timestamp) ? fields.timestamp : undefined;
-  return { frame: formatEvent({ id, event: type, data: payload }), id, type, stage, timestamp };
+  return { frame: formatEvent({ id, event: type, data: payload }), id, type, stage, timestamp, fields };
+}
+
+/**
+ * The compact form of a token message, for clients that ask for it (`?compact=1`): `full_text` is left out
+ * and `offset` (where `content` starts in it) added, so a long generation costs each viewer its text once
+ * instead of once per token. The client rebuilds `full_text`. Null when the message is not a well-formed token.
+ */
+export function compactTokenFrame(message: ParsedPayload): string | null {
+  if (message.compactFrame !== undefined) return message.compactFrame;
+  const fields = message.fields;
+  let frame: string | null = null;
+  if (message.type === 'token' && fields && typeof fields.content === 'string' && typeof fields.full_text === 'string' && fields.full_text.endsWith(fields.content)) {
+    const { full_text: fullText, ...rest } = fields;
+    frame = formatEvent({ id: message.id, event: 'token', data: JSON.stringify({ ...rest, offset: fullText.length - fields.content.length }) });
+  }
+  message.compactFrame = frame;
+  return frame;
 }
