@@ -10,6 +10,7 @@ import { startServer, type RunningServer } from '../src/server.js';
 import { TEST_SETTINGS } from './harness.js';
 import { startRedis, type TestRedis } from './redis-server.js';
 import { requestJson } from './sse-reader.js';
+import { waitUntil } from './wait-until.js';
 
 let redis: TestRedis;
 let serverBroker: RedisBroker;
@@ -30,13 +31,6 @@ after(async () => {
   await redis.close();
 });
 
-const waitUntil = async (check: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-};
 
 describe('Redis restarting mid-stream', () => {
   it('reports the outage on /healthz, refuses publishes meanwhile, and the client ends with every logged token once', async () => {
@@ -47,20 +41,20 @@ describe('Redis restarting mid-stream', () => {
     client.connect();
     try {
       const publisher = new StreamPublisher({ projectId: 'f1', stage: 'rewrite', broker: workerBroker });
-      await waitUntil(() => client.isConnected(), 'the client is connected');
+      await waitUntil(() => client.isConnected(), 'the client is connected', 20_000);
       for (let i = 0; i < 10; i++) await publisher.publishToken(String(i), '');
-      await waitUntil(() => received.length === 10, '10 tokens arrived');
+      await waitUntil(() => received.length === 10, '10 tokens arrived', 20_000);
 
       await redis.stop();
-      await waitUntil(async () => (await requestJson(`${server.url}/healthz`)).status === 503, '/healthz reports the outage');
+      await waitUntil(async () => (await requestJson(`${server.url}/healthz`)).status === 503, '/healthz reports the outage', 20_000);
       await assert.rejects(publisher.publishToken('lost?', ''), BrokerUnavailableError, 'a publish during the outage is refused, not queued or dropped');
 
       await redis.restart();
-      await waitUntil(() => workerBroker.ping().then(() => true, () => false), 'the worker is reconnected');
+      await waitUntil(() => workerBroker.ping().then(() => true, () => false), 'the worker is reconnected', 20_000);
       // Publish at once: the server's subscriber may not be back yet. Those tokens must still arrive, from the log.
       for (let i = 10; i < 20; i++) await publisher.publishToken(String(i), '');
-      await waitUntil(async () => (await requestJson(`${server.url}/healthz`)).status === 200, '/healthz is ok again');
-      await waitUntil(() => received.length >= 20, '20 tokens arrived');
+      await waitUntil(async () => (await requestJson(`${server.url}/healthz`)).status === 200, '/healthz is ok again', 20_000);
+      await waitUntil(() => received.length >= 20, '20 tokens arrived', 20_000);
       assert.deepEqual(received, Array.from({ length: 20 }, (_, i) => String(i)));
     } finally {
       client.disconnect();

@@ -7,6 +7,7 @@ import { runInNewContext } from 'node:vm';
 import { Redis } from 'ioredis';
 import { StreamPublisher } from '../src/publisher.js';
 import { startHarness, streamUrl, type Harness } from './harness.js';
+import { waitUntil } from './wait-until.js';
 import { openStream, requestJson } from './sse-reader.js';
 
 setFlagsFromString('--expose-gc');
@@ -23,13 +24,6 @@ after(async () => {
   await h.close();
 });
 
-const waitUntil = async (check: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
 
 /** A raw client that sends the request and then never reads: its kernel buffers fill, then the server's. */
 function stalledClient(port: number, path: string): Promise<Socket> {

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { StreamPublisher } from '../src/publisher.js';
 import { startHarness, streamUrl, type Harness } from './harness.js';
+import { waitUntil } from './wait-until.js';
 import { openStream, type StreamReader } from './sse-reader.js';
 
 let h: Harness;
@@ -21,13 +22,6 @@ function publisher(projectId: string, stage: string): StreamPublisher {
   return new StreamPublisher({ projectId, stage, broker: h.broker });
 }
 
-const waitUntil = async (check: () => Promise<boolean> | boolean, what: string, timeoutMs = 5000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
 
 before(async () => {
   h = await startHarness();
