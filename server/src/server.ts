@@ -26,6 +26,8 @@ export interface RunningServer {
   hub: Hub;
   /** The Prometheus metrics served at `/metrics`. */
   metrics: SseMetrics;
+  /** The underlying node:http server. */
+  server: Server;
   /** Stops accepting, ends open streams (clients reconnect elsewhere), stops mock runs. Does not close the broker. */
   close(): Promise<void>;
 }
@@ -90,6 +92,7 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
     port,
     hub: sse.hub,
     metrics,
+    server,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       await sse.close();

@@ -1,6 +1,8 @@
-/** Faults: Redis restarting under live streams, with a real reconnecting client (the kit's SSEClient on Node). */
+/** Faults: Redis restarting under live streams and clients that vanish, with a real reconnecting client (the kit's SSEClient on Node). */
 import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import { createSSEClient } from '../../client/src/index.js';
 import type { TokenMessage } from '../../client/src/messages.js';
 import { BrokerUnavailableError } from '../src/broker/errors.js';
@@ -58,6 +60,44 @@ describe('Redis restarting mid-stream', () => {
       assert.deepEqual(received, Array.from({ length: 20 }, (_, i) => String(i)));
     } finally {
       client.disconnect();
+    }
+  });
+});
+
+describe('a client that vanishes without closing', () => {
+  it('is released entirely when the kernel reports its connection dead on a write, and the others carry on', async () => {
+    const inspector = new Redis(redis.url);
+    const sockets: Socket[] = [];
+    const onConnection = (socket: Socket) => sockets.push(socket);
+    server.server.on('connection', onConnection);
+    try {
+      // A peer that sends its request, then neither reads nor sends a FIN: as if its machine lost power.
+      const gone = connect(server.port, '127.0.0.1');
+      gone.on('error', () => {});
+      gone.write('GET /api/v1/sse/projects/v1/stages/rewrite/ HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n');
+      await new Promise((resolve) => gone.once('data', resolve));
+      gone.pause();
+      const survivor = createSSEClient('v1', 'rewrite', { baseUrl: server.url, heartbeatMs: 0 });
+      const received: string[] = [];
+      survivor.on('token', (m: TokenMessage) => received.push(m.content)).connect();
+      await waitUntil(() => survivor.isConnected() && server.hub.size === 2, 'both streams open');
+      assert.deepEqual(await inspector.pubsub('NUMSUB', 'ai_story:project:v1:stage:rewrite'), ['ai_story:project:v1:stage:rewrite', 1]);
+
+      // TCP gives up on the unacknowledged heartbeat (tcp_retries2) and the next write fails with ETIMEDOUT.
+      const serverSide = sockets.find((s) => s.remotePort === gone.localPort)!;
+      serverSide.destroy(Object.assign(new Error('write ETIMEDOUT'), { code: 'ETIMEDOUT' }));
+
+      await waitUntil(() => server.hub.size === 1, 'the dead stream is released');
+      const publisher = new StreamPublisher({ projectId: 'v1', stage: 'rewrite', broker: workerBroker });
+      await publisher.publishToken('still here', '');
+      await waitUntil(() => received.length === 1, 'the other client still receives');
+      survivor.disconnect();
+      await waitUntil(() => server.hub.idle, 'no stream, subscription or heartbeat timer left');
+      await waitUntil(async () => ((await inspector.pubsub('NUMSUB', 'ai_story:project:v1:stage:rewrite')) as unknown[])[1] === 0, 'NUMSUB is 0');
+      gone.destroy();
+    } finally {
+      server.server.off('connection', onConnection);
+      await inspector.quit();
     }
   });
 });
