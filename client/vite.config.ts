@@ -1,0 +1,29 @@
+// The single-file ESM build of the client kit (npm run build:client): dist/client/sse-kit.js, with Lit and
+// the SSE parser inside, for `<script type="module" src="/static/sse-kit.js">` on a page without a bundler.
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vite';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+export default defineConfig({
+  root,
+  // Nothing to copy: the bundle is the only output.
+  publicDir: false,
+  logLevel: 'warn',
+  build: {
+    target: 'es2022',
+    outDir: 'dist/client',
+    emptyOutDir: false,
+    minify: 'oxc',
+    rolldownOptions: {
+      // One file, fully minified: Vite keeps whitespace in ES libraries for bundlers' tree-shaking,
+      // but this file is loaded as it is.
+      output: { minify: true, codeSplitting: false },
+    },
+    lib: {
+      entry: fileURLToPath(new URL('./src/bundle.ts', import.meta.url)),
+      formats: ['es'],
+      fileName: () => 'sse-kit.js',
+    },
+  },
+});
