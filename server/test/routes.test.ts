@@ -183,6 +183,31 @@ describe('authenticated endpoints', () => {
     }
   });
 
+  it('answers 403 on the public endpoints when SSE_PUBLIC_STREAMS is off, while the authenticated ones work', async () => {
+    const locked = await startHarness({ broker: 'memory', settings: { authSecret: SECRET, publicStreams: false } });
+    try {
+      assertError(await requestJson(streamUrl(locked.url, 'a4', 'rewrite')), 403, 'disabled');
+      assertError(await requestJson(streamUrl(locked.url, 'a4')), 403, 'disabled');
+      const token = await signToken(SECRET, ['a4']);
+      const reader = await openStream(streamUrl(locked.url, 'a4', undefined, true), { Authorization: `Bearer ${token}` });
+      assert.equal(reader.status, 200);
+      reader.close();
+    } finally {
+      await locked.close();
+    }
+  });
+
+  it('hides execute_stage and the demo controls when the demo is off (NODE_ENV=production)', async () => {
+    const production = await startHarness({ broker: 'memory', settings: { demoEnabled: false } });
+    try {
+      assertError(await execute(production.url, 'a5', { stage_name: 'rewrite' }), 404, 'disabled');
+      assertError(await requestJson(`${production.url}/api/v1/demo/projects/a5/cut/`, { method: 'POST' }), 404, 'disabled');
+      assertError(await requestJson(`${production.url}/api/v1/demo/token/`, { method: 'POST', body: '{"project_id":"a5"}' }), 404, 'disabled');
+    } finally {
+      await production.close();
+    }
+  });
+
   it('requires a token for execute_stage when a secret is set', async () => {
     assertError(await execute(secured.url, 'a3', { stage_name: 'rewrite' }), 401);
     const token = await signToken(SECRET, ['a3']);
