@@ -13,7 +13,7 @@ export default defineConfig({
   build: {
     target: 'es2022',
     outDir: 'dist/client',
-    emptyOutDir: false,
+    emptyOutDir: true,
     minify: 'oxc',
     rolldownOptions: {
       // One file, fully minified: Vite keeps whitespace in ES libraries for bundlers' tree-shaking,
