@@ -18,14 +18,25 @@ export function projectPattern(prefix: string, projectId: string): string {
   return `${prefix}:project:${projectId}:stage:*`;
 }
 
-/** The project's replay log (a Redis stream). */
+/*
+ * Key names (internal; the channel names above are the external contract). The project id is wrapped in a
+ * Redis Cluster hash tag, `{project_id}`, so that a project's log and state live in one hash slot and
+ * publish.lua can touch both atomically on a cluster. Every publisher derives the keys by this one rule
+ * (workers/python/ai_story_stream.py too; publish.lua documents it). Ids never hold braces, so the tag is
+ * always exactly the project id. Channels carry no tag: classic PUBLISH reaches every node of a cluster.
+ */
+
+/** The project's replay log (a Redis stream): `{prefix}:project:{<project_id>}:log`. */
 export function logKey(prefix: string, projectId: string): string {
-  return `${prefix}:project:${projectId}:log`;
+  return `${prefix}:project:{${projectId}}:log`;
 }
 
-/** The latest message of each stage and type (a Redis hash, field `{stage}|{type}`), for reset events. */
+/**
+ * The latest message of each stage and type (a Redis hash, field `{stage}|{type}`), for reset events:
+ * `{prefix}:project:{<project_id>}:state`, in the same hash slot as the log.
+ */
 export function stateKey(prefix: string, projectId: string): string {
-  return `${prefix}:project:${projectId}:state`;
+  return `${prefix}:project:{${projectId}}:state`;
 }
 
 /** The stage name from a channel name, or null when the channel is not a stage channel of `prefix`. */

@@ -1,11 +1,14 @@
 /** The server's settings, read from the environment in one place (only the entry point calls this). */
 import { DEFAULT_PREFIX, ID_PATTERN } from './channels.js';
+import { parseClusterNodes, type RedisClusterSettings } from './broker/redis-broker.js';
 
 export interface ServerConfig {
   port: number;
   host: string;
   /** Unset: try redis://127.0.0.1:6379, else the embedded broker. Set: use it, never fall back. */
   redisUrl: string | undefined;
+  /** `REDIS_CLUSTER_NODES`: a Redis Cluster instead of one Redis (not with `REDIS_URL`); never falls back either. */
+  redisCluster: RedisClusterSettings | undefined;
   authSecret: string | undefined;
   heartbeatMs: number;
   retryMs: number;
@@ -48,10 +51,20 @@ export function readConfig(env: Env = process.env): ServerConfig {
   const production = env.NODE_ENV === 'production';
   const prefix = env.CHANNEL_PREFIX || DEFAULT_PREFIX;
   if (!ID_PATTERN.test(prefix)) throw new ConfigError(`CHANNEL_PREFIX must match ${ID_PATTERN}, got "${prefix}"`);
+  let redisCluster: RedisClusterSettings | undefined;
+  if (env.REDIS_CLUSTER_NODES) {
+    if (env.REDIS_URL) throw new ConfigError('set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a cluster), not both');
+    try {
+      redisCluster = parseClusterNodes(env.REDIS_CLUSTER_NODES);
+    } catch (error) {
+      throw new ConfigError(`REDIS_CLUSTER_NODES: ${(error as Error).message}`);
+    }
+  }
   return {
     port: int(env, 'PORT', 8000),
     host: env.HOST || '127.0.0.1',
     redisUrl: env.REDIS_URL || undefined,
+    redisCluster,
     authSecret: env.SSE_AUTH_SECRET || undefined,
     heartbeatMs: int(env, 'SSE_HEARTBEAT_MS', 15_000, 1),
     retryMs: int(env, 'SSE_RETRY_MS', 3_000),

@@ -15,7 +15,11 @@ Unlike the original, which returned False and logged, a failed publish raises (a
 ``redis.exceptions.ConnectionError`` or ``TimeoutError``): a message is never dropped silently.
 Every publish returns the message's id.
 
-Needs redis-py (Debian: ``apt-get install python3-redis``; or ``pip install redis``).
+On a Redis Cluster, pass ``cluster=True`` (``redis_url`` is then any node of the cluster): the project's
+log and state keys share a hash tag, so the script runs on the master of that slot, and the cluster
+forwards the live PUBLISH to every node.
+
+Needs redis-py (Debian: ``apt-get install python3-redis``; or ``pip install redis``; >= 4.1 for clusters).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any, Mapping, Optional, Union
 
 import redis
 
-__all__ = ["RedisStreamPublisher", "DEFAULT_LUA_PATH", "STATUSES"]
+__all__ = ["RedisStreamPublisher", "DEFAULT_LUA_PATH", "STATUSES", "stage_channel", "log_key", "state_key"]
 
 #: ``project_id``, ``stage_name`` and message types: no glob characters, no separators, bounded length.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -45,6 +49,24 @@ DEFAULT_LUA_PATH = Path(__file__).resolve().parent.parent.parent / "server" / "s
 _RESERVED = ("id", "type", "stage", "project_id", "timestamp")
 
 
+# -- names: the rule of server/src/channels.ts, documented in publish.lua -------------------------------
+
+
+def stage_channel(prefix: str, project_id: str, stage_name: str) -> str:
+    """The live channel of a stage (the external contract; no hash tag)."""
+    return f"{prefix}:project:{project_id}:stage:{stage_name}"
+
+
+def log_key(prefix: str, project_id: str) -> str:
+    """The project's replay log. The project id in braces is a Redis Cluster hash tag: log and state share a slot."""
+    return f"{prefix}:project:{{{project_id}}}:log"
+
+
+def state_key(prefix: str, project_id: str) -> str:
+    """The latest message of each stage and type of the project, in the slot of its log."""
+    return f"{prefix}:project:{{{project_id}}}:state"
+
+
 class RedisStreamPublisher:
     """Publishes the messages of one stage of one project. Use it as a context manager, or call ``close()``.
 
@@ -54,7 +76,9 @@ class RedisStreamPublisher:
     :param prefix: first part of every key and channel name (the hub's ``CHANNEL_PREFIX``).
     :param log_maxlen: entries kept in the project's replay log.
     :param log_ttl: seconds the replay log and state of the project live after its last message.
-    :param client: a ``redis.Redis`` to use instead of opening one; it stays the caller's (not closed).
+    :param client: a ``redis.Redis`` (or ``redis.cluster.RedisCluster``) to use instead of opening one; it stays
+        the caller's (not closed).
+    :param cluster: ``redis_url`` is a node of a Redis Cluster: open a ``redis.cluster.RedisCluster``.
     :param lua_path: where ``publish.lua`` is; default ``$AI_STORY_PUBLISH_LUA`` or :data:`DEFAULT_LUA_PATH`.
     :param socket_timeout: seconds to wait for Redis to connect or answer before raising.
     :raises ValueError: for an invalid id or option.
@@ -73,6 +97,7 @@ class RedisStreamPublisher:
         client: Optional[redis.Redis] = None,
         lua_path: Union[str, os.PathLike, None] = None,
         socket_timeout: float = 5.0,
+        cluster: bool = False,
     ) -> None:
         _check_id("project_id", project_id)
         _check_id("stage_name", stage_name)
@@ -83,10 +108,9 @@ class RedisStreamPublisher:
         self.prefix = prefix
         self.log_maxlen = log_maxlen
         self.log_ttl = log_ttl
-        # The key layout of server/src/channels.ts.
-        self.channel = f"{prefix}:project:{project_id}:stage:{stage_name}"
-        self.log_key = f"{prefix}:project:{project_id}:log"
-        self.state_key = f"{prefix}:project:{project_id}:state"
+        self.channel = stage_channel(prefix, project_id, stage_name)
+        self.log_key = log_key(prefix, project_id)
+        self.state_key = state_key(prefix, project_id)
 
         path = Path(lua_path or os.environ.get("AI_STORY_PUBLISH_LUA") or DEFAULT_LUA_PATH)
         if not path.is_file():
@@ -95,9 +119,11 @@ class RedisStreamPublisher:
                 "to the kit's server/src/broker/publish.lua"
             )
         self._owns_client = client is None
-        self._redis = client or redis.Redis.from_url(
-            redis_url, socket_connect_timeout=socket_timeout, socket_timeout=socket_timeout
-        )
+        if client is not None:
+            self._redis = client
+        else:
+            factory = _cluster_class() if cluster else redis.Redis
+            self._redis = factory.from_url(redis_url, socket_connect_timeout=socket_timeout, socket_timeout=socket_timeout)
         # EVALSHA, falling back to loading the script when Redis does not know it (after a restart).
         self._publish_script = self._redis.register_script(path.read_text(encoding="utf-8"))
         self._closed = False
@@ -182,6 +208,14 @@ class RedisStreamPublisher:
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
         self.close()
+
+
+def _cluster_class():
+    try:
+        from redis.cluster import RedisCluster
+    except ImportError as error:  # redis-py before 4.1
+        raise RuntimeError("cluster=True needs redis-py >= 4.1 (redis.cluster.RedisCluster)") from error
+    return RedisCluster
 
 
 def _check_id(name: str, value: Any) -> None:

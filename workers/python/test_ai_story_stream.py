@@ -13,7 +13,7 @@ import unittest
 
 import redis
 
-from ai_story_stream import DEFAULT_LUA_PATH, RedisStreamPublisher
+from ai_story_stream import DEFAULT_LUA_PATH, RedisStreamPublisher, log_key, stage_channel, state_key
 
 URL = os.environ.get("AI_STORY_TEST_REDIS_URL")
 _projects = itertools.count()
@@ -125,6 +125,15 @@ class RedisStreamPublisherTest(unittest.TestCase):
         client.close()
         with self.assertRaises(RuntimeError):
             publisher.publish_token("b", "ab")
+
+    def test_names_keys_by_the_rule_of_channels_ts_with_the_project_as_hash_tag(self):
+        self.assertEqual(stage_channel("ai_story", "42", "rewrite"), "ai_story:project:42:stage:rewrite")
+        self.assertEqual(log_key("ai_story", "42"), "ai_story:project:{42}:log")
+        self.assertEqual(state_key("ai_story", "42"), "ai_story:project:{42}:state")
+        with RedisStreamPublisher(self.project, "rewrite", redis_url=URL, prefix="other") as publisher:
+            self.assertEqual(publisher.channel, f"other:project:{self.project}:stage:rewrite")
+            self.assertEqual(publisher.log_key, f"other:project:{{{self.project}}}:log")
+            self.assertEqual(publisher.state_key, f"other:project:{{{self.project}}}:state")
 
     def test_loads_the_one_publish_lua_of_the_server(self):
         self.assertEqual(DEFAULT_LUA_PATH.parts[-4:], ("server", "src", "broker", "publish.lua"))

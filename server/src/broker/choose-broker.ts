@@ -1,7 +1,10 @@
-/** Picks the broker as the contract says: REDIS_URL when set (never falling back), else a local Redis if one answers, else the embedded one. */
+/**
+ * Picks the broker as the contract says: REDIS_URL when set (never falling back), else a local Redis if one answers,
+ * else the embedded one. REDIS_CLUSTER_NODES, when set, comes first, and never falls back either.
+ */
 import type { Broker } from './broker.js';
 import { MemoryBroker } from './memory-broker.js';
-import { RedisBroker } from './redis-broker.js';
+import { RedisBroker, type RedisClusterSettings } from './redis-broker.js';
 
 export const LOCAL_REDIS_URL = 'redis://127.0.0.1:6379';
 
@@ -13,6 +16,7 @@ export interface BrokerChoice {
 
 export interface BrokerSettings {
   redisUrl: string | undefined;
+  redisCluster?: RedisClusterSettings | undefined;
   prefix: string;
   logMaxLen: number;
   logTtlSeconds: number;
@@ -20,6 +24,12 @@ export interface BrokerSettings {
 
 export async function chooseBroker(settings: BrokerSettings, probeTimeoutMs = 1000, localUrl = LOCAL_REDIS_URL): Promise<BrokerChoice> {
   const options = { prefix: settings.prefix, logMaxLen: settings.logMaxLen, logTtlSeconds: settings.logTtlSeconds };
+  if (settings.redisCluster) {
+    const broker = new RedisBroker({ ...options, cluster: settings.redisCluster });
+    const reachable = await withTimeout(broker.ping(), probeTimeoutMs);
+    const nodes = settings.redisCluster.nodes.map(({ host, port }) => `${host}:${port}`).join(',');
+    return { broker, reason: `broker: redis cluster at ${nodes} (REDIS_CLUSTER_NODES)${reachable ? '' : ' — not answering yet; /healthz reports 503 until it does'}` };
+  }
   if (settings.redisUrl) {
     const broker = new RedisBroker({ ...options, url: settings.redisUrl });
     const reachable = await withTimeout(broker.ping(), probeTimeoutMs);

@@ -1,9 +1,14 @@
 -- The one atomic log-and-publish step of the live-progress kit. Every publisher (Node, Python, any
 -- language) runs this file with EVALSHA/EVAL; it is the single source of truth, never copy it.
 --
--- KEYS[1]  the project's replay log, a stream:   {prefix}:project:{project_id}:log
--- KEYS[2]  the project's latest state, a hash:    {prefix}:project:{project_id}:state
--- ARGV[1]  channel                                {prefix}:project:{project_id}:stage:{stage}
+-- Key names: the project id in braces, a Redis Cluster hash tag, so both keys live in one hash slot and
+-- this script runs on a cluster too. With prefix "ai_story" and project "42": ai_story:project:{42}:log.
+-- The channel is not a key and has no braces (its name is the external contract); PUBLISH is not bound
+-- to a slot: a cluster forwards it to every node, so subscribers on any node hear it.
+--
+-- KEYS[1]  the project's replay log, a stream:   <prefix>:project:{<project_id>}:log
+-- KEYS[2]  the project's latest state, a hash:    <prefix>:project:{<project_id>}:state
+-- ARGV[1]  channel                                <prefix>:project:<project_id>:stage:<stage>
 -- ARGV[2]  stage name
 -- ARGV[3]  message type (the state-hash field is "<stage>|<type>")
 -- ARGV[4]  the message: a compact JSON object text WITHOUT an "id" field, starting with "{"

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { brokerContract, recorder, uniqueProject } from './broker.contract.js';
-import { BrokerClosedError, BrokerUnavailableError } from './errors.js';
-import { RedisBroker } from './redis-broker.js';
+import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError } from './errors.js';
+import { parseClusterNodes, RedisBroker } from './redis-broker.js';
 import { logKey, projectPattern, stageChannel, stateKey } from '../channels.js';
 import { startRedis, type TestRedis } from '../../test/redis-server.js';
 
@@ -96,6 +96,43 @@ describe('RedisBroker', () => {
       const ttl = await admin.ttl(key);
       assert.ok(ttl > 3590 && ttl <= 3600, `${key} ttl ${ttl}`);
     }
+  });
+
+  it('keeps a project\'s log and state under its id as a hash tag, and publishes on the untagged stage channel', async () => {
+    const broker = create();
+    const project = uniqueProject();
+    const rec = recorder();
+    await broker.subscribe(stageChannel(broker.prefix, project, 'rewrite'), rec.listener);
+    await broker.publish(project, 'rewrite', message(project, 'rewrite'));
+    await rec.waitFor(1);
+    assert.equal(rec.heard[0]!.channel, `ai_story:project:${project}:stage:rewrite`);
+    assert.deepEqual((await admin.keys(`*${project}*`)).sort(), [`ai_story:project:{${project}}:log`, `ai_story:project:{${project}}:state`]);
+  });
+
+  it('refuses a cluster together with a url or a client, and a cluster without nodes', () => {
+    const nodes = [{ host: '127.0.0.1', port: 1 }];
+    assert.throws(() => new RedisBroker({ url: redis.url, cluster: { nodes } }), InvalidArgumentError);
+    assert.throws(() => new RedisBroker({ cluster: { nodes: [] } }), InvalidArgumentError);
+  });
+
+  it('reads REDIS_CLUSTER_NODES entries as host:port or URLs whose credentials and TLS apply to every node', () => {
+    assert.deepEqual(parseClusterNodes('10.0.0.1:7000, 10.0.0.2:7001,,'), {
+      nodes: [
+        { host: '10.0.0.1', port: 7000 },
+        { host: '10.0.0.2', port: 7001 },
+      ],
+    });
+    assert.deepEqual(parseClusterNodes('rediss://app:s%3Acret@redis-a:6380,redis-b,[::1]:7000'), {
+      nodes: [
+        { host: 'redis-a', port: 6380 },
+        { host: 'redis-b', port: 6379 },
+        { host: '::1', port: 7000 },
+      ],
+      username: 'app',
+      password: 's:cret',
+      tls: true,
+    });
+    for (const bad of ['', ' , ', 'host:99999', 'redis://:pw@:7000', 'a b:1']) assert.throws(() => parseClusterNodes(bad), TypeError, bad);
   });
 
   it('delivers a plain PUBLISH of another program like its own messages', async () => {

@@ -1,23 +1,69 @@
 /**
  * The Broker on Redis (ioredis): publish.lua logs and publishes in one atomic step, a stream per project
  * is the replay log, a hash per project the latest state, and PUBLISH/SUBSCRIBE carries the live messages.
+ * Runs on one Redis or on a Redis Cluster (see {@link RedisBrokerOptions.cluster}).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Redis, ReplyError, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, ReplyError, type ChainableCommander, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Broker, LogEntry, MessageListener, ReplayResult, Snapshot, Unsubscribe } from './broker.js';
 import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError } from './errors.js';
 import { checkPublishArguments, isLogId, withId } from './log-id.js';
 import { DEFAULT_PREFIX, isValidId, logKey, stageChannel, stateKey } from '../channels.js';
 
+/** A Redis Cluster to connect to. */
+export interface RedisClusterSettings {
+  /** Startup nodes: any reachable node is enough, the others are discovered. */
+  nodes: readonly { host: string; port: number }[];
+  /** ACL user and password of every node. */
+  username?: string;
+  password?: string;
+  /** Connect to every node with TLS. Default false. */
+  tls?: boolean;
+}
+
+/**
+ * Reads `REDIS_CLUSTER_NODES`: comma-separated startup nodes, each `host:port` or a `redis://` / `rediss://` URL.
+ * Credentials and TLS of URL entries apply to every node (a cluster has one password). Throws a TypeError
+ * that says what is wrong.
+ */
+export function parseClusterNodes(text: string): RedisClusterSettings {
+  const settings: RedisClusterSettings = { nodes: [] };
+  const nodes: { host: string; port: number }[] = [];
+  for (const entry of text.split(',').map((part) => part.trim()).filter(Boolean)) {
+    let url: URL;
+    try {
+      url = new URL(/^rediss?:\/\//.test(entry) ? entry : `redis://${entry}`);
+    } catch {
+      throw new TypeError(`"${entry}" is neither host:port nor a redis:// URL`);
+    }
+    const port = Number(url.port || 6379);
+    if (!url.hostname || !Number.isInteger(port) || port < 1 || port > 65535) throw new TypeError(`"${entry}" has no valid host and port`);
+    // URL keeps the brackets of an IPv6 literal; ioredis wants the bare address.
+    nodes.push({ host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port });
+    if (url.username) settings.username = decodeURIComponent(url.username);
+    if (url.password) settings.password = decodeURIComponent(url.password);
+    if (url.protocol === 'rediss:') settings.tls = true;
+  }
+  if (nodes.length === 0) throw new TypeError('lists no node; give host:port[,host:port...]');
+  return { ...settings, nodes };
+}
+
 export interface RedisBrokerOptions {
   /** Redis to connect to, e.g. `redis://127.0.0.1:6379`. Ignored when `client` is given. Default: ioredis's default (localhost:6379). */
   url?: string;
   /**
-   * A connection to use for commands instead of opening one. It stays the caller's: `close()` does not quit it.
-   * The broker's guarantees about unsent commands need it to be created with {@link RedisBroker.connectionOptions}.
+   * A Redis Cluster instead of one Redis (not with `url` or `client`). A project's log and state share a hash
+   * slot (see `logKey` in channels.ts), so publish.lua runs on the master that owns it; live messages use
+   * classic PUBLISH/SUBSCRIBE, which the cluster forwards to every node, on a connection of the broker's own.
    */
-  client?: Redis;
+  cluster?: RedisClusterSettings;
+  /**
+   * A connection (a `Redis`, or a `Cluster`) to use for commands instead of opening one. It stays the caller's:
+   * `close()` does not quit it. The broker's guarantees about unsent commands need it to be created with
+   * {@link RedisBroker.connectionOptions} (a `Redis`) or {@link RedisBroker.clusterOptions} (a `Cluster`).
+   */
+  client?: Redis | Cluster;
   /** First part of every key and channel name. Default `ai_story`. */
   prefix?: string;
   /** Entries kept in each project's replay log (exact trimming). Default 1000. */
@@ -32,6 +78,9 @@ export interface RedisBrokerOptions {
   /** Called when a message listener throws; the other listeners still get the message. Default: `console.error`. */
   onListenerError?: (error: unknown) => void;
 }
+
+/** The connection that runs commands: one Redis, or a Cluster that routes each command to the master of its slot. */
+type CommandClient = Redis | Cluster;
 
 /** The publish step, loaded from disk once: Node and Python run the very same file. */
 const PUBLISH_LUA = readFileSync(new URL('./publish.lua', import.meta.url), 'utf8');
@@ -50,7 +99,9 @@ interface Subscription {
  * A {@link Broker} on Redis.
  *
  * Connections: one for commands, opened at construction; a second for SUBSCRIBE, opened on the first
- * `subscribe()`, so a publisher-only process holds one connection.
+ * `subscribe()`, so a publisher-only process holds one connection. On a cluster, commands go through an
+ * ioredis `Cluster` (one connection per master), and the subscriber is one plain connection to one node of the
+ * cluster (any node hears every PUBLISH); when that node goes away, the broker moves it to another node.
  *
  * Outages: ioredis reconnects forever (backoff capped at 2 s); `healthy` is false meanwhile. Subscriptions are
  * restored from the broker's own table on every reconnect, so a channel whose last listener left during the
@@ -60,6 +111,9 @@ interface Subscription {
  * Never queues: no command waits in an offline queue. Every call either completes or rejects within
  * `commandTimeoutMs` with {@link BrokerUnavailableError} (`sent: false` when the command never left the
  * process, `true` when Redis may have executed it but no answer arrived), or {@link BrokerClosedError} after `close()`.
+ * On a cluster one exception: a command whose master's connection is still being opened waits for it in
+ * ioredis (at most `commandTimeoutMs` more); a call that timed out meanwhile says `sent: true`, as it may still run.
+ * A command whose connection dropped is never resent there either.
  */
 export class RedisBroker implements Broker {
   /** The options the broker's own connections use; give them to a `client` you pass in. */
@@ -69,7 +123,19 @@ export class RedisBroker implements Broker {
     // ...and commands in flight when the connection drops are failed at once, never resent.
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2000) + Math.floor(Math.random() * 100),
+    retryStrategy: (attempt) => backoff(attempt),
+  };
+
+  /** The options the broker's own `Cluster` uses; give them to a `Cluster` you pass in as `client`. */
+  static readonly clusterOptions: ClusterOptions = {
+    // The cluster opens its connection to each master on first use; commands sent meanwhile must wait for it
+    // (with `false`, all but the first would fail at once). The broker's time bound still applies to the call.
+    enableOfflineQueue: true,
+    // A command whose connection dropped may have run: never resend it. Redirections (MOVED, ASK) and
+    // TRYAGAIN or CLUSTERDOWN answers are still followed: those commands did not run.
+    retryDelayOnFailover: 0,
+    clusterRetryStrategy: (attempt) => backoff(attempt),
+    redisOptions: { maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false },
   };
 
   readonly kind = 'redis' as const;
@@ -81,16 +147,21 @@ export class RedisBroker implements Broker {
     this.#logTtlSeconds = positiveInteger('logTtlSeconds', options.logTtlSeconds ?? 86_400);
     this.#timeoutMs = positiveInteger('commandTimeoutMs', options.commandTimeoutMs ?? 5000);
     this.#onListenerError = options.onListenerError ?? ((error) => console.error('[broker] a message listener threw:', error));
+    if (options.cluster && (options.url !== undefined || options.client)) {
+      throw new InvalidArgumentError('cluster', 'give either cluster, url or client, not two of them');
+    }
+    if (options.cluster && options.cluster.nodes.length === 0) throw new InvalidArgumentError('cluster', 'nodes must list at least one node');
     this.#ownsClient = !options.client;
-    this.#client =
-      options.client ??
-      new Redis(options.url ?? 'redis://127.0.0.1:6379', { ...RedisBroker.connectionOptions, connectionName: 'ai-story-sse:commands' });
+    this.#client = options.client ?? (options.cluster ? openCluster(options.cluster, this.#timeoutMs) : openRedis(options.url));
+    if (this.#client instanceof Cluster) this.#fenceChannel = `${this.prefix}:fence:${randomUUID()}`;
     this.#client.on('error', this.#onConnectionError);
     this.#client.on('ready', this.#onClientReady);
   }
 
   get healthy(): boolean {
-    return !this.#closed && this.#client.status === 'ready' && (!this.#subscriber || this.#subscriber.status === 'ready');
+    if (this.#closed || this.#client.status !== 'ready') return false;
+    // No subscriber connection is fine while nothing is subscribed (on a cluster, it can be missing between two nodes).
+    return this.#subscriber ? this.#subscriber.status === 'ready' : this.#subscriptions.size === 0;
   }
 
   /**
@@ -102,7 +173,7 @@ export class RedisBroker implements Broker {
     const type = checkPublishArguments(projectId, stage, message);
     const keys = [logKey(this.prefix, projectId), stateKey(this.prefix, projectId)];
     const args = [stageChannel(this.prefix, projectId, stage), stage, type, message, this.#logMaxLen, this.#logTtlSeconds];
-    const id = await this.#run(this.#client, async (client) => {
+    const id = await this.#run('commands', async (client) => {
       try {
         return await client.evalsha(PUBLISH_SHA, keys.length, ...keys, ...args);
       } catch (error) {
@@ -117,7 +188,7 @@ export class RedisBroker implements Broker {
   }
 
   async publishRaw(channel: string, payload: string): Promise<void> {
-    await this.#run(this.#client, (client) => client.publish(channel, payload));
+    await this.#run('commands', (client) => client.publish(channel, payload));
   }
 
   async replay(projectId: string, afterId: string): Promise<ReplayResult> {
@@ -125,14 +196,14 @@ export class RedisBroker implements Broker {
     if (!isValidId(projectId) || !isLogId(afterId)) return { covered: false, entries: [] };
     const key = logKey(this.prefix, projectId);
     // One transaction, so the existence check and the range agree even while others publish or trim.
-    const [found, after] = await this.#transaction((multi) => multi.xrange(key, afterId, afterId).xrange(key, `(${afterId}`, '+'));
+    const [found, after] = await this.#readFenced((multi) => multi.xrange(key, afterId, afterId).xrange(key, `(${afterId}`, '+'));
     if (!Array.isArray(found) || found.length === 0) return { covered: false, entries: [] };
     return { covered: true, entries: toEntries(after) };
   }
 
   async snapshot(projectId: string): Promise<Snapshot> {
     if (!isValidId(projectId)) return { lastId: null, stages: {} };
-    const [hash, newest] = await this.#transaction((multi) =>
+    const [hash, newest] = await this.#readFenced((multi) =>
       multi.hgetall(stateKey(this.prefix, projectId)).xrevrange(logKey(this.prefix, projectId), '+', '-', 'COUNT', 1),
     );
     const stages: Snapshot['stages'] = {};
@@ -151,8 +222,8 @@ export class RedisBroker implements Broker {
     let subscription = this.#subscriptions.get(key);
     if (!subscription) {
       const created: Subscription = { name: channelOrPattern, pattern, listeners: new Set(), active: Promise.resolve() };
-      created.active = this.#run(this.#subscriberConnection(), (connection) =>
-        pattern ? connection.psubscribe(channelOrPattern) : connection.subscribe(channelOrPattern),
+      created.active = this.#run('subscriber', (connection) =>
+        pattern ? (connection as Redis).psubscribe(channelOrPattern) : (connection as Redis).subscribe(channelOrPattern),
       ).then(() => {});
       this.#subscriptions.set(key, created);
       subscription = created;
@@ -174,16 +245,17 @@ export class RedisBroker implements Broker {
   }
 
   async ping(): Promise<void> {
-    await this.#run(this.#client, (client) => client.ping());
+    await this.#run('commands', (client) => client.ping());
   }
 
   /** Quits the connections the broker opened (not a `client` it was given). Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return this.#closing;
     this.#closed = true;
+    clearTimeout(this.#replaceTimer);
     this.#subscriptions.clear();
     for (const waiter of [...this.#waiters]) waiter.settle(new BrokerClosedError());
-    const connections = [this.#subscriber, this.#ownsClient ? this.#client : undefined].filter((c): c is Redis => !!c);
+    const connections = [this.#subscriber, this.#ownsClient ? this.#client : undefined].filter((c): c is CommandClient => !!c);
     this.#closing = Promise.all(connections.map((connection) => quit(connection, this.#timeoutMs))).then(() => {
       this.#client.off('error', this.#onConnectionError);
       this.#client.off('ready', this.#onClientReady);
@@ -191,7 +263,7 @@ export class RedisBroker implements Broker {
     return this.#closing;
   }
 
-  readonly #client: Redis;
+  readonly #client: CommandClient;
   readonly #ownsClient: boolean;
   readonly #logMaxLen: number;
   readonly #logTtlSeconds: number;
@@ -204,11 +276,25 @@ export class RedisBroker implements Broker {
   #subscriber: Redis | undefined;
   /** True while the subscriber connection is up with its subscriptions restored. */
   #subscribed = false;
+  /** Cluster only: how many subscriber connections in a row failed (the backoff), and which node is next. */
+  #subscriberFailures = 0;
+  #nextNode = 0;
+  #replaceTimer: NodeJS.Timeout | undefined;
+  /** Cluster only: the channel of this broker's fences (see #readFenced), and the fences waiting for their echo. */
+  readonly #fenceChannel: string | undefined;
+  readonly #fences = new Map<string, () => void>();
+  #fenceCount = 0;
   #lastError: unknown;
   #closed = false;
   #closing: Promise<void> = Promise.resolve();
 
-  readonly #onClientReady = () => this.#wake(this.#client);
+  readonly #onClientReady = () => {
+    this.#wake('commands');
+    // A cluster subscriber needs a node address, known once the cluster is ready: open it now if it is needed.
+    if (!this.#subscriber && (this.#subscriptions.size > 0 || [...this.#waiters].some((waiter) => waiter.role === 'subscriber'))) {
+      this.#subscriberConnection();
+    }
+  };
 
   readonly #onConnectionError = (error: unknown) => {
     // ioredis reports every failed reconnect here; keep the latest as the cause of BrokerUnavailableError.
@@ -220,24 +306,44 @@ export class RedisBroker implements Broker {
     return () => this.#interruptionListeners.delete(listener);
   }
 
-  #subscriberConnection(): Redis {
-    if (this.#subscriber) return this.#subscriber;
-    const subscriber = this.#client.duplicate({
+  /**
+   * The subscriber connection, opened on first use. On one Redis, a duplicate of the command connection that
+   * reconnects by itself. On a cluster, a connection to one node that does not reconnect: when it ends, the
+   * broker opens the next one on another node (see #replaceSubscriber). Undefined only on a cluster whose
+   * nodes are not known yet (it is not ready); it is opened when the cluster gets ready.
+   */
+  #subscriberConnection(): Redis | undefined {
+    if (this.#subscriber || this.#closed) return this.#subscriber;
+    const options: RedisOptions = {
       ...RedisBroker.connectionOptions,
       // The broker restores subscriptions from its own table: ioredis's would resurrect channels left during an outage.
       autoResubscribe: false,
       connectionName: 'ai-story-sse:subscriber',
       lazyConnect: false,
-    });
+    };
+    let subscriber: Redis;
+    if (this.#client instanceof Cluster) {
+      const node = this.#nextSubscriberNode(this.#client);
+      if (!node) return undefined;
+      const { username, password, tls } = this.#client.options.redisOptions ?? {};
+      subscriber = new Redis({ ...options, ...node, username, password, tls, retryStrategy: () => null });
+      subscriber.on('end', () => this.#replaceSubscriber(subscriber));
+    } else {
+      subscriber = this.#client.duplicate(options);
+    }
     subscriber.on('error', this.#onConnectionError);
-    subscriber.on('message', (channel: string, payload: string) => this.#dispatch(subscriptionKey(channel, false), payload, channel));
+    subscriber.on('message', (channel: string, payload: string) => {
+      if (channel === this.#fenceChannel) this.#fences.get(payload)?.();
+      else this.#dispatch(subscriptionKey(channel, false), payload, channel);
+    });
     subscriber.on('pmessage', (pattern: string, channel: string, payload: string) =>
       this.#dispatch(subscriptionKey(pattern, true), payload, channel),
     );
     subscriber.on('ready', () => {
       this.#resubscribe(subscriber);
       this.#subscribed = true;
-      this.#wake(subscriber);
+      this.#subscriberFailures = 0;
+      this.#wake('subscriber');
     });
     subscriber.on('close', () => {
       if (!this.#subscribed) return;
@@ -253,6 +359,39 @@ export class RedisBroker implements Broker {
     });
     this.#subscriber = subscriber;
     return subscriber;
+  }
+
+  /**
+   * The cluster node the next subscriber connection goes to: every node hears every PUBLISH, so any will do.
+   * Round robin over the nodes the cluster knows (masters and replicas), so a node that went away is not tried
+   * twice in a row.
+   */
+  #nextSubscriberNode(cluster: Cluster): { host: string; port: number } | undefined {
+    const nodes = cluster
+      .nodes('all')
+      .map(({ options: { host, port } }) => ({ host: host ?? '127.0.0.1', port: port ?? 6379 }))
+      .sort((a, b) => `${a.host}:${a.port}`.localeCompare(`${b.host}:${b.port}`));
+    if (nodes.length === 0) return undefined;
+    return nodes[this.#nextNode++ % nodes.length];
+  }
+
+  /**
+   * Cluster only: the subscriber connection ended (its node went away, or refused it). Open the next one on
+   * another node, after a backoff; its 'ready' restores the subscriptions. Its 'close' already reported the
+   * interruption. Without subscriptions, the next `subscribe()` opens it.
+   */
+  #replaceSubscriber(ended: Redis): void {
+    if (this.#closed || this.#subscriber !== ended) return;
+    if (this.#subscriptions.size === 0 && ![...this.#waiters].some((waiter) => waiter.role === 'subscriber')) {
+      this.#subscriber = undefined;
+      return;
+    }
+    clearTimeout(this.#replaceTimer);
+    this.#replaceTimer = setTimeout(() => {
+      if (this.#closed || this.#subscriber !== ended) return;
+      this.#subscriber = undefined;
+      this.#subscriberConnection();
+    }, backoff(this.#subscriberFailures++));
   }
 
   #dispatch(key: string, payload: string, channel: string): void {
@@ -273,6 +412,7 @@ export class RedisBroker implements Broker {
     const channels: string[] = [];
     const patterns: string[] = [];
     for (const { name, pattern } of this.#subscriptions.values()) (pattern ? patterns : channels).push(name);
+    if (this.#fenceChannel) channels.push(this.#fenceChannel);
     // Failures need no handling: they mean the connection dropped again, and the next 'ready' retries.
     if (channels.length > 0) subscriber.subscribe(...channels).catch(() => {});
     if (patterns.length > 0) subscriber.psubscribe(...patterns).catch(() => {});
@@ -288,11 +428,50 @@ export class RedisBroker implements Broker {
     // UNSUBSCRIBE sent now lands after a SUBSCRIBE still in flight.
     if (this.#closed || !subscriber || subscriber.status !== 'ready') return;
     const { name, pattern } = subscription;
-    await this.#run(subscriber, (connection) => (pattern ? connection.punsubscribe(name) : connection.unsubscribe(name))).catch(() => {});
+    await this.#run('subscriber', (connection) =>
+      pattern ? (connection as Redis).punsubscribe(name) : (connection as Redis).unsubscribe(name),
+    ).catch(() => {});
   }
 
-  async #transaction(build: (multi: ReturnType<Redis['multi']>) => ReturnType<Redis['multi']>): Promise<unknown[]> {
-    const results = await this.#run(this.#client, (client) => build(client.multi()).exec());
+  /**
+   * A read of the log (one transaction) that, on a cluster, resolves only once live delivery has caught up with it.
+   *
+   * Why: on one Redis, the PUBLISH of a logged message reaches the subscriber connection in step with the log.
+   * On a cluster, the subscriber usually sits on another node than the project's master, and the message
+   * travels there over the cluster bus, later than the reply to this read. The hub holds back live messages
+   * while it replays and drops those the replay covered; one arriving after the read returned would reach its
+   * client twice. The fence is a PUBLISH on this broker's own channel in the same transaction, on the same
+   * master: it travels the same ordered link after every message logged before the read, so once it is back,
+   * all of them were dispatched. Rejects with {@link BrokerUnavailableError} when it is not back within
+   * `commandTimeoutMs` (the hub then ends the stream and the client resumes again).
+   */
+  async #readFenced(build: (multi: ChainableCommander) => ChainableCommander): Promise<unknown[]> {
+    const channel = this.#fenceChannel;
+    // Without a live subscription there is nothing to be in step with.
+    if (channel === undefined || !this.#subscribed) return this.#transaction(build);
+    const token = String(++this.#fenceCount);
+    let timer: NodeJS.Timeout | undefined;
+    const back = new Promise<void>((resolve, reject) => {
+      this.#fences.set(token, resolve);
+      timer = setTimeout(
+        () => reject(new BrokerUnavailableError(`live delivery did not catch up with the log within ${this.#timeoutMs} ms`, { sent: true })),
+        this.#timeoutMs,
+      );
+    });
+    back.catch(() => {}); // awaited below, unless the read itself fails first
+    try {
+      const results = await this.#transaction((multi) => build(multi).publish(channel, token));
+      await back;
+      return results;
+    } finally {
+      clearTimeout(timer);
+      this.#fences.delete(token);
+    }
+  }
+
+  async #transaction(build: (multi: ChainableCommander) => ChainableCommander): Promise<unknown[]> {
+    // On a cluster every key of one transaction must be in one slot: the log and the state of a project are.
+    const results = await this.#run('commands', (client) => build(client.multi()).exec());
     if (!results) throw new BrokerUnavailableError('the transaction was aborted', { sent: true });
     return results.map(([error, value]) => {
       if (error) throw error;
@@ -301,13 +480,13 @@ export class RedisBroker implements Broker {
   }
 
   /**
-   * Runs one command (or transaction) within the time bound: waits for the connection to be ready,
-   * then for the answer. Redis's own error replies pass through unchanged.
+   * Runs one command (or transaction) on the connection of `role` within the time bound: waits for the
+   * connection to be ready, then for the answer. Redis's own error replies pass through unchanged.
    */
-  async #run<T>(connection: Redis, command: (connection: Redis) => Promise<T>): Promise<T> {
+  async #run<T>(role: Role, command: (connection: CommandClient) => Promise<T>): Promise<T> {
     if (this.#closed) throw new BrokerClosedError();
     const deadline = Date.now() + this.#timeoutMs;
-    await this.#ready(connection, deadline);
+    const connection = await this.#ready(role, deadline);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -327,43 +506,83 @@ export class RedisBroker implements Broker {
     }
   }
 
-  /** Resolves when `connection` is ready; rejects at `deadline`, or at once on `close()`. */
-  #ready(connection: Redis, deadline: number): Promise<void> {
-    if (connection.status === 'ready') return Promise.resolve();
-    if (connection.status === 'wait') connection.connect().catch(() => {});
-    return new Promise<void>((resolve, reject) => {
+  /** The connection of `role` as it is now, without opening one. */
+  #current(role: Role): CommandClient | undefined {
+    return role === 'commands' ? this.#client : this.#subscriber;
+  }
+
+  /**
+   * Resolves with the connection of `role` once it is ready; rejects at `deadline`, or at once on `close()`.
+   * By role, not by connection: on a cluster the subscriber connection that gets ready may be a new one.
+   */
+  #ready(role: Role, deadline: number): Promise<CommandClient> {
+    const connection = role === 'commands' ? this.#client : this.#subscriberConnection();
+    if (connection?.status === 'ready') return Promise.resolve(connection);
+    if (connection?.status === 'wait') connection.connect().catch(() => {});
+    return new Promise<CommandClient>((resolve, reject) => {
       const waiter: Waiter = {
-        connection,
+        role,
         settle: (error) => {
           clearTimeout(timer);
           this.#waiters.delete(waiter);
+          const ready = this.#current(role);
           if (error) reject(error);
-          else resolve();
+          else if (ready) resolve(ready);
+          else reject(new BrokerClosedError());
         },
       };
-      const timer = setTimeout(
-        () =>
-          waiter.settle(
-            new BrokerUnavailableError(`Redis was unreachable for ${this.#timeoutMs} ms (connection ${connection.status}); nothing was sent`, {
-              sent: false,
-              cause: this.#lastError,
-            }),
-          ),
-        Math.max(0, deadline - Date.now()),
-      );
+      const timer = setTimeout(() => {
+        const status = this.#current(role)?.status ?? 'not opened';
+        waiter.settle(
+          new BrokerUnavailableError(`Redis was unreachable for ${this.#timeoutMs} ms (connection ${status}); nothing was sent`, {
+            sent: false,
+            cause: this.#lastError,
+          }),
+        );
+      }, Math.max(0, deadline - Date.now()));
       this.#waiters.add(waiter);
     });
   }
 
-  /** Called by the one 'ready' listener of each connection: wakes every call waiting for it. */
-  #wake(connection: Redis): void {
-    for (const waiter of [...this.#waiters]) if (waiter.connection === connection) waiter.settle();
+  /** Called by the one 'ready' listener of each connection: wakes every call waiting for a connection of that role. */
+  #wake(role: Role): void {
+    for (const waiter of [...this.#waiters]) if (waiter.role === role) waiter.settle();
   }
 }
 
+type Role = 'commands' | 'subscriber';
+
 interface Waiter {
-  readonly connection: Redis;
+  readonly role: Role;
   settle(error?: Error): void;
+}
+
+/** Reconnect delays: exponential from 100 ms, capped at 2 s, with jitter. */
+function backoff(attempt: number): number {
+  return Math.min(50 * 2 ** attempt, 2000) + Math.floor(Math.random() * 100);
+}
+
+function openRedis(url = 'redis://127.0.0.1:6379'): Redis {
+  return new Redis(url, { ...RedisBroker.connectionOptions, connectionName: 'ai-story-sse:commands' });
+}
+
+function openCluster({ nodes, username, password, tls }: RedisClusterSettings, timeoutMs: number): Cluster {
+  const { redisOptions } = RedisBroker.clusterOptions;
+  return new Cluster(
+    nodes.map(({ host, port }) => ({ host, port })),
+    {
+      ...RedisBroker.clusterOptions,
+      redisOptions: {
+        ...redisOptions,
+        username,
+        password,
+        tls: tls ? {} : undefined,
+        connectionName: 'ai-story-sse:commands',
+        // A command waiting for its node's connection (see clusterOptions) waits no longer than a call does.
+        connectTimeout: timeoutMs,
+      },
+    },
+  );
 }
 
 function subscriptionKey(name: string, pattern: boolean): string {
@@ -390,7 +609,7 @@ function positiveInteger(name: string, value: number): number {
 }
 
 /** QUIT when connected (pending replies still arrive), else drop the connection; resolves once the socket is gone. */
-async function quit(connection: Redis, timeoutMs: number): Promise<void> {
+async function quit(connection: CommandClient, timeoutMs: number): Promise<void> {
   if (connection.status === 'ready') {
     await connection.quit().catch(() => connection.disconnect());
   } else {
