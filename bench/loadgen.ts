@@ -1,0 +1,440 @@
+/**
+ * The load generator: a separate process (pinned to its own core by bench/run.ts) that holds many real
+ * SSE connections on raw sockets, publishes the bench messages itself (so publish and receive share one
+ * clock), checks that every event arrives exactly once, and measures publish-to-receive latency.
+ * Driven over IPC by bench/run.ts; see lib/protocol.ts.
+ */
+import { createParser } from 'eventsource-parser';
+import { LatencyHistogram } from './lib/histogram.js';
+import { CpuMeter } from './lib/proc.js';
+import type { ChurnResult, Command, OpenResult, Reply, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
+import { NchanBenchPublisher, RedisBenchPublisher, type BenchPublisher } from './lib/publishers.js';
+import { SseConnection, now, type Tally } from './lib/sse-connection.js';
+
+/** Source addresses 127.0.0.2 .. 127.0.0.(1 + SOURCE_ADDRESSES): 28k ephemeral ports each. */
+const SOURCE_ADDRESSES = 60;
+/** Pads every measured message to about 200 bytes of JSON, like the issue's events. */
+const PAD = 'x'.repeat(64);
+/** Publishes that may wait for the broker's answer before a trial counts as publisher-bound. */
+const MAX_IN_FLIGHT = 20_000;
+/** A failed trial during which other processes used more than this share of a core is repeated. */
+const OTHER_CPU_RETRY = 0.25;
+
+const tally: Tally = { events: 0, reads: 0, dupes: 0, gaps: 0, late: 0, bytes: 0, histogram: new LatencyHistogram() };
+let target: Target | undefined;
+let publisher: BenchPublisher | undefined;
+let connections: SseConnection[] = [];
+let paths: string[] = [];
+let sourceIndex = 0;
+/** Messages published since the connections were opened: message k of the run. */
+let published = 0;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function nextSource(): string {
+  return `127.0.0.${2 + (sourceIndex++ % SOURCE_ADDRESSES)}`;
+}
+
+function openOne(path: string, capture = false): SseConnection {
+  const t = target!;
+  return new SseConnection({ port: t.port, path, localAddress: nextSource(), readyOn: t.readyOn }, tally, capture);
+}
+
+async function open(list: string[], concurrency = 256): Promise<OpenResult> {
+  const started = now();
+  let failed = 0;
+  let firstError: string | undefined;
+  let index = 0;
+  const opened: SseConnection[] = new Array(list.length);
+  async function worker() {
+    while (index < list.length) {
+      const i = index++;
+      // One retry: under a burst of opens a listen queue may overflow.
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const connection = openOne(list[i]!);
+        opened[i] = connection;
+        try {
+          await connection.whenReady(30_000);
+          break;
+        } catch (error) {
+          connection.close();
+          if (attempt === 1) {
+            failed++;
+            firstError ??= (error as Error).message;
+          }
+        }
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, worker));
+  connections.push(...opened);
+  paths.push(...list);
+  return { opened: list.length - failed, failed, ms: now() - started, firstError };
+}
+
+async function closeAll(): Promise<void> {
+  const closing = connections.map((c) => c.whenClosed());
+  for (const c of connections) c.close();
+  await Promise.race([Promise.all(closing), sleep(5000)]);
+  connections = [];
+  paths = [];
+  published = 0;
+}
+
+function route(routing: Routing, k: number): [project: string, stage: string, seq: number] {
+  switch (routing.kind) {
+    case 'stage':
+      return [routing.project, routing.stage, k];
+    case 'stages':
+      return [routing.project, routing.stages[k % routing.stages.length]!, k];
+    case 'projects':
+      return [`${routing.prefix}${k % routing.count}`, routing.stage, Math.floor(k / routing.count)];
+  }
+}
+
+/** Messages each subscriber receives of `messages` published from message `from` on. */
+function perSubscriber(routing: Routing, from: number, messages: number): [seqFrom: number, seqTo: number] {
+  if (routing.kind === 'projects') return [from / routing.count, (from + messages) / routing.count];
+  return [from, from + messages];
+}
+
+/** Reopens connections the target closed (e.g. dropped as slow consumers) so the next trial has them all. */
+async function reopenClosed(): Promise<void> {
+  const dead: number[] = [];
+  connections.forEach((c, i) => c.closed && dead.push(i));
+  if (dead.length === 0) return;
+  const list = dead.map((i) => paths[i]!);
+  const before = connections.length;
+  await open(list);
+  const fresh = connections.splice(before);
+  paths.splice(before);
+  dead.forEach((i, j) => (connections[i] = fresh[j]!));
+}
+
+async function trial(routing: Routing, rate: number, durationMs: number, p99LimitMs: number, graceMs: number): Promise<TrialResult> {
+  await reopenClosed();
+  const live = connections.filter((c) => c.ready && !c.closed);
+  let messages = Math.max(1, Math.round((rate * durationMs) / 1000));
+  if (routing.kind === 'projects') messages = Math.ceil(messages / routing.count) * routing.count;
+  const [seqFrom, seqTo] = perSubscriber(routing, published, messages);
+  for (const c of live) {
+    c.next = seqFrom;
+    c.floor = seqFrom;
+  }
+  const expected = live.length * (seqTo - seqFrom);
+  tally.events = tally.dupes = tally.gaps = tally.late = tally.reads = 0;
+  tally.histogram.reset();
+
+  const pub = publisher!;
+  const cpu = process.cpuUsage();
+  const meter = new CpuMeter(target!.pids);
+  const started = now();
+  const base = published;
+  let sent = 0;
+  let publisherBound = false;
+  // Open loop: every tick sends what the schedule says is due, so a slow target cannot slow the publisher.
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const due = Math.min(messages, Math.floor(((now() - started) * rate) / 1000) + 1);
+      if (pub.inFlight > MAX_IN_FLIGHT) publisherBound = true;
+      else {
+        for (; sent < due; sent++) {
+          const [project, stage, seq] = route(routing, base + sent);
+          pub.send(project, stage, 'progress', { seq, t: Math.round(now() * 1000) / 1000, item_name: PAD });
+        }
+      }
+      if (sent >= messages) resolve();
+      else setTimeout(tick, 1);
+    };
+    tick();
+  });
+  published += messages;
+  const publishEnd = now();
+  const publishMs = publishEnd - started;
+  await pub.drain(graceMs + 10_000);
+  // Wait for delivery: in time within the grace period, then a little longer to tell late from lost.
+  while (tally.events + tally.dupes < expected && now() - publishEnd < graceMs) await sleep(2);
+  const inTime = tally.events >= expected;
+  const inTimeEnd = now();
+  const cpuUsed = process.cpuUsage(cpu);
+  const targetCpu = meter.read();
+  const loadgenCpu = (cpuUsed.user + cpuUsed.system) / 1000 / (inTimeEnd - started);
+  const otherCpu = Math.max(0, meter.machine() - loadgenCpu - targetCpu.reduce((a, b) => a + b, 0));
+  if (process.env.BENCH_DEBUG) process.stderr.write(`    loadgen user ${(cpuUsed.user / 1000).toFixed(0)} ms, system ${(cpuUsed.system / 1000).toFixed(0)} ms, reads ${tally.reads}, events ${tally.events}\n`);
+  const waitEnd = now() + 3000;
+  while (tally.events < expected && now() < waitEnd) await sleep(5);
+
+  let missing = 0;
+  for (const c of live) if (c.next < seqTo) missing += seqTo - c.next;
+  const p99 = tally.histogram.quantile(0.99);
+  const why: string[] = [];
+  if (!inTime) why.push(`${expected - Math.min(expected, tally.events)} of ${expected} not delivered within ${graceMs} ms after the last publish`);
+  if (missing > 0) why.push(`${missing} missing`);
+  if (tally.dupes > 0) why.push(`${tally.dupes} duplicates`);
+  if (p99 > p99LimitMs) why.push(`p99 ${p99.toFixed(1)} ms > ${p99LimitMs} ms`);
+  if (publisherBound || pub.errors > 0) why.push(`publisher fell behind (${pub.errors} errors)`);
+  return {
+    rate,
+    durationMs: publishMs,
+    messages,
+    expected,
+    received: tally.events,
+    eventsPerSec: (Math.min(expected, tally.events) / Math.max(publishMs, durationMs)) * 1000,
+    missing,
+    dupes: tally.dupes,
+    gaps: tally.gaps,
+    late: tally.late,
+    p50: tally.histogram.quantile(0.5),
+    p99,
+    max: tally.histogram.max,
+    pass: why.length === 0,
+    why: why.join('; '),
+    loadgenCpu,
+    targetCpu,
+    otherCpu,
+    reads: tally.reads,
+    connections: live.length,
+  };
+}
+
+/** The highest rate that passes: doubles until a trial fails, then bisects (geometric mean). */
+async function search(command: Extract<Command, { cmd: 'search' }>): Promise<SearchResult> {
+  const trials: TrialResult[] = [];
+  let best: TrialResult | undefined;
+  let low = 0;
+  let high = Infinity;
+  let rate = command.startRate;
+  const minimum = command.startRate / 64;
+  let retries = 0;
+  while (trials.length < command.maxTrials) {
+    let result = await trial(command.routing, rate, command.durationMs, command.p99LimitMs, command.graceMs);
+    // This machine is shared: a failure while other processes took a good part of a core is tried again.
+    if (!result.pass && result.otherCpu > OTHER_CPU_RETRY && retries < 3) {
+      retries++;
+      process.stderr.write(`    ${target!.name}: ${rate.toFixed(1)} msg/s failed while other processes used ${Math.round(result.otherCpu * 100)}% of a core: again\n`);
+      trials.push(result);
+      await sleep(1500);
+      result = await trial(command.routing, rate, command.durationMs, command.p99LimitMs, command.graceMs);
+    }
+    trials.push(result);
+    process.stderr.write(
+      `    ${target!.name}: ${result.rate.toFixed(1)} msg/s -> ${Math.round(result.eventsPerSec)} ev/s p99 ${result.p99.toFixed(1)} ms ${result.pass ? 'ok' : `FAIL (${result.why})`}\n`,
+    );
+    if (result.pass) {
+      low = rate;
+      if (!best || result.eventsPerSec > best.eventsPerSec) best = result;
+    } else {
+      high = rate;
+      // Let the backlog of a failed trial drain before the next one.
+      await sleep(1500);
+    }
+    if (high === Infinity) rate = rate * 2;
+    else if (low === 0) rate = rate / 2;
+    else rate = Math.sqrt(low * high);
+    if ((low > 0 && high / low <= command.resolution) || rate < minimum) break;
+  }
+  return { best, trials };
+}
+
+async function churn(path: string, concurrency: number, durationMs: number): Promise<ChurnResult> {
+  let cycles = 0;
+  let failed = 0;
+  let firstError: string | undefined;
+  const cpu = process.cpuUsage();
+  const meter = new CpuMeter(target!.pids);
+  const started = now();
+  const deadline = started + durationMs;
+  async function worker() {
+    while (now() < deadline) {
+      const connection = openOne(path);
+      try {
+        await connection.whenReady(10_000);
+        cycles++;
+      } catch (error) {
+        failed++;
+        firstError ??= (error as Error).message;
+      }
+      const closed = connection.whenClosed();
+      connection.close();
+      await closed;
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsed = now() - started;
+  const used = process.cpuUsage(cpu);
+  const targetCpu = meter.read();
+  const loadgenCpu = (used.user + used.system) / 1000 / elapsed;
+  return {
+    cycles,
+    failed,
+    perSec: (cycles / elapsed) * 1000,
+    loadgenCpu,
+    targetCpu,
+    otherCpu: Math.max(0, meter.machine() - loadgenCpu - targetCpu.reduce((a, b) => a + b, 0)),
+    firstError,
+  };
+}
+
+/** A deterministic text of `count` word-like tokens (1-8 letters with a leading space). */
+function tokenPieces(count: number): string[] {
+  const pieces: string[] = [];
+  let seed = 42;
+  for (let i = 0; i < count; i++) {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    const length = 1 + (seed % 8);
+    let word = i === 0 ? '' : ' ';
+    for (let j = 0; j < length; j++) word += String.fromCharCode(97 + ((seed >> (j * 3)) % 26));
+    pieces.push(word);
+  }
+  return pieces;
+}
+
+async function tokens(project: string, stage: string, path: string, count: number): Promise<TokensResult> {
+  const connection = openOne(path, true);
+  await connection.whenReady(10_000);
+  const done = new Promise<void>((resolve) => {
+    const needle = Buffer.from('"type":"done"');
+    let carry: Buffer = Buffer.alloc(0);
+    connection.onBody = (slice) => {
+      const data = Buffer.concat([carry, slice]);
+      if (data.indexOf(needle) >= 0) resolve();
+      carry = data.subarray(Math.max(0, data.length - needle.length));
+    };
+  });
+  const pieces = tokenPieces(count);
+  const pub = publisher!;
+  const started = now();
+  let text = '';
+  let fullTextBytes = 0;
+  for (const piece of pieces) {
+    text += piece;
+    fullTextBytes += Buffer.byteLength(text);
+    while (pub.inFlight >= 64) await sleep(1);
+    pub.send(project, stage, 'token', { content: piece, full_text: text });
+  }
+  fullTextBytes += Buffer.byteLength(text);
+  pub.send(project, stage, 'done', { full_text: text, metadata: { tokens_used: count } });
+  await Promise.race([done, sleep(60_000)]);
+  const ms = now() - started;
+  connection.close();
+
+  // The client's cost, measured apart from the network: the captured bytes through what a browser client does.
+  const raw = Buffer.concat(connection.captured ?? []);
+  let best = Infinity;
+  let replay: ReturnType<typeof replayAsClient> | undefined;
+  for (let i = 0; i < 3; i++) {
+    const cpu = process.cpuUsage();
+    replay = replayAsClient(raw);
+    const used = process.cpuUsage(cpu);
+    best = Math.min(best, (used.user + used.system) / 1000);
+  }
+  return {
+    tokens: count,
+    textBytes: Buffer.byteLength(text),
+    wireBytes: raw.length,
+    fullTextBytes,
+    events: replay!.events,
+    withFullText: replay!.withFullText,
+    clientCpuMs: best,
+    textOk: replay!.text === text,
+    ms,
+  };
+}
+
+/** De-chunks, parses with eventsource-parser, JSON.parses each event and rebuilds the text (compact or not). */
+function replayAsClient(raw: Buffer): { events: number; withFullText: number; text: string } {
+  const headEnd = raw.indexOf('\r\n\r\n');
+  const head = raw.subarray(0, headEnd).toString('latin1');
+  let body = raw.subarray(headEnd + 4);
+  if (/\r\ntransfer-encoding:\s*chunked/i.test(head)) {
+    const parts: Buffer[] = [];
+    let i = 0;
+    while (i < body.length) {
+      const lf = body.indexOf(10, i);
+      if (lf < 0) break;
+      const size = parseInt(body.toString('latin1', i, lf), 16);
+      if (!(size > 0)) break;
+      parts.push(body.subarray(lf + 1, lf + 1 + size));
+      i = lf + 1 + size + 2;
+    }
+    body = Buffer.concat(parts);
+  }
+  let events = 0;
+  let withFullText = 0;
+  let text = '';
+  const parser = createParser({
+    onEvent(event) {
+      let message: Record<string, unknown>;
+      try {
+        message = JSON.parse(event.data) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      if (message.type === 'token') {
+        events++;
+        if (typeof message.full_text === 'string') {
+          withFullText++;
+          text = message.full_text;
+        } else if (typeof message.content === 'string') text += message.content;
+      } else if (message.type === 'done') {
+        events++;
+        if (typeof message.full_text === 'string') text = message.full_text;
+      }
+    },
+  });
+  const decoder = new TextDecoder();
+  // Feed in network-sized pieces, as a browser would.
+  for (let i = 0; i < body.length; i += 16_384) parser.feed(decoder.decode(body.subarray(i, i + 16_384), { stream: true }));
+  parser.feed(decoder.decode());
+  return { events, withFullText, text };
+}
+
+async function setTarget(next: Target): Promise<void> {
+  await publisher?.close();
+  target = next;
+  if (next.publish.via === 'redis') publisher = new RedisBenchPublisher(next.publish.url);
+  else {
+    const nchan = new NchanBenchPublisher(next.port);
+    await nchan.ready();
+    publisher = nchan;
+  }
+}
+
+async function handle(command: Command): Promise<unknown> {
+  switch (command.cmd) {
+    case 'target':
+      return setTarget(command.target);
+    case 'open':
+      return open(command.paths, command.concurrency);
+    case 'closeAll':
+      return closeAll();
+    case 'trial':
+      return trial(command.routing, command.rate, command.durationMs, command.p99LimitMs, command.graceMs);
+    case 'search':
+      return search(command);
+    case 'churn':
+      return churn(command.path, command.concurrency, command.durationMs);
+    case 'tokens':
+      return tokens(command.project, command.stage, command.path, command.tokens);
+    case 'exit':
+      await closeAll();
+      await publisher?.close();
+      setImmediate(() => process.exit(0));
+      return undefined;
+  }
+}
+
+// Commands run one at a time, in order.
+let queue: Promise<unknown> = Promise.resolve();
+process.on('message', (command: Command) => {
+  queue = queue.then(async () => {
+    let reply: Reply;
+    try {
+      reply = { id: command.id, ok: true, result: await handle(command) };
+    } catch (error) {
+      reply = { id: command.id, ok: false, error: (error as Error).stack ?? String(error) };
+    }
+    process.send!(reply);
+  });
+});
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,276 @@
+/**
+ * `npm run bench`: the same scenarios, in one run and with the same core placement, against our server,
+ * nginx + nchan and a naive one-Redis-subscriber-per-client server; prints a table with ratios and writes
+ * bench/results/<timestamp>.md (+ .svg, .json) and bench/results/latest.md + latest.svg.
+ *
+ * Env: BENCH_QUICK=1 (small N, short trials), BENCH_TARGETS=ours,nchan,naive (subset, in order),
+ * BENCH_ONLY=fanout,allstages,projects,idle,tokens,churn (subset of the scenarios),
+ * BENCH_SERVER_CPU / BENCH_LOADGEN_CPU / BENCH_REDIS_CPU (taskset lists; default 0 / 1 / 0),
+ * BENCH_P99_LIMIT_MS (what "keeps up" allows, default 200), BENCH_COMPACT_QUERY (the query that asks our
+ * server for compact token events, default `compact=1`), BENCH_NO_INSTALL=1 (never apt-get nginx).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { cpus } from 'node:os';
+import { writeReport, type BenchRun, type TargetName, type TargetResults } from './lib/report.js';
+import { rssBytes } from './lib/proc.js';
+import type { ChurnResult, CommandBody, OpenResult, Reply, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
+import { ROOT, NOFILE, nchanMissing, nginxVersion, startNaive, startNchan, startOurs, startRedis, type Running } from './lib/targets.js';
+
+const quick = process.env.BENCH_QUICK === '1';
+const SERVER_CPU = process.env.BENCH_SERVER_CPU ?? '0';
+const LOADGEN_CPU = process.env.BENCH_LOADGEN_CPU ?? '1';
+const REDIS_CPU = process.env.BENCH_REDIS_CPU ?? SERVER_CPU;
+const P99_LIMIT_MS = Number(process.env.BENCH_P99_LIMIT_MS ?? 200);
+const COMPACT_QUERY = process.env.BENCH_COMPACT_QUERY ?? 'compact=1';
+const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
+const wanted = (scenario: string) => !ONLY || ONLY.includes(scenario);
+const TARGETS = (process.env.BENCH_TARGETS ?? 'ours,nchan,naive').split(',').map((s) => s.trim()) as TargetName[];
+
+/** Scenario sizes: the issue's, or a fifth of them for a quick run. */
+export const SIZES = {
+  fanout: process.env.BENCH_FANOUT ? process.env.BENCH_FANOUT.split(',').map(Number) : quick ? [200, 1000] : [1000, 5000],
+  allStages: quick ? 200 : 1000,
+  projects: quick ? 400 : 2000,
+  idle: quick ? 2000 : 10_000,
+  tokens: quick ? 1000 : 5000,
+  fixedRate: 20,
+  fixedMs: quick ? 3000 : 5000,
+  trialMs: quick ? 1500 : 3000,
+  graceMs: 1000,
+  maxTrials: quick ? 6 : 10,
+  resolution: 1.15,
+  churnMs: quick ? 2000 : 5000,
+  churnConcurrency: 32,
+};
+const STAGES = ['rewrite', 'storyboard', 'image_generation', 'video_generation'];
+
+class Loadgen {
+  readonly #child: ChildProcess;
+  readonly #waiting = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  #id = 0;
+
+  constructor() {
+    this.#child = spawn('prlimit', [`--nofile=${NOFILE}:${NOFILE}`, 'taskset', '-c', LOADGEN_CPU, process.execPath, '--import', 'tsx', 'bench/loadgen.ts'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.#child.on('message', (reply: Reply) => {
+      const waiter = this.#waiting.get(reply.id);
+      this.#waiting.delete(reply.id);
+      if (reply.ok) waiter?.resolve(reply.result);
+      else waiter?.reject(new Error(reply.error));
+    });
+    this.#child.on('exit', (code) => {
+      for (const waiter of this.#waiting.values()) waiter.reject(new Error(`the load generator exited (${code})`));
+      this.#waiting.clear();
+    });
+  }
+
+  call<T>(command: CommandBody): Promise<T> {
+    const id = ++this.#id;
+    return new Promise<T>((resolve, reject) => {
+      if (!this.#child.connected) return reject(new Error('the load generator is gone'));
+      this.#waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.#child.send({ ...command, id }, (error) => {
+        if (!error) return;
+        this.#waiting.delete(id);
+        reject(error);
+      });
+    });
+  }
+
+  async exit(): Promise<void> {
+    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
+    await this.call({ cmd: 'exit' }).catch(() => {});
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    if (this.#child.exitCode === null) this.#child.kill('SIGKILL');
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+function stagePath(project: string, stage: string): string {
+  return `/api/v1/sse/projects/${project}/stages/${stage}/`;
+}
+
+async function step<T>(results: TargetResults, name: string, run: () => Promise<T>): Promise<T | undefined> {
+  const started = Date.now();
+  log(`  ${name} ...`);
+  try {
+    const value = await run();
+    log(`  ${name}: done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    return value;
+  } catch (error) {
+    const message = (error as Error).message.split('\n')[0]!;
+    log(`  ${name}: FAILED: ${message}`);
+    results.errors.push(`${name}: ${message}`);
+    return undefined;
+  } finally {
+    await results.loadgen?.call({ cmd: 'closeAll' }).catch(() => {});
+  }
+}
+
+function checkOpen(open: OpenResult, what: string): void {
+  if (open.failed > 0) log(`    ${what}: ${open.failed} connections failed (${open.firstError})`);
+  if (open.opened === 0) throw new Error(`${what}: no connection opened (${open.firstError})`);
+}
+
+async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResults> {
+  const results: TargetResults = { name, errors: [], fanout: {}, loadgen };
+  if (name === 'nchan') {
+    const missing = nchanMissing();
+    if (missing) {
+      results.skipped = missing;
+      log(`  skipped: ${missing}`);
+      return results;
+    }
+    results.version = nginxVersion();
+  }
+
+  let redis: (Running & { url: string }) | undefined;
+  let server: Running;
+  let target: Target;
+  if (name === 'nchan') {
+    const nchan = await startNchan(SERVER_CPU);
+    server = nchan;
+    target = { name, port: nchan.port, readyOn: 'headers', publish: { via: 'nchan-http' }, pids: [nchan.pid] };
+    results.pidLabels = ['nginx worker'];
+  } else {
+    redis = await startRedis(REDIS_CPU);
+    server = name === 'ours' ? await startOurs(SERVER_CPU, redis.url) : await startNaive(SERVER_CPU, redis.url);
+    target = { name, port: server.port, readyOn: 'connected-event', publish: { via: 'redis', url: redis.url }, pids: [server.pid, redis.pid] };
+    results.pidLabels = ['server', 'redis'];
+  }
+  await loadgen.call({ cmd: 'target', target });
+
+  try {
+    for (const n of wanted('fanout') ? SIZES.fanout : []) {
+      await step(results, `fan-out to ${n}`, async () => {
+        const project = `fan${n}`;
+        const open = await loadgen.call<OpenResult>({ cmd: 'open', paths: Array(n).fill(stagePath(project, 'rewrite')) });
+        checkOpen(open, `fan-out ${n}`);
+        const routing: Routing = { kind: 'stage', project, stage: 'rewrite' };
+        const fixed = await loadgen.call<TrialResult>({
+          cmd: 'trial', routing, rate: SIZES.fixedRate, durationMs: SIZES.fixedMs, p99LimitMs: P99_LIMIT_MS, graceMs: SIZES.graceMs,
+        });
+        log(`    ${SIZES.fixedRate} msg/s: p50 ${fixed.p50.toFixed(2)} ms p99 ${fixed.p99.toFixed(2)} ms ${fixed.pass ? 'ok' : fixed.why}`);
+        const search = await loadgen.call<SearchResult>({
+          cmd: 'search', routing, startRate: 50_000 / n, durationMs: SIZES.trialMs, p99LimitMs: P99_LIMIT_MS, graceMs: SIZES.graceMs,
+          maxTrials: SIZES.maxTrials, resolution: SIZES.resolution,
+        });
+        results.fanout[n] = { open, fixed, search };
+      });
+    }
+
+    if (wanted('allstages')) await step(results, `all-stages endpoint, ${SIZES.allStages} subscribers`, async () => {
+      const project = 'allstages';
+      const open = await loadgen.call<OpenResult>({ cmd: 'open', paths: Array(SIZES.allStages).fill(`/api/v1/sse/projects/${project}/`) });
+      checkOpen(open, 'all-stages');
+      const search = await loadgen.call<SearchResult>({
+        cmd: 'search', routing: { kind: 'stages', project, stages: STAGES }, startRate: 50_000 / SIZES.allStages, durationMs: SIZES.trialMs,
+        p99LimitMs: P99_LIMIT_MS, graceMs: SIZES.graceMs, maxTrials: SIZES.maxTrials, resolution: SIZES.resolution,
+      });
+      results.allStages = { open, search };
+    });
+
+    if (wanted('projects')) await step(results, `${SIZES.projects} subscribers on ${SIZES.projects} projects`, async () => {
+      const paths = Array.from({ length: SIZES.projects }, (_, i) => stagePath(`proj${i}`, 'rewrite'));
+      const open = await loadgen.call<OpenResult>({ cmd: 'open', paths });
+      checkOpen(open, 'projects');
+      const search = await loadgen.call<SearchResult>({
+        cmd: 'search', routing: { kind: 'projects', prefix: 'proj', count: SIZES.projects, stage: 'rewrite' }, startRate: 5000,
+        durationMs: SIZES.trialMs, p99LimitMs: P99_LIMIT_MS, graceMs: SIZES.graceMs, maxTrials: SIZES.maxTrials, resolution: SIZES.resolution,
+      });
+      results.projects = { open, search };
+    });
+
+    // The naive peer holds two descriptors per client (the client's socket and its Redis connection).
+    const idle = name === 'naive' ? Math.min(SIZES.idle, Math.floor((NOFILE - 200) / 2)) : SIZES.idle;
+    if (wanted('idle')) await step(results, `${idle} idle connections`, async () => {
+      await sleep(1000);
+      const before = target.pids.map(rssBytes);
+      const open = await loadgen.call<OpenResult>({ cmd: 'open', paths: Array(idle).fill(stagePath('idle', 'rewrite')) });
+      checkOpen(open, 'idle');
+      await sleep(3000);
+      const after = target.pids.map(rssBytes);
+      const perConnection = after.map((rss, i) => (rss - before[i]!) / open.opened);
+      log(`    ${perConnection.map((b, i) => `${results.pidLabels![i]} ${(b / 1024).toFixed(2)} KB`).join(', ')} per connection; opened in ${(open.ms / 1000).toFixed(1)} s`);
+      results.idle = { open, before, after, perConnection };
+    });
+
+    if (wanted('tokens')) await step(results, `one ${SIZES.tokens}-token generation`, async () => {
+      results.tokens = await loadgen.call<TokensResult>({ cmd: 'tokens', project: 'tok1', stage: 'rewrite', path: stagePath('tok1', 'rewrite'), tokens: SIZES.tokens });
+      log(`    ${results.tokens.wireBytes} bytes on the wire, client ${results.tokens.clientCpuMs.toFixed(0)} ms CPU`);
+      if (name === 'ours') {
+        const compact = await loadgen.call<TokensResult>({
+          cmd: 'tokens', project: 'tok2', stage: 'rewrite', path: `${stagePath('tok2', 'rewrite')}?${COMPACT_QUERY}`, tokens: SIZES.tokens,
+        });
+        results.tokensCompact = compact;
+        log(`    compact (?${COMPACT_QUERY}): ${compact.wireBytes} bytes, ${compact.withFullText === 0 ? 'honoured' : 'NOT honoured (full_text still sent)'}`);
+      }
+    });
+
+    if (wanted('churn')) await step(results, 'connection churn', async () => {
+      const path = stagePath('churn', 'rewrite');
+      // One viewer stays, as on a busy stage: the churn measures opening and closing streams, not subscribing.
+      checkOpen(await loadgen.call<OpenResult>({ cmd: 'open', paths: [path] }), 'churn holder');
+      results.churn = await loadgen.call<ChurnResult>({ cmd: 'churn', path, concurrency: SIZES.churnConcurrency, durationMs: SIZES.churnMs });
+      log(`    ${results.churn.perSec.toFixed(0)} opens+closes/s (${results.churn.failed} failed)`);
+    });
+  } finally {
+    await server.stop();
+    await redis?.stop();
+  }
+  return results;
+}
+
+function versions(): BenchRun['machine'] {
+  const redis = spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).stdout.match(/v=(\S+)/)?.[1] ?? '?';
+  return {
+    cpu: cpus()[0]?.model ?? '?',
+    cores: cpus().length,
+    node: process.version,
+    redis,
+    nginx: undefined,
+  };
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  log(`bench: ${quick ? 'QUICK' : 'full'} run; server on core ${SERVER_CPU}, redis on ${REDIS_CPU}, load generator on ${LOADGEN_CPU}`);
+  const loadgen = new Loadgen();
+  const targets: TargetResults[] = [];
+  try {
+    for (const name of TARGETS) {
+      log(`\n== ${name}`);
+      try {
+        targets.push(await runTarget(name, loadgen));
+      } catch (error) {
+        log(`  ${name} could not run: ${(error as Error).message}`);
+        targets.push({ name, errors: [], fanout: {}, skipped: `could not start: ${(error as Error).message}` });
+      }
+    }
+  } finally {
+    await loadgen.exit();
+  }
+  for (const target of targets) delete target.loadgen;
+  const machine = versions();
+  machine.nginx = targets.find((t) => t.name === 'nchan')?.version;
+  const run: BenchRun = {
+    started: started.toISOString(),
+    seconds: (Date.now() - started.getTime()) / 1000,
+    quick,
+    placement: { server: SERVER_CPU, redis: REDIS_CPU, loadgen: LOADGEN_CPU },
+    p99LimitMs: P99_LIMIT_MS,
+    compactQuery: COMPACT_QUERY,
+    sizes: SIZES,
+    machine,
+    targets,
+  };
+  const { table, files } = writeReport(run);
+  console.log(`\n${table}`);
+  log(`\nreport: ${files.join(', ')}`);
+}
+
+await main();
