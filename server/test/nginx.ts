@@ -1,0 +1,156 @@
+/**
+ * Runs Debian's nginx for a test, in the foreground, from deploy/nginx.conf with only its addresses and
+ * paths replaced (one source of truth for the proxy settings), everything under a temporary folder.
+ * Also starts the real server as child processes (`node --import tsx server/src/main.ts`).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from './redis-server.js';
+import { waitForPort } from './wait-for-port.js';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const NGINX_CONF = join(ROOT, 'deploy', 'nginx.conf');
+/** Debian installs nginx in /usr/sbin, which is not on every user's PATH. */
+export const NGINX = process.env.NGINX ?? (existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx');
+
+export interface NginxConfigOptions {
+  /** The port nginx listens on (on 127.0.0.1). */
+  port: number;
+  /** The ports of the server processes, in place of the upstream servers of the file. */
+  upstreams: number[];
+  /** Folder for the pid file, the logs and nginx's temporary files. */
+  dir: string;
+}
+
+/**
+ * deploy/nginx.conf with the test's ports and paths: the listen address, the upstream servers (their
+ * parameters kept), the access log, and a pid file and temporary paths added. Throws when the file's shape
+ * changed so that a replacement would silently not apply.
+ */
+export function nginxConfig(source: string, { port, upstreams, dir }: NginxConfigOptions): string {
+  let text = source;
+  const replace = (pattern: RegExp, replacement: (match: string, ...groups: string[]) => string, what: string) => {
+    const count = text.match(new RegExp(pattern.source, pattern.flags.includes('g') ? pattern.flags : `${pattern.flags}g`))?.length ?? 0;
+    if (count === 0) throw new Error(`deploy/nginx.conf: ${what} not found (${pattern})`);
+    text = text.replace(pattern, replacement);
+  };
+  // Every `server host:port ...;` of the upstream block becomes one line per test server.
+  const upstreamServer = /^(\s*)server (127\.0\.0\.1:\d+)([^;\n]*);\n/gm;
+  let first = true;
+  replace(
+    upstreamServer,
+    (_match, indent, _address, parameters) => {
+      if (!first) return '';
+      first = false;
+      return upstreams.map((upstream) => `${indent}server 127.0.0.1:${upstream}${parameters};\n`).join('');
+    },
+    'the upstream servers',
+  );
+  replace(/^(\s*)listen \d+;$/m, (_match, indent) => `${indent}listen 127.0.0.1:${port};`, 'the listen directive');
+  replace(/^(\s*)access_log \S+ sse;$/m, (_match, indent) => `${indent}access_log ${join(dir, 'access.log')} sse;`, 'the access_log');
+  replace(
+    /^http \{$/m,
+    () =>
+      [
+        'http {',
+        ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `    ${kind}_temp_path ${join(dir, `${kind}_temp`)};`),
+      ].join('\n'),
+    'the http block',
+  );
+  return [`pid ${join(dir, 'nginx.pid')};`, `error_log ${join(dir, 'error.log')} warn;`, text].join('\n');
+}
+
+export interface RunningNginx {
+  url: string;
+  port: number;
+  /** The generated configuration, for failure messages. */
+  config: string;
+  /** nginx's error log and output so far. */
+  output(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** Starts nginx in the foreground on a free port in front of `upstreams`; `edit` may change the config (for a negative control). */
+export async function startNginx(upstreams: number[], edit: (config: string) => string = (config) => config): Promise<RunningNginx> {
+  const dir = await mkdtemp(join(tmpdir(), 'sse-nginx-'));
+  // nginx's workers drop root for `nobody` and must reach their temporary folders inside this one.
+  await chmod(dir, 0o755);
+  const port = await freePort();
+  const config = edit(nginxConfig(await readFile(NGINX_CONF, 'utf8'), { port, upstreams, dir }));
+  const configPath = join(dir, 'nginx.conf');
+  await writeFile(configPath, config);
+  const child = spawn(NGINX, ['-p', dir, '-c', configPath, '-e', join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let printed = '';
+  child.stdout!.on('data', (chunk) => (printed += chunk));
+  child.stderr!.on('data', (chunk) => (printed += chunk));
+  const output = async () => printed + (await readFile(join(dir, 'error.log'), 'utf8').catch(() => ''));
+  const exited = new Promise<never>((_, reject) => {
+    child.once('error', reject);
+    child.once('exit', async (code) => reject(new Error(`nginx exited with ${code}:\n${await output()}\n--- config ---\n${config}`)));
+  });
+  exited.catch(() => {});
+  try {
+    await Promise.race([waitForPort(port), exited]);
+  } catch (error) {
+    await stop(child);
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    config,
+    output,
+    async close() {
+      await stop(child);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface ServerProcess {
+  url: string;
+  port: number;
+  child: ChildProcess;
+  output(): string;
+  /** Sends `signal` (default SIGTERM) and resolves once the process exited. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** `node --import tsx server/src/main.ts` on a free port with `env`, once its /healthz answers 200. */
+export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'test', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let printed = '';
+  child.stdout!.on('data', (chunk) => (printed += chunk));
+  child.stderr!.on('data', (chunk) => (printed += chunk));
+  const server: ServerProcess = { url, port, child, output: () => printed, kill: (signal = 'SIGTERM') => stop(child, signal) };
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the server exited before it was healthy:\n${printed}`);
+    const healthy = await fetch(`${url}/healthz`).then((response) => response.status === 200, () => false);
+    if (healthy) return server;
+    if (Date.now() > deadline) {
+      await stop(child, 'SIGKILL');
+      throw new Error(`the server was not healthy within 20 s:\n${printed}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill(signal);
+  });
+}
