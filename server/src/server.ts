@@ -96,7 +96,8 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       await sse.close();
-      server.closeIdleConnections();
+      // Every stream has ended; sockets a client keeps alive (fetch's pool) would hold close() for seconds.
+      server.closeAllConnections();
       await closed;
     },
   };

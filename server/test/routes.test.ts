@@ -232,16 +232,19 @@ describe('limits and health', () => {
     }
   });
 
-  it('reports the broker on /healthz, and 503 while Redis is down', async () => {
+  it('reports the broker on /healthz and /readyz, 503 while Redis is down, while /livez stays 200', async () => {
     const ok = await requestJson(`${h.url}/healthz`);
     assert.equal(ok.status, 200);
     assert.equal(ok.body.status, 'ok');
     assert.equal(ok.body.broker, 'redis');
+    assert.equal((await requestJson(`${h.url}/readyz`)).status, 200);
     await h.redis!.stop();
     try {
       const down = await requestJson(`${h.url}/healthz`);
       assert.equal(down.status, 503);
       assert.equal(down.body.broker, 'redis');
+      assert.equal((await requestJson(`${h.url}/readyz`)).status, 503, 'not ready while the broker is down');
+      assert.equal((await requestJson(`${h.url}/livez`)).status, 200, 'but alive: no restart for a broker outage');
     } finally {
       await h.redis!.restart();
     }

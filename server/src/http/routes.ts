@@ -145,19 +145,22 @@ export function mountRoutes(app: Polka, options: RouteOptions): Polka {
   );
   app.all('/api/v1/projects/:projectId/execute_stage', handle(methodNotAllowed('POST')));
 
-  app.get(
-    '/healthz',
-    handle(async (_req, res) => {
-      const base = { broker: broker.kind, streams: hub.size, subscriptions: hub.topicCount, tasks: tasks.running, uptime_s: Math.round(process.uptime()) };
-      try {
-        await broker.ping();
-        sendJson(res, 200, { status: 'ok', ...base });
-      } catch {
-        sendJson(res, 503, { status: 'unavailable', ...base, error: { code: ErrorCode.unavailable, message: 'The message broker does not answer.' } });
-      }
-    }),
-  );
-  app.all('/healthz', handle(methodNotAllowed('GET')));
+  // Readiness: the broker answers, so streams can be served. /healthz is the contract's name for it.
+  const ready = handle(async (_req, res) => {
+    const base = { broker: broker.kind, streams: hub.size, subscriptions: hub.topicCount, tasks: tasks.running, uptime_s: Math.round(process.uptime()) };
+    try {
+      await broker.ping();
+      sendJson(res, 200, { status: 'ok', ...base });
+    } catch {
+      sendJson(res, 503, { status: 'unavailable', ...base, error: { code: ErrorCode.unavailable, message: 'The message broker does not answer.' } });
+    }
+  });
+  // Liveness: the process answers at all. A broker outage must not get a healthy process restarted.
+  const live = handle((_req, res) => sendJson(res, 200, { status: 'ok', uptime_s: Math.round(process.uptime()) }));
+  for (const [path, handler] of [['/healthz', ready], ['/readyz', ready], ['/livez', live]] as const) {
+    app.get(path, handler);
+    app.all(path, handle(methodNotAllowed('GET')));
+  }
 
   // Demo-only controls: off in production unless SSE_ENABLE_DEMO=true.
   app.post(
