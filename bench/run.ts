@@ -4,16 +4,17 @@
  * bench/results/<timestamp>.md (+ .svg, .json) and bench/results/latest.md + latest.svg.
  *
  * Env: BENCH_QUICK=1 (small N, short trials), BENCH_TARGETS=ours,nchan,naive (subset, in order),
- * BENCH_ONLY=fanout,allstages,projects,idle,tokens,churn (subset of the scenarios),
+ * BENCH_ONLY=fanout,allstages,projects,idle,tokens,render,churn (subset of the scenarios),
  * BENCH_SERVER_CPU / BENCH_LOADGEN_CPU / BENCH_REDIS_CPU (taskset lists; default 0 / 1 / 0),
  * BENCH_P99_LIMIT_MS (what "keeps up" allows, default 200), BENCH_COMPACT_QUERY (the query that asks our
  * server for compact token events, default `compact=1`), BENCH_NO_INSTALL=1 (never apt-get nginx).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpus } from 'node:os';
-import { writeReport, type BenchRun, type TargetName, type TargetResults } from './lib/report.js';
+import { cpus, loadavg } from 'node:os';
+import { meanOtherCpu, writeReport, type BenchRun, type TargetName, type TargetResults } from './lib/report.js';
 import { rssBytes } from './lib/proc.js';
-import type { ChurnResult, CommandBody, OpenResult, Reply, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
+import { CHROMIUM, renderMissing, startRenderPage } from './lib/render-page.js';
+import type { ChurnResult, CommandBody, OpenResult, RenderResult, Reply, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
 import { ROOT, NOFILE, nchanMissing, nginxVersion, startNaive, startNchan, startOurs, startRedis, type Running } from './lib/targets.js';
 
 const quick = process.env.BENCH_QUICK === '1';
@@ -33,6 +34,7 @@ export const SIZES = {
   projects: quick ? 400 : 2000,
   idle: quick ? 2000 : 10_000,
   tokens: quick ? 1000 : 5000,
+  renderTokens: quick ? 5000 : 20_000,
   fixedRate: 20,
   fixedMs: quick ? 3000 : 5000,
   trialMs: quick ? 1500 : 3000,
@@ -207,9 +209,25 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
           cmd: 'tokens', project: 'tok2', stage: 'rewrite', path: `${stagePath('tok2', 'rewrite')}?${COMPACT_QUERY}`, tokens: SIZES.tokens,
         });
         results.tokensCompact = compact;
-        log(`    compact (?${COMPACT_QUERY}): ${compact.wireBytes} bytes, ${compact.withFullText === 0 ? 'honoured' : 'NOT honoured (full_text still sent)'}`);
+        log(`    compact (?${COMPACT_QUERY}): ${compact.wireBytes} bytes, ${compact.withFullText * 2 < compact.events ? 'honoured' : 'NOT honoured (full_text still sent)'}`);
       }
     });
+
+    if (name === 'ours' && wanted('render')) {
+      const missing = renderMissing();
+      if (missing) results.errors.push(`render: skipped, ${missing}`);
+      else
+        await step(results, `${SIZES.renderTokens}-token stream rendered in Chromium`, async () => {
+          const pageServer = await startRenderPage(server.port, 'render', 'rewrite');
+          try {
+            results.render = await loadgen.call<RenderResult>({ cmd: 'render', url: pageServer.url, project: 'render', stage: 'rewrite', tokens: SIZES.renderTokens, chromium: CHROMIUM });
+            const r = results.render;
+            log(`    ${r.tokenEvents} token events in ${(r.ms / 1000).toFixed(1)} s; ${r.longTasks.length} tasks over 50 ms${r.longTasks.length ? ` (longest ${r.longTasks[0]!.toFixed(0)} ms)` : ''}; longest frame gap ${r.maxFrameGap.toFixed(0)} ms; text shown ${r.shown ? 'exactly' : 'WRONG'}`);
+          } finally {
+            await pageServer.close();
+          }
+        });
+    }
 
     if (wanted('churn')) await step(results, 'connection churn', async () => {
       const path = stagePath('churn', 'rewrite');
@@ -238,7 +256,8 @@ function versions(): BenchRun['machine'] {
 
 async function main(): Promise<void> {
   const started = new Date();
-  log(`bench: ${quick ? 'QUICK' : 'full'} run; server on core ${SERVER_CPU}, redis on ${REDIS_CPU}, load generator on ${LOADGEN_CPU}`);
+  const loadBefore = loadavg();
+  log(`bench: ${quick ? 'QUICK' : 'full'} run; server on core ${SERVER_CPU}, redis on ${REDIS_CPU}, load generator on ${LOADGEN_CPU}; load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}`);
   const loadgen = new Loadgen();
   const targets: TargetResults[] = [];
   try {
@@ -266,6 +285,7 @@ async function main(): Promise<void> {
     compactQuery: COMPACT_QUERY,
     sizes: SIZES,
     machine,
+    load: { before: loadBefore, otherCpu: meanOtherCpu(targets) },
     targets,
   };
   const { table, files } = writeReport(run);

@@ -69,6 +69,7 @@ export type Command =
     }
   | { id: number; cmd: 'churn'; path: string; concurrency: number; durationMs: number }
   | { id: number; cmd: 'tokens'; project: string; stage: string; path: string; tokens: number }
+  | { id: number; cmd: 'render'; url: string; project: string; stage: string; tokens: number; chromium: string }
   | { id: number; cmd: 'exit' };
 
 export interface SearchResult {
@@ -109,6 +110,20 @@ export interface TokensResult {
   /** The rebuilt text equals the published text. */
   textOk: boolean;
   ms: number;
+}
+
+export interface RenderResult {
+  tokens: number;
+  /** Token DOM events the viewer dispatched. */
+  tokenEvents: number;
+  /** Durations (ms) of the page's long tasks (over 50 ms), longest first. */
+  longTasks: number[];
+  /** Longest gap between two animation frames while the stream arrived (ms). */
+  maxFrameGap: number;
+  /** From the first publish to the final text on screen (ms). */
+  ms: number;
+  /** The viewer shows the end of the final text. */
+  shown: boolean;
 }
 
 export type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
