@@ -17,6 +17,7 @@ import { ConfigError, readConfig } from '../src/config.js';
 import { StreamPublisher } from '../src/publisher.js';
 import { startServer, type RunningServer } from '../src/server.js';
 import { streamUrl, TEST_SETTINGS } from './harness.js';
+import { inStepCheck } from './in-step-check.js';
 import { freePort } from './redis-server.js';
 import { startRedisCluster, type TestRedisCluster } from './redis-cluster.js';
 import { openStream, requestJson, type StreamReader } from './sse-reader.js';
@@ -229,6 +230,11 @@ describe('the server on a Redis Cluster', () => {
     assert.equal(stages.rewrite?.token?.full_text, 'xy');
     assert.equal(stages.rewrite?.stage_update?.status, 'processing');
     reader.close();
+  });
+
+  it('resolves replay and snapshot only once the subscriber heard every message they contain, for projects on every master', async () => {
+    // The subscriber sits on one node; most projects live on another master, whose messages come over the bus.
+    for (const project of await projectsOnEveryMaster('step')) await inStepCheck(broker, project);
   });
 
   it('delivers a foreign plain PUBLISH sent to any node of the cluster', async () => {

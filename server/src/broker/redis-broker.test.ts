@@ -5,6 +5,7 @@ import { brokerContract, recorder, uniqueProject } from './broker.contract.js';
 import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError } from './errors.js';
 import { parseClusterNodes, RedisBroker } from './redis-broker.js';
 import { logKey, projectPattern, stageChannel, stateKey } from '../channels.js';
+import { inStepCheck } from '../../test/in-step-check.js';
 import { startRedis, type TestRedis } from '../../test/redis-server.js';
 
 let redis: TestRedis;
@@ -107,6 +108,10 @@ describe('RedisBroker', () => {
     await rec.waitFor(1);
     assert.equal(rec.heard[0]!.channel, `ai_story:project:${project}:stage:rewrite`);
     assert.deepEqual((await admin.keys(`*${project}*`)).sort(), [`ai_story:project:{${project}}:log`, `ai_story:project:{${project}}:state`]);
+  });
+
+  it('resolves replay and snapshot only once the subscriber heard every message they contain', async () => {
+    await inStepCheck(create());
   });
 
   it('refuses a cluster together with a url or a client, and a cluster without nodes', () => {

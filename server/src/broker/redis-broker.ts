@@ -196,14 +196,14 @@ export class RedisBroker implements Broker {
     if (!isValidId(projectId) || !isLogId(afterId)) return { covered: false, entries: [] };
     const key = logKey(this.prefix, projectId);
     // One transaction, so the existence check and the range agree even while others publish or trim.
-    const [found, after] = await this.#readFenced((multi) => multi.xrange(key, afterId, afterId).xrange(key, `(${afterId}`, '+'));
+    const [found, after] = await this.#readInStep((multi) => multi.xrange(key, afterId, afterId).xrange(key, `(${afterId}`, '+'));
     if (!Array.isArray(found) || found.length === 0) return { covered: false, entries: [] };
     return { covered: true, entries: toEntries(after) };
   }
 
   async snapshot(projectId: string): Promise<Snapshot> {
     if (!isValidId(projectId)) return { lastId: null, stages: {} };
-    const [hash, newest] = await this.#readFenced((multi) =>
+    const [hash, newest] = await this.#readInStep((multi) =>
       multi.hgetall(stateKey(this.prefix, projectId)).xrevrange(logKey(this.prefix, projectId), '+', '-', 'COUNT', 1),
     );
     const stages: Snapshot['stages'] = {};
@@ -280,7 +280,7 @@ export class RedisBroker implements Broker {
   #subscriberFailures = 0;
   #nextNode = 0;
   #replaceTimer: NodeJS.Timeout | undefined;
-  /** Cluster only: the channel of this broker's fences (see #readFenced), and the fences waiting for their echo. */
+  /** Cluster only: the channel of this broker's fences (see #readInStep), and the fences waiting for their echo. */
   readonly #fenceChannel: string | undefined;
   readonly #fences = new Map<string, () => void>();
   #fenceCount = 0;
@@ -434,21 +434,27 @@ export class RedisBroker implements Broker {
   }
 
   /**
-   * A read of the log (one transaction) that, on a cluster, resolves only once live delivery has caught up with it.
+   * A read of the log (one transaction) that resolves only once live delivery has caught up with it: every
+   * message logged before the read has been dispatched to the listeners by then.
    *
-   * Why: on one Redis, the PUBLISH of a logged message reaches the subscriber connection in step with the log.
-   * On a cluster, the subscriber usually sits on another node than the project's master, and the message
-   * travels there over the cluster bus, later than the reply to this read. The hub holds back live messages
-   * while it replays and drops those the replay covered; one arriving after the read returned would reach its
-   * client twice. The fence is a PUBLISH on this broker's own channel in the same transaction, on the same
-   * master: it travels the same ordered link after every message logged before the read, so once it is back,
-   * all of them were dispatched. Rejects with {@link BrokerUnavailableError} when it is not back within
-   * `commandTimeoutMs` (the hub then ends the stream and the client resumes again).
+   * Why: the hub holds live messages back while it replays, then drops those the replay covered. A message
+   * that reaches the subscriber connection after the read returned would reach its client twice. On one Redis
+   * that happens when Redis writes the read's reply before the subscriber's pending messages (both served in one
+   * turn of its event loop): a PING sent on the subscriber connection after the read is answered after them.
+   * On a cluster, the subscriber usually sits on another node than the project's master, and the messages travel
+   * there over the cluster bus: a PUBLISH of a fence on this broker's own channel, in the same transaction on the
+   * same master, travels the same ordered link after all of them. Rejects with {@link BrokerUnavailableError}
+   * when the fence is not back within `commandTimeoutMs` (the hub then ends the stream; the client resumes again).
    */
-  async #readFenced(build: (multi: ChainableCommander) => ChainableCommander): Promise<unknown[]> {
-    const channel = this.#fenceChannel;
+  async #readInStep(build: (multi: ChainableCommander) => ChainableCommander): Promise<unknown[]> {
     // Without a live subscription there is nothing to be in step with.
-    if (channel === undefined || !this.#subscribed) return this.#transaction(build);
+    if (!this.#subscribed) return this.#transaction(build);
+    const channel = this.#fenceChannel;
+    if (channel === undefined) {
+      const results = await this.#transaction(build);
+      await this.#run('subscriber', (subscriber) => subscriber.ping());
+      return results;
+    }
     const token = String(++this.#fenceCount);
     let timer: NodeJS.Timeout | undefined;
     const back = new Promise<void>((resolve, reject) => {
