@@ -39,6 +39,8 @@ export class ClientStream {
   #res: ServerResponse;
   #pending: ParsedPayload[] = [];
   #options: ClientStreamOptions;
+  /** Set by a resume until the first live message past the replay: see deliver(). */
+  #isDuplicate: ((message: ParsedPayload) => boolean) | undefined;
   /** Compact mode: stages whose full text this connection has sent, so later tokens may go compact. */
   #synced: Set<string> | undefined;
 
@@ -56,21 +58,29 @@ export class ClientStream {
 
   /** A live message from the broker. */
   deliver(message: ParsedPayload): void {
-    if (this.state === StreamState.live) this.send(message);
-    else if (this.state === StreamState.opening) {
+    if (this.state === StreamState.live) {
+      // After a replay, a live copy of a replayed message may still be on its way: drop it. Ids only grow,
+      // so the first message past the replay ends the check and the hot path is back to a field test.
+      if (this.#isDuplicate) {
+        if (this.#isDuplicate(message)) return;
+        if (message.id !== undefined) this.#isDuplicate = undefined;
+      }
+      this.send(message);
+    } else if (this.state === StreamState.opening) {
       // A resume that takes so long that this many messages pile up is dropped; the client resumes again.
       if (this.#pending.length >= this.#options.maxPending) this.close('slow_consumer');
       else this.#pending.push(message);
     }
   }
 
-  /** Ends the replay: writes held-back messages newer than what the replay covered, then goes live. */
-  goLive(isDuplicate: (message: ParsedPayload) => boolean): void {
+  /** Ends the replay: writes held-back messages newer than what the replay covered, then goes live. `isDuplicate` tells replayed ones. */
+  goLive(isDuplicate: ((message: ParsedPayload) => boolean) | undefined): void {
     if (this.state !== StreamState.opening) return;
     const pending = this.#pending;
     this.#pending = [];
     this.state = StreamState.live;
-    for (const message of pending) if (!isDuplicate(message)) this.deliver(message);
+    this.#isDuplicate = isDuplicate;
+    for (const message of pending) this.deliver(message);
   }
 
   /** Writes one message; in compact mode a stage's first token goes out whole, so the client has its full text. */

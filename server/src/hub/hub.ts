@@ -147,7 +147,7 @@ export class Hub {
     stream.write(formatEvent({ event: 'connected', data: JSON.stringify(connected) }));
 
     if (lastEventId === undefined) {
-      stream.goLive(() => false);
+      stream.goLive(undefined);
       this.#wentLive(stream, { resumed: false, replayed: 0, reset: undefined });
       return stream;
     }
