@@ -5,7 +5,9 @@
  * Driven over IPC by bench/run.ts; see lib/protocol.ts.
  */
 import { createParser } from 'eventsource-parser';
+import type { Browser, Page } from 'playwright-core';
 import { LatencyHistogram } from './lib/histogram.js';
+import { tokenPieces } from './lib/tokens.js';
 import { CpuMeter } from './lib/proc.js';
 import type { ChurnResult, Command, OpenResult, RenderResult, Reply, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
 import { NchanBenchPublisher, RedisBenchPublisher, type BenchPublisher } from './lib/publishers.js';
@@ -289,20 +291,6 @@ async function churn(path: string, concurrency: number, durationMs: number): Pro
   };
 }
 
-/** A deterministic text of `count` word-like tokens (1-8 letters with a leading space). */
-function tokenPieces(count: number): string[] {
-  const pieces: string[] = [];
-  let seed = 42;
-  for (let i = 0; i < count; i++) {
-    seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
-    const length = 1 + ((seed >> 16) % 8);
-    let word = i === 0 ? '' : ' ';
-    for (let j = 0; j < length; j++) word += String.fromCharCode(97 + ((seed >> (j * 2)) % 26));
-    pieces.push(word);
-  }
-  return pieces;
-}
-
 async function tokens(project: string, stage: string, path: string, count: number): Promise<TokensResult> {
   const connection = openOne(path, true);
   await connection.whenReady(10_000);
@@ -403,40 +391,41 @@ function replayAsClient(raw: Buffer): { events: number; withFullText: number; te
   return { events, withFullText, text };
 }
 
-/** A 20,000-token stream at full speed into a real <sse-stream-viewer> in Chromium (pinned with this process). */
-async function render(command: Extract<Command, { cmd: 'render' }>): Promise<RenderResult> {
+/** The render scenario's browser: launched from this process, so Chromium runs on the load generator's core. */
+let browser: Browser | undefined;
+let page: Page | undefined;
+
+/** Opens the page with its viewer and waits until the viewer is connected. */
+async function renderStart(command: Extract<Command, { cmd: 'renderStart' }>): Promise<void> {
   const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({ executablePath: command.chromium, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  browser = await chromium.launch({ executablePath: command.chromium, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  page = await browser.newPage();
+  await page.goto(command.url);
+  await page.waitForFunction(() => (window as unknown as { __bench: { connected: boolean } }).__bench?.connected, undefined, { timeout: 30_000 });
+  await page.evaluate(() => (window as unknown as { __bench: { reset(): void } }).__bench.reset());
+}
+
+/** Waits for the viewer to show the final text (published by bench/token-publisher.ts meanwhile), and closes the browser. */
+async function renderFinish(command: Extract<Command, { cmd: 'renderFinish' }>): Promise<RenderResult> {
   try {
-    const page = await browser.newPage();
-    await page.goto(command.url);
-    await page.waitForFunction(() => (window as unknown as { __bench: { connected: boolean } }).__bench?.connected, undefined, { timeout: 30_000 });
-    await page.evaluate(() => (window as unknown as { __bench: { reset(): void } }).__bench.reset());
-    const pub = publisher!;
-    const started = now();
-    let text = '';
-    for (const piece of tokenPieces(command.tokens)) {
-      text += piece;
-      while (pub.inFlight >= 256) await sleep(1);
-      pub.send(command.project, command.stage, 'token', { content: piece, full_text: text });
-    }
-    pub.send(command.project, command.stage, 'done', { full_text: text, metadata: { tokens_used: command.tokens } });
-    await page.waitForFunction(() => (window as unknown as { __bench: { done: unknown } }).__bench.done, undefined, { timeout: 300_000, polling: 100 });
-    const ms = now() - started;
-    const bench = await page.evaluate(() => {
-      const b = (window as unknown as { __bench: { longTasks: number[]; maxFrameGap: number; tokens: number; done: { length: number; shown: boolean } } }).__bench;
+    await page!.waitForFunction(() => (window as unknown as { __bench: { done: unknown } }).__bench.done, undefined, { timeout: 300_000, polling: 100 });
+    const bench = await page!.evaluate(() => {
+      const b = (window as unknown as { __bench: { longTasks: number[]; maxFrameGap: number; tokens: number; done: { length: number; shown: boolean; at: number } } }).__bench;
       return { longTasks: b.longTasks, maxFrameGap: b.maxFrameGap, tokens: b.tokens, done: b.done };
     });
+    const text = tokenPieces(command.tokens).join('');
     return {
       tokens: command.tokens,
       tokenEvents: bench.tokens,
       longTasks: bench.longTasks.sort((a, b) => b - a),
       maxFrameGap: bench.maxFrameGap,
-      ms,
+      ms: 0,
       shown: bench.done.shown && bench.done.length === text.length,
     };
   } finally {
-    await browser.close();
+    await browser?.close();
+    browser = undefined;
+    page = undefined;
   }
 }
 
@@ -467,8 +456,10 @@ async function handle(command: Command): Promise<unknown> {
       return churn(command.path, command.concurrency, command.durationMs);
     case 'tokens':
       return tokens(command.project, command.stage, command.path, command.tokens);
-    case 'render':
-      return render(command);
+    case 'renderStart':
+      return renderStart(command);
+    case 'renderFinish':
+      return renderFinish(command);
     case 'exit':
       await closeAll();
       await publisher?.close();

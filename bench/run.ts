@@ -7,7 +7,8 @@
  * BENCH_ONLY=fanout,allstages,projects,idle,tokens,render,churn (subset of the scenarios),
  * BENCH_SERVER_CPU / BENCH_LOADGEN_CPU / BENCH_REDIS_CPU (taskset lists; default 0 / 1 / 0),
  * BENCH_P99_LIMIT_MS (what "keeps up" allows, default 200), BENCH_COMPACT_QUERY (the query that asks our
- * server for compact token events, default `compact=1`), BENCH_NO_INSTALL=1 (never apt-get nginx).
+ * server for compact token events, default `compact=1`), BENCH_NO_INSTALL=1 (never apt-get nginx),
+ * BENCH_OURS_DIR (another checkout whose server/src/main.ts to measure as ours, e.g. with a proposed patch).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
@@ -15,7 +16,7 @@ import { meanOtherCpu, writeReport, type BenchRun, type TargetName, type TargetR
 import { rssBytes } from './lib/proc.js';
 import { CHROMIUM, renderMissing, startRenderPage } from './lib/render-page.js';
 import type { ChurnResult, CommandBody, OpenResult, RenderResult, Reply, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
-import { ROOT, NOFILE, nchanMissing, nginxVersion, startNaive, startNchan, startOurs, startRedis, type Running } from './lib/targets.js';
+import { ROOT, NOFILE, nchanMissing, nginxVersion, pinned, startNaive, startNchan, startOurs, startRedis, type Running } from './lib/targets.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const SERVER_CPU = process.env.BENCH_SERVER_CPU ?? '0';
@@ -39,8 +40,8 @@ export const SIZES = {
   fixedMs: quick ? 3000 : 5000,
   trialMs: quick ? 1500 : 3000,
   graceMs: 1000,
-  maxTrials: quick ? 6 : 10,
-  resolution: 1.15,
+  maxTrials: quick ? 6 : 8,
+  resolution: quick ? 1.25 : 1.2,
   churnMs: quick ? 2000 : 5000,
   churnConcurrency: 32,
 };
@@ -147,6 +148,24 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
   await loadgen.call({ cmd: 'target', target });
 
   try {
+    // The naive peer holds two descriptors per client (the client's socket and its Redis connection).
+    const idle = name === 'naive' ? Math.min(SIZES.idle, Math.floor((NOFILE - 200) / 2)) : SIZES.idle;
+    if (wanted('idle')) await step(results, `${idle} idle connections`, async () => {
+      // First, on a fresh process (a Node heap that earlier scenarios grew would hide the growth), after a warm-up.
+      const warm = await loadgen.call<OpenResult>({ cmd: 'open', paths: Array(200).fill(stagePath('warmup', 'rewrite')) });
+      checkOpen(warm, 'idle warm-up');
+      await loadgen.call({ cmd: 'closeAll' });
+      await sleep(2000);
+      const before = target.pids.map(rssBytes);
+      const open = await loadgen.call<OpenResult>({ cmd: 'open', paths: Array(idle).fill(stagePath('idle', 'rewrite')) });
+      checkOpen(open, 'idle');
+      await sleep(3000);
+      const after = target.pids.map(rssBytes);
+      const perConnection = after.map((rss, i) => (rss - before[i]!) / open.opened);
+      log(`    ${perConnection.map((b, i) => `${results.pidLabels![i]} ${(b / 1024).toFixed(2)} KB`).join(', ')} per connection; opened in ${(open.ms / 1000).toFixed(1)} s`);
+      results.idle = { open, before, after, perConnection };
+    });
+
     for (const n of wanted('fanout') ? SIZES.fanout : []) {
       await step(results, `fan-out to ${n}`, async () => {
         const project = `fan${n}`;
@@ -158,7 +177,7 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
         });
         log(`    ${SIZES.fixedRate} msg/s: p50 ${fixed.p50.toFixed(2)} ms p99 ${fixed.p99.toFixed(2)} ms ${fixed.pass ? 'ok' : fixed.why}`);
         const search = await loadgen.call<SearchResult>({
-          cmd: 'search', routing, startRate: 50_000 / n, durationMs: SIZES.trialMs, p99LimitMs: P99_LIMIT_MS, graceMs: SIZES.graceMs,
+          cmd: 'search', routing, startRate: 100_000 / n, durationMs: SIZES.trialMs, p99LimitMs: P99_LIMIT_MS, graceMs: SIZES.graceMs,
           maxTrials: SIZES.maxTrials, resolution: SIZES.resolution,
         });
         results.fanout[n] = { open, fixed, search };
@@ -170,7 +189,7 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
       const open = await loadgen.call<OpenResult>({ cmd: 'open', paths: Array(SIZES.allStages).fill(`/api/v1/sse/projects/${project}/`) });
       checkOpen(open, 'all-stages');
       const search = await loadgen.call<SearchResult>({
-        cmd: 'search', routing: { kind: 'stages', project, stages: STAGES }, startRate: 50_000 / SIZES.allStages, durationMs: SIZES.trialMs,
+        cmd: 'search', routing: { kind: 'stages', project, stages: STAGES }, startRate: 100_000 / SIZES.allStages, durationMs: SIZES.trialMs,
         p99LimitMs: P99_LIMIT_MS, graceMs: SIZES.graceMs, maxTrials: SIZES.maxTrials, resolution: SIZES.resolution,
       });
       results.allStages = { open, search };
@@ -181,24 +200,10 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
       const open = await loadgen.call<OpenResult>({ cmd: 'open', paths });
       checkOpen(open, 'projects');
       const search = await loadgen.call<SearchResult>({
-        cmd: 'search', routing: { kind: 'projects', prefix: 'proj', count: SIZES.projects, stage: 'rewrite' }, startRate: 5000,
+        cmd: 'search', routing: { kind: 'projects', prefix: 'proj', count: SIZES.projects, stage: 'rewrite' }, startRate: 10_000,
         durationMs: SIZES.trialMs, p99LimitMs: P99_LIMIT_MS, graceMs: SIZES.graceMs, maxTrials: SIZES.maxTrials, resolution: SIZES.resolution,
       });
       results.projects = { open, search };
-    });
-
-    // The naive peer holds two descriptors per client (the client's socket and its Redis connection).
-    const idle = name === 'naive' ? Math.min(SIZES.idle, Math.floor((NOFILE - 200) / 2)) : SIZES.idle;
-    if (wanted('idle')) await step(results, `${idle} idle connections`, async () => {
-      await sleep(1000);
-      const before = target.pids.map(rssBytes);
-      const open = await loadgen.call<OpenResult>({ cmd: 'open', paths: Array(idle).fill(stagePath('idle', 'rewrite')) });
-      checkOpen(open, 'idle');
-      await sleep(3000);
-      const after = target.pids.map(rssBytes);
-      const perConnection = after.map((rss, i) => (rss - before[i]!) / open.opened);
-      log(`    ${perConnection.map((b, i) => `${results.pidLabels![i]} ${(b / 1024).toFixed(2)} KB`).join(', ')} per connection; opened in ${(open.ms / 1000).toFixed(1)} s`);
-      results.idle = { open, before, after, perConnection };
     });
 
     if (wanted('tokens')) await step(results, `one ${SIZES.tokens}-token generation`, async () => {
@@ -220,8 +225,15 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
         await step(results, `${SIZES.renderTokens}-token stream rendered in Chromium`, async () => {
           const pageServer = await startRenderPage(server.port, 'render', 'rewrite');
           try {
-            results.render = await loadgen.call<RenderResult>({ cmd: 'render', url: pageServer.url, project: 'render', stage: 'rewrite', tokens: SIZES.renderTokens, chromium: CHROMIUM });
-            const r = results.render;
+            // Chromium runs alone on the load generator's core; the publisher runs with the server and Redis.
+            await loadgen.call({ cmd: 'renderStart', url: pageServer.url, chromium: CHROMIUM });
+            const started = Date.now();
+            const publish = pinned(SERVER_CPU, process.execPath, ['--import', 'tsx', 'bench/token-publisher.ts', redis!.url, 'render', 'rewrite', String(SIZES.renderTokens)]);
+            const code = await new Promise<number | null>((resolve) => publish.once('exit', resolve));
+            if (code !== 0) throw new Error(`the token publisher exited with ${code}`);
+            const r = await loadgen.call<RenderResult>({ cmd: 'renderFinish', tokens: SIZES.renderTokens });
+            r.ms = Date.now() - started;
+            results.render = r;
             log(`    ${r.tokenEvents} token events in ${(r.ms / 1000).toFixed(1)} s; ${r.longTasks.length} tasks over 50 ms${r.longTasks.length ? ` (longest ${r.longTasks[0]!.toFixed(0)} ms)` : ''}; longest frame gap ${r.maxFrameGap.toFixed(0)} ms; text shown ${r.shown ? 'exactly' : 'WRONG'}`);
           } finally {
             await pageServer.close();

@@ -69,7 +69,8 @@ export type Command =
     }
   | { id: number; cmd: 'churn'; path: string; concurrency: number; durationMs: number }
   | { id: number; cmd: 'tokens'; project: string; stage: string; path: string; tokens: number }
-  | { id: number; cmd: 'render'; url: string; project: string; stage: string; tokens: number; chromium: string }
+  | { id: number; cmd: 'renderStart'; url: string; chromium: string }
+  | { id: number; cmd: 'renderFinish'; tokens: number }
   | { id: number; cmd: 'exit' };
 
 export interface SearchResult {

@@ -116,7 +116,12 @@ const HEALTHZ = 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r
 
 export async function startOurs(cpu: string, redisUrl: string): Promise<Running> {
   const port = await freePort();
-  const child = pinned(cpu, process.execPath, ['--import', 'tsx', 'server/src/main.ts'], {
+  // BENCH_OURS_DIR: another checkout of the project (e.g. with a proposed patch) to measure instead of this one.
+  const dir = process.env.BENCH_OURS_DIR ?? ROOT;
+  // BENCH_SERVER_NODE_FLAGS: extra node flags for our server only (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+  const flags = process.env.BENCH_SERVER_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+  const child = pinned(cpu, process.execPath, [...flags, '--import', 'tsx', join(dir, 'server/src/main.ts')], {
+    cwd: dir,
     env: {
       ...process.env,
       PORT: String(port),
