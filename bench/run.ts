@@ -8,7 +8,7 @@
  * BENCH_SERVER_CPU / BENCH_LOADGEN_CPU / BENCH_REDIS_CPU (taskset lists; default 0 / 1 / 0),
  * BENCH_P99_LIMIT_MS (what "keeps up" allows, default 200), BENCH_COMPACT_QUERY (the query that asks our
  * server for compact token events, default `compact=1`), BENCH_NO_INSTALL=1 (never apt-get nginx),
- * BENCH_OURS_DIR (another checkout whose server/src/main.ts to measure as ours, e.g. with a proposed patch).
+ * BENCH_FIXED_ONLY=1 (fan-out: only the fixed-rate trial), BENCH_OURS_DIR (another checkout whose server/src/main.ts to measure as ours, e.g. with a proposed patch).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
@@ -36,7 +36,7 @@ export const SIZES = {
   idle: quick ? 2000 : 10_000,
   tokens: quick ? 1000 : 5000,
   renderTokens: quick ? 5000 : 20_000,
-  fixedRate: 20,
+  fixedRate: Number(process.env.BENCH_FIXED_RATE ?? 20),
   fixedMs: quick ? 3000 : 5000,
   trialMs: quick ? 1500 : 3000,
   graceMs: 1000,
@@ -176,6 +176,7 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
           cmd: 'trial', routing, rate: SIZES.fixedRate, durationMs: SIZES.fixedMs, p99LimitMs: P99_LIMIT_MS, graceMs: SIZES.graceMs,
         });
         log(`    ${SIZES.fixedRate} msg/s: p50 ${fixed.p50.toFixed(2)} ms p99 ${fixed.p99.toFixed(2)} ms ${fixed.pass ? 'ok' : fixed.why}`);
+        if (process.env.BENCH_FIXED_ONLY === '1') return void (results.fanout[n] = { open, fixed, search: { best: undefined, trials: [] } });
         const search = await loadgen.call<SearchResult>({
           cmd: 'search', routing, startRate: 100_000 / n, durationMs: SIZES.trialMs, p99LimitMs: P99_LIMIT_MS, graceMs: SIZES.graceMs,
           maxTrials: SIZES.maxTrials, resolution: SIZES.resolution,
