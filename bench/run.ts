@@ -298,6 +298,7 @@ async function main(): Promise<void> {
     compactQuery: COMPACT_QUERY,
     sizes: SIZES,
     machine,
+    nofile: NOFILE,
     load: { before: loadBefore, otherCpu: meanOtherCpu(targets) },
     targets,
   };

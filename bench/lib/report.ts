@@ -36,6 +36,8 @@ export interface BenchRun {
   compactQuery: string;
   sizes: { fanout: number[]; allStages: number; projects: number; idle: number; tokens: number; fixedRate: number; fixedMs: number; trialMs: number } & Record<string, unknown>;
   machine: { cpu: string; cores: number; node: string; redis: string; nginx: string | undefined };
+  /** The open-files limit every process of the bench ran with. */
+  nofile?: number;
   /** Load from other work on this shared machine: `os.loadavg()` at the start, and the mean other-CPU of the reported trials. */
   load: { before: number[]; otherCpu: number };
   targets: TargetResults[];
@@ -325,8 +327,9 @@ ${skipped.length ? `\n${skipped.join('\n')}\n` : ''}
 - Publishing: our server and the naive peer get messages from the kit's \`StreamPublisher\` (publish.lua: replay log + state + PUBLISH, ids \`<ms>-<seq>\`), auto-pipelined on one Redis connection. nchan gets the same JSON through its HTTP publisher endpoint (\`POST /pub/{project}/{stage}\`), pipelined on one keep-alive socket. Every message is about 200 bytes of JSON and carries \`"seq"\` and the publish time \`"t"\`.
 - The load generator (\`bench/loadgen.ts\`, a separate process) holds raw \`node:net\` connections with a hand-written HTTP/1.1 GET, de-chunks, finds \`"seq":N,"t":T\` in each event without parsing JSON, checks per connection that seqs arrive in order, exactly once, and records publish-to-receive latency (same process, same clock) in a 20 µs histogram. It runs the publisher too; its CPU share is in the table and in every trial below.
 - "Highest rate kept up with": open-loop trials of ${run.sizes.trialMs / 1000} s at a fixed message rate, doubling until a trial fails, then bisecting (to within ${Math.round(((run.sizes.resolution as number) - 1) * 100)}%). A trial passes when every event reaches every subscriber within 1 s of the last publish, none twice, p99 ≤ ${run.p99LimitMs} ms, and the publisher kept its schedule. events/s = messages/s × subscribers that get each message.
-- Idle memory: RSS of the target's processes (server and its Redis; nginx's worker) before and 3 s after opening the connections, divided by their number.
+- Idle memory: the first scenario, on a fresh process, after a warm-up of 200 connections opened and closed: RSS of the target's processes (server and its Redis; nginx's worker) before and 3 s after opening the connections, divided by their number. The sandbox's open-files limit (${run.nofile ?? '?'}) caps the naive peer, which needs two descriptors per client, below the others' N.
 - Tokens: ${n(run.sizes.tokens)} tokens published with \`full_text\` as the original format has it, one client; every byte its socket received is counted. Client CPU: the captured bytes replayed through de-chunking, eventsource-parser and JSON.parse (best of 3).
+- Render: a page with the kit's single-file build (\`scripts/build-client.mjs\`) and one \`<sse-stream-viewer>\` (which asks for compact events) in headless Chromium, alone on core ${run.placement.loadgen}; \`bench/token-publisher.ts\` publishes the tokens with \`full_text\` as fast as Redis takes them from core ${run.placement.server}. Long tasks come from the page's \`PerformanceObserver('longtask')\`, frame gaps from a \`requestAnimationFrame\` loop.
 - Churn: ${run.sizes.churnConcurrency as number} concurrent clients each open a stream, wait for it to be subscribed (our \`connected\` event; nchan's response head), and close it, for ${(run.sizes.churnMs as number) / 1000} s; one other viewer stays on the stage.
 
 ## Details
