@@ -161,6 +161,11 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
       checkOpen(open, 'idle');
       await sleep(3000);
       const after = target.pids.map(rssBytes);
+      // BENCH_IDLE_SIGNAL (e.g. SIGUSR2 with BENCH_SERVER_NODE_FLAGS=--heapsnapshot-signal=SIGUSR2): a heap snapshot now.
+      if (process.env.BENCH_IDLE_SIGNAL && name === 'ours') {
+        process.kill(server.pid, process.env.BENCH_IDLE_SIGNAL as NodeJS.Signals);
+        await sleep(Number(process.env.BENCH_IDLE_HOLD_MS ?? 20_000));
+      }
       const perConnection = after.map((rss, i) => (rss - before[i]!) / open.opened);
       log(`    ${perConnection.map((b, i) => `${results.pidLabels![i]} ${(b / 1024).toFixed(2)} KB`).join(', ')} per connection; opened in ${(open.ms / 1000).toFixed(1)} s`);
       results.idle = { open, before, after, perConnection };
@@ -172,9 +177,16 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
         const open = await loadgen.call<OpenResult>({ cmd: 'open', paths: Array(n).fill(stagePath(project, 'rewrite')) });
         checkOpen(open, `fan-out ${n}`);
         const routing: Routing = { kind: 'stage', project, stage: 'rewrite' };
-        const fixed = await loadgen.call<TrialResult>({
-          cmd: 'trial', routing, rate: SIZES.fixedRate, durationMs: SIZES.fixedMs, p99LimitMs: P99_LIMIT_MS, graceMs: SIZES.graceMs,
-        });
+        const fixedTrial = () =>
+          loadgen.call<TrialResult>({ cmd: 'trial', routing, rate: SIZES.fixedRate, durationMs: SIZES.fixedMs, p99LimitMs: P99_LIMIT_MS, graceMs: SIZES.graceMs });
+        let fixed = await fixedTrial();
+        // A latency figure taken while other processes held a good part of a core is taken again; the quieter one counts.
+        if (fixed.otherCpu > 0.25) {
+          log(`    ${SIZES.fixedRate} msg/s: other processes used ${Math.round(fixed.otherCpu * 100)}% of a core: again`);
+          await sleep(2000);
+          const again = await fixedTrial();
+          if (again.otherCpu < fixed.otherCpu) fixed = again;
+        }
         log(`    ${SIZES.fixedRate} msg/s: p50 ${fixed.p50.toFixed(2)} ms p99 ${fixed.p99.toFixed(2)} ms ${fixed.pass ? 'ok' : fixed.why}`);
         if (process.env.BENCH_FIXED_ONLY === '1') return void (results.fanout[n] = { open, fixed, search: { best: undefined, trials: [] } });
         const search = await loadgen.call<SearchResult>({
