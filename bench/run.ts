@@ -311,6 +311,8 @@ async function main(): Promise<void> {
     sizes: SIZES,
     machine,
     nofile: NOFILE,
+    // Only a run of every target and scenario, at the sizes, on this checkout replaces latest.md.
+    complete: !quick && !ONLY && TARGETS.join(',') === 'ours,nchan,naive' && !process.env.BENCH_OURS_DIR && !process.env.BENCH_FANOUT && !process.env.BENCH_FIXED_ONLY && !process.env.BENCH_FIXED_RATE,
     load: { before: loadBefore, otherCpu: meanOtherCpu(targets) },
     targets,
   };

@@ -36,6 +36,8 @@ export interface BenchRun {
   compactQuery: string;
   sizes: { fanout: number[]; allStages: number; projects: number; idle: number; tokens: number; fixedRate: number; fixedMs: number; trialMs: number } & Record<string, unknown>;
   machine: { cpu: string; cores: number; node: string; redis: string; nginx: string | undefined };
+  /** Every target and scenario ran at the issue's sizes on this checkout: the run may replace latest.md. */
+  complete?: boolean;
   /** The open-files limit every process of the bench ran with. */
   nofile?: number;
   /** Load from other work on this shared machine: `os.loadavg()` at the start, and the mean other-CPU of the reported trials. */
@@ -340,7 +342,7 @@ ${details(run)}
   writeFileSync(files[0]!, md.replace('(latest.svg)', `(${stamp}.svg)`));
   writeFileSync(files[1]!, chart);
   writeFileSync(files[2]!, JSON.stringify(run, null, 2));
-  if (!run.quick || process.env.BENCH_WRITE_LATEST === '1') {
+  if (run.complete || process.env.BENCH_WRITE_LATEST === '1') {
     writeFileSync(join(dir, 'latest.md'), md.replace(`(${stamp}.svg)`, '(latest.svg)'));
     writeFileSync(join(dir, 'latest.svg'), chart);
     files.push(join(dir, 'latest.md'), join(dir, 'latest.svg'));
