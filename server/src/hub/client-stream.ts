@@ -95,7 +95,31 @@ export class ClientStream {
     this.write(message.frame);
   }
 
-  write(chunk: string): void {
+  /**
+   * Live messages that arrived together, as one write: `full()` is their frames joined once for every
+   * client, `compact()` the same with compact token frames. A stream still opening, one still checking for
+   * replayed duplicates, and a compact client that has not yet been sent a stage's first token whole take
+   * them one by one instead.
+   */
+  deliverBatch(messages: readonly ParsedPayload[], full: () => Buffer, compact: () => Buffer): void {
+    if (this.state !== StreamState.live || this.#isDuplicate) {
+      for (const message of messages) this.deliver(message);
+      return;
+    }
+    const synced = this.#synced;
+    if (synced) {
+      for (const message of messages) {
+        if (message.type === 'token' && message.stage !== undefined && !synced.has(message.stage) && compactTokenFrame(message) !== null) {
+          for (const each of messages) this.send(each);
+          return;
+        }
+      }
+    }
+    this.events += messages.length;
+    this.write(synced ? compact() : full());
+  }
+
+  write(chunk: string | Buffer): void {
     const res = this.#res;
     if (res.destroyed || res.writableEnded) return;
     // Mercure's rule: a client that cannot keep up is disconnected, never allowed to grow our memory.

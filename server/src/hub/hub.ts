@@ -6,7 +6,7 @@ import type { ServerResponse } from 'node:http';
 import type { Broker, Unsubscribe } from '../broker/broker.js';
 import { projectPattern, stageChannel } from '../channels.js';
 import { ClientStream, type CloseReason } from './client-stream.js';
-import { HEARTBEAT_FRAME, SSE_HEADERS, formatEvent, formatRetry, parsePayload, type ParsedPayload } from './sse-frame.js';
+import { HEARTBEAT_FRAME, SSE_HEADERS, compactTokenFrame, formatEvent, formatRetry, parsePayload, type ParsedPayload } from './sse-frame.js';
 import { isAfter } from './stream-ids.js';
 
 export interface HubOptions {
@@ -57,6 +57,8 @@ interface Topic {
   clients: Set<ClientStream>;
   /** Resolves once the broker acknowledged the subscription. */
   ready: Promise<Unsubscribe>;
+  /** Messages that arrived in this tick, written together when it ends. */
+  batch: ParsedPayload[];
 }
 
 export class Hub {
@@ -229,9 +231,11 @@ export class Hub {
   async #join(key: string, pattern: boolean, stream: ClientStream): Promise<void> {
     let topic = this.#topics.get(key);
     if (!topic) {
-      const clients = new Set<ClientStream>();
-      const ready = this.#broker.subscribe(key, (payload) => this.#fanOut(clients, parsePayload(payload)), pattern);
-      topic = { clients, ready };
+      // The listener runs only after subscribe() returned, so `created` is set by then.
+      let created: Topic | undefined;
+      const ready = this.#broker.subscribe(key, (payload) => this.#enqueue(created!, parsePayload(payload)), pattern);
+      created = { clients: new Set(), ready, batch: [] };
+      topic = created;
       this.#topics.set(key, topic);
       ready.catch(() => {
         if (this.#topics.get(key) === topic) this.#topics.delete(key);
@@ -241,13 +245,28 @@ export class Hub {
     await topic.ready;
   }
 
-  #fanOut(clients: Set<ClientStream>, message: ParsedPayload): void {
+  /**
+   * Messages that arrive together (one read from the broker's socket holds many under load) are written
+   * together: at the end of the tick, each client gets one write with all of them, from one buffer shared
+   * by every client. The flush runs before any other I/O callback, so no resume can go live in between.
+   */
+  #enqueue(topic: Topic, message: ParsedPayload): void {
+    if (topic.batch.push(message) === 1) process.nextTick(() => this.#fanOut(topic));
+  }
+
+  #fanOut(topic: Topic): void {
+    const messages = topic.batch;
+    topic.batch = [];
+    let full: Buffer | undefined;
+    let compact: Buffer | undefined;
+    const fullBytes = () => (full ??= Buffer.from(messages.length === 1 ? messages[0]!.frame : messages.map((m) => m.frame).join('')));
+    const compactBytes = () => (compact ??= Buffer.from(messages.map((m) => compactTokenFrame(m) ?? m.frame).join('')));
     let written = 0;
-    for (const client of clients) {
+    for (const client of topic.clients) {
       if (client.state === 'live') written++;
-      client.deliver(message);
+      client.deliverBatch(messages, fullBytes, compactBytes);
     }
-    this.#onMessage?.(message, written);
+    if (this.#onMessage) for (const message of messages) this.#onMessage(message, written);
   }
 
   #release(stream: ClientStream, topicKey: string, reason: CloseReason): void {
