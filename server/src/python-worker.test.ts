@@ -3,9 +3,7 @@
  * its messages reach Node subscribers, and Python and Node publishers share one id space and one order.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { recorder, uniqueProject } from './broker/broker.contract.js';
@@ -15,13 +13,10 @@ import { StreamPublisher } from './publisher.js';
 import { StreamSubscriber, type SubscriberMessage } from './subscriber.js';
 import { projectPattern } from './channels.js';
 import { startRedis, type TestRedis } from '../test/redis-server.js';
+import { PYTHON, PYTHON_WORKERS, pythonSkip } from '../test/python.js';
 
-const WORKERS = fileURLToPath(new URL('../../workers/python/', import.meta.url));
-/** Debian's python3 has python3-redis; a pyenv `python3` earlier on PATH may not. */
-const PYTHON = process.env.PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
-const missing = spawnSync(PYTHON, ['-c', 'import redis'], { encoding: 'utf8' }).status !== 0;
-// Outside CI a machine without redis-py skips with a message; in CI (.ci/run installs python3-redis) it must run.
-const skip = missing && !process.env.CI ? `${PYTHON} cannot import redis (apt-get install python3-redis, or set PYTHON)` : false;
+const WORKERS = PYTHON_WORKERS;
+const skip = pythonSkip;
 
 let redis: TestRedis;
 let broker: RedisBroker;

@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { Cluster, Redis } from 'ioredis';
@@ -21,6 +20,7 @@ import { inStepCheck } from './in-step-check.js';
 import { freePort } from './redis-server.js';
 import { startRedisCluster, type TestRedisCluster } from './redis-cluster.js';
 import { openStream, requestJson, type StreamReader } from './sse-reader.js';
+import { PYTHON, PYTHON_WORKERS } from './python.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PREFIX = 'ai_story';
@@ -255,7 +255,6 @@ describe('the server on a Redis Cluster', () => {
     reader.close();
   });
 
-  const PYTHON = process.env.PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
   const noClusterPy = spawnSync(PYTHON, ['-c', 'import redis.cluster'], { encoding: 'utf8' }).status !== 0;
   // Outside CI a machine without redis-py >= 4.1 skips with a message; in CI (.ci/run installs python3-redis) it must run.
   const skipPython = noClusterPy && !process.env.CI ? `${PYTHON} cannot import redis.cluster (apt-get install python3-redis)` : false;
@@ -274,7 +273,7 @@ print(json.dumps(ids))
 `;
     const readers = await Promise.all(projects.map((project) => watch(project, 'rewrite')));
     const output = await run(PYTHON, ['-c', code, JSON.stringify(projects), `redis://${first!.host}:${first!.port}`], {
-      PYTHONPATH: fileURLToPath(new URL('../../workers/python/', import.meta.url)),
+      PYTHONPATH: PYTHON_WORKERS,
       PYTHONDONTWRITEBYTECODE: '1',
     });
     const ids = JSON.parse(output) as string[][];
