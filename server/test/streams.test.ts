@@ -184,6 +184,17 @@ describe('resume with Last-Event-ID', () => {
     reader.close();
   });
 
+  it('after a resume still delivers a foreign message whose id is not a log id', async () => {
+    await using pub = publisher('r8', 'rewrite');
+    const from = await pub.publishToken('a', 'a');
+    const reader = await watch('r8', 'rewrite', { 'Last-Event-ID': from });
+    await inspector.publish('ai_story:project:r8:stage:rewrite', JSON.stringify({ id: 'job-7', type: 'token', content: 'foreign' }));
+    const next = await pub.publishToken('b', 'ab');
+    await reader.waitFor((e) => e.id === next);
+    assert.deepEqual(reader.events.slice(1).map((e) => e.json?.content), ['foreign', 'b']);
+    reader.close();
+  });
+
   it('sends a reset with the latest state of each stage when the id is no longer in the log', async () => {
     await using a = publisher('r5', 'rewrite');
     await a.publishStageUpdate('processing', 0, 'go');

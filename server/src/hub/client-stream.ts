@@ -1,5 +1,6 @@
 /** One browser's stream: its response, the messages held back while it resumes, and its one cleanup path. */
 import type { ServerResponse } from 'node:http';
+import { compareLogIds, isLogId } from '../broker/log-id.js';
 import { compactTokenFrame, type ParsedPayload } from './sse-frame.js';
 
 export const StreamState = {
@@ -39,8 +40,8 @@ export class ClientStream {
   #res: ServerResponse;
   #pending: ParsedPayload[] = [];
   #options: ClientStreamOptions;
-  /** Set by a resume until the first live message past the replay: see deliver(). */
-  #isDuplicate: ((message: ParsedPayload) => boolean) | undefined;
+  /** After a resume, the newest id the replay covered, until the first live message past it: see deliver(). */
+  #replayedUpTo: string | undefined;
   /** Compact mode: stages whose full text this connection has sent, so later tokens may go compact. */
   #synced: Set<string> | undefined;
 
@@ -59,11 +60,11 @@ export class ClientStream {
   /** A live message from the broker. */
   deliver(message: ParsedPayload): void {
     if (this.state === StreamState.live) {
-      // After a replay, a live copy of a replayed message may still be on its way: drop it. Ids only grow,
+      // After a replay, a live copy of a replayed message may still be on its way: drop it. Log ids only grow,
       // so the first message past the replay ends the check and the hot path is back to a field test.
-      if (this.#isDuplicate) {
-        if (this.#isDuplicate(message)) return;
-        if (message.id !== undefined) this.#isDuplicate = undefined;
+      if (this.#replayedUpTo !== undefined && message.id !== undefined && isLogId(message.id)) {
+        if (compareLogIds(message.id, this.#replayedUpTo) <= 0) return;
+        this.#replayedUpTo = undefined;
       }
       this.send(message);
     } else if (this.state === StreamState.opening) {
@@ -73,13 +74,16 @@ export class ClientStream {
     }
   }
 
-  /** Ends the replay: writes held-back messages newer than what the replay covered, then goes live. `isDuplicate` tells replayed ones. */
-  goLive(isDuplicate: ((message: ParsedPayload) => boolean) | undefined): void {
+  /**
+   * Ends the replay: goes live and writes the held-back messages newer than `replayedUpTo`, the newest
+   * log id the replay covered (null when nothing was replayed).
+   */
+  goLive(replayedUpTo: string | null): void {
     if (this.state !== StreamState.opening) return;
     const pending = this.#pending;
     this.#pending = [];
     this.state = StreamState.live;
-    this.#isDuplicate = isDuplicate;
+    this.#replayedUpTo = replayedUpTo ?? undefined;
     for (const message of pending) this.deliver(message);
   }
 
@@ -102,7 +106,7 @@ export class ClientStream {
    * them one by one instead.
    */
   deliverBatch(messages: readonly ParsedPayload[], full: () => Buffer, compact: () => Buffer): void {
-    if (this.state !== StreamState.live || this.#isDuplicate) {
+    if (this.state !== StreamState.live || this.#replayedUpTo !== undefined) {
       for (const message of messages) this.deliver(message);
       return;
     }

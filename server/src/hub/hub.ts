@@ -7,7 +7,6 @@ import type { Broker, Unsubscribe } from '../broker/broker.js';
 import { projectPattern, stageChannel } from '../channels.js';
 import { ClientStream, type CloseReason } from './client-stream.js';
 import { HEARTBEAT_FRAME, SSE_HEADERS, compactTokenFrame, formatEvent, formatRetry, parsePayload, type ParsedPayload } from './sse-frame.js';
-import { isAfter } from './stream-ids.js';
 
 export interface HubOptions {
   broker: Broker;
@@ -73,6 +72,8 @@ export class Hub {
   readonly #topics = new Map<string, Topic>();
   readonly #streams = new Set<ClientStream>();
   readonly #perClient = new Map<string, number>();
+  /** Unsubscribes under way, so close() can wait for them before the broker goes. */
+  readonly #unsubscribing = new Set<Promise<void>>();
   #heartbeat: NodeJS.Timeout | undefined;
   readonly #stopListening: () => void;
 
@@ -149,13 +150,13 @@ export class Hub {
     stream.write(formatEvent({ event: 'connected', data: JSON.stringify(connected) }));
 
     if (lastEventId === undefined) {
-      stream.goLive(undefined);
+      stream.goLive(null);
       this.#wentLive(stream, { resumed: false, replayed: 0, reset: undefined });
       return stream;
     }
     try {
       const { coveredUpTo, replayed, reset } = await this.#catchUp(stream, projectId, stage, lastEventId);
-      stream.goLive((message) => coveredUpTo !== null && message.id !== undefined && !isAfter(message.id, coveredUpTo));
+      stream.goLive(coveredUpTo);
       this.#wentLive(stream, { resumed: true, replayed, reset });
     } catch {
       // The broker failed mid-resume: end the stream; the client reconnects with the same Last-Event-ID.
@@ -178,10 +179,9 @@ export class Hub {
   /** Ends every stream so clients reconnect elsewhere, and drops every subscription. */
   async close(): Promise<void> {
     this.#stopListening();
+    // Closing the last stream of each topic unsubscribes it (see #release); wait for those to finish.
     for (const stream of [...this.#streams]) stream.close('server_shutdown');
-    await Promise.allSettled([...this.#topics.values()].map(async (topic) => (await topic.ready)()));
-    this.#topics.clear();
-    this.#stopHeartbeat();
+    await Promise.allSettled([...this.#unsubscribing]);
   }
 
   #wentLive(stream: ClientStream, opening: Omit<StreamOpening, 'events'>): void {
@@ -279,7 +279,11 @@ export class Hub {
     const topic = this.#topics.get(topicKey);
     if (topic && topic.clients.delete(stream) && topic.clients.size === 0) {
       this.#topics.delete(topicKey);
-      topic.ready.then((unsubscribe) => unsubscribe()).catch(() => {});
+      const unsubscribing: Promise<void> = topic.ready
+        .then((unsubscribe) => unsubscribe())
+        .catch(() => {})
+        .finally(() => this.#unsubscribing.delete(unsubscribing));
+      this.#unsubscribing.add(unsubscribing);
     }
     this.#onStreamClosed?.(stream, reason);
   }
