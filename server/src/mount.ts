@@ -7,8 +7,7 @@ import { Server as NetServer } from 'node:net';
 import polka, { type Polka } from 'polka';
 import type { Broker } from './broker/broker.js';
 import { Hub } from './hub/hub.js';
-import { ErrorCode, HttpError, sendError } from './http/http-error.js';
-import { mountRoutes, notFound } from './http/routes.js';
+import { internalError, mountRoutes, notFound } from './http/routes.js';
 import { SseMetrics } from './metrics.js';
 import { TaskRunner } from './mock/task-runner.js';
 
@@ -156,7 +155,7 @@ function attach(server: Server, mount: (app: Polka) => void): () => void {
   };
   const app = polka({
     onNoMatch: passOn,
-    onError: (_error, _req, res) => sendError(res, new HttpError(500, ErrorCode.unavailable, 'Internal error.')),
+    onError: (_error, _req, res) => internalError(res),
   });
   mount(app);
   // Without a `next`, polka runs its own chain (a `next` given here would replace it).

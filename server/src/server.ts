@@ -13,7 +13,7 @@ import type { Broker } from './broker/broker.js';
 import type { ServerConfig } from './config.js';
 import type { Hub } from './hub/hub.js';
 import { ErrorCode, HttpError, sendError } from './http/http-error.js';
-import { notFound } from './http/routes.js';
+import { internalError, notFound } from './http/routes.js';
 import { SseMetrics } from './metrics.js';
 import { mountSse } from './mount.js';
 
@@ -40,7 +40,7 @@ export type ServerSettings = Pick<
 export async function startServer(settings: ServerSettings, broker: Broker, log?: Logger, demoDir = DEMO_DIST): Promise<RunningServer> {
   const app = polka({
     onNoMatch: notFound,
-    onError: (_error, _req, res) => sendError(res, new HttpError(500, ErrorCode.unavailable, 'Internal error.')),
+    onError: (_error, _req, res) => internalError(res),
   });
   // The hub, its routes, /metrics, and a log line per stream opened and closed (see mount.ts).
   const metrics = new SseMetrics();

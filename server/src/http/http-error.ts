@@ -14,6 +14,7 @@ export const ErrorCode = {
   unavailable: 'unavailable',
   authNotConfigured: 'auth_not_configured',
   disabled: 'disabled',
+  internal: 'internal_error',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

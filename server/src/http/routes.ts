@@ -41,7 +41,7 @@ function handle(fn: Handler) {
       await fn(req, res);
     } catch (error) {
       if (error instanceof HttpError) sendError(res, error);
-      else sendError(res, new HttpError(500, ErrorCode.unavailable, 'Internal error.'));
+      else internalError(res);
     }
   };
 }
@@ -184,6 +184,11 @@ export function mountRoutes(app: Polka, options: RouteOptions): Polka {
     }),
   );
   return app;
+}
+
+/** The JSON 500 for a handler that crashed: nothing about the crash goes to the client. */
+export function internalError(res: ServerResponse): void {
+  sendError(res, new HttpError(500, ErrorCode.internal, 'Internal error.'));
 }
 
 /** The JSON 404 for everything no route matches. */
