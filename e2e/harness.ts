@@ -4,11 +4,11 @@
  * Every file builds what it needs in `before()` and tears it down in `after()`.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { freePort } from '../server/test/redis-server.js';
+import { startServerProcess, type ServerProcess } from '../server/test/server-process.js';
 
 export { startRedis, type TestRedis } from '../server/test/redis-server.js';
 
@@ -31,16 +31,7 @@ export function buildDemo(): void {
   if (result.status !== 0) throw new Error(`building the demo failed with exit code ${result.status}`);
 }
 
-export interface ServerProcess {
-  readonly url: string;
-  readonly port: number;
-  /** What the server printed, for failure messages. */
-  output(): string;
-  /** Sends `signal` and resolves once the process exited. */
-  kill(signal?: NodeJS.Signals): Promise<void>;
-  /** Starts the server again, on the same port, with the same environment. */
-  restart(): Promise<void>;
-}
+export type { ServerProcess };
 
 export interface ServerOptions {
   redisUrl: string;
@@ -48,60 +39,10 @@ export interface ServerOptions {
   env?: Record<string, string>;
 }
 
-/** Polls /healthz until it answers 200; fails early if the process exits. */
-async function waitForHealth(url: string, child: ChildProcess, output: () => string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`the server exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${output()}`);
-    }
-    const ok = await fetch(`${url}/healthz`).then(
-      (response) => response.status === 200,
-      () => false,
-    );
-    if (ok) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`the server was not healthy within ${timeoutMs} ms:\n${output()}`);
-}
-
-/** `node --import tsx server/src/main.ts` on a free port, against `redisUrl`. */
-export async function startServer(options: ServerOptions): Promise<ServerProcess> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const env = {
-    ...process.env,
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    REDIS_URL: options.redisUrl,
-    // A short retry: keeps reconnects (and so the tests) fast.
-    SSE_RETRY_MS: '250',
-    LOG_LEVEL: 'warn',
-    NODE_ENV: 'test',
-    ...options.env,
-  };
-  let child: ChildProcess;
-  let log = '';
-  const output = () => log.slice(-4000);
-
-  const start = async () => {
-    child = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout?.on('data', (chunk: Buffer) => (log += chunk.toString()));
-    child.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
-    await waitForHealth(url, child, output);
-  };
-
-  const kill = async (signal: NodeJS.Signals = 'SIGTERM') => {
-    const running = child;
-    if (running.exitCode !== null || running.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      running.once('exit', () => resolve());
-      running.kill(signal);
-    });
-  };
-
-  await start();
-  return { url, port, output, kill, restart: start };
+/** The real server as a child process (so it can be killed and restarted), against `redisUrl`. */
+export function startServer(options: ServerOptions): Promise<ServerProcess> {
+  // A short retry: keeps reconnects (and so the tests) fast.
+  return startServerProcess({ REDIS_URL: options.redisUrl, SSE_RETRY_MS: '250', ...options.env });
 }
 
 export async function launchBrowser(): Promise<Browser> {

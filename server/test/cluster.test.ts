@@ -4,9 +4,7 @@
  * the server process configured by REDIS_CLUSTER_NODES, and the subscriber moving on when its node dies.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
+import { spawn, spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { Cluster, Redis } from 'ioredis';
 import { brokerContract, recorder, uniqueProject } from '../src/broker/broker.contract.js';
@@ -17,12 +15,11 @@ import { StreamPublisher } from '../src/publisher.js';
 import { startServer, type RunningServer } from '../src/server.js';
 import { streamUrl, TEST_SETTINGS } from './harness.js';
 import { inStepCheck } from './in-step-check.js';
-import { freePort } from './redis-server.js';
 import { startRedisCluster, type TestRedisCluster } from './redis-cluster.js';
 import { openStream, requestJson, type StreamReader } from './sse-reader.js';
 import { PYTHON, PYTHON_WORKERS } from './python.js';
+import { startServerProcess, type ServerProcess } from './server-process.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PREFIX = 'ai_story';
 
 let cluster: TestRedisCluster;
@@ -324,32 +321,19 @@ describe('REDIS_CLUSTER_NODES in the configuration', () => {
 });
 
 describe('the server process with REDIS_CLUSTER_NODES', () => {
-  let child: ChildProcess | undefined;
-  after(() => {
-    if (child && child.exitCode === null) child.kill('SIGKILL');
+  let server: ServerProcess | undefined;
+  after(async () => {
+    await server?.kill('SIGKILL');
   });
 
   it('uses the cluster, says so in one log line, and streams what a cluster publisher sends', async () => {
-    const port = await freePort();
-    child = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts'], {
-      cwd: ROOT,
-      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.nodesEnv, LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout!.on('data', (chunk) => (output += chunk));
-    child.stderr!.on('data', (chunk) => (output += chunk));
-    const url = `http://127.0.0.1:${port}`;
-    await until(async () => {
-      if (child!.exitCode !== null) throw new Error(`the server exited:\n${output}`);
-      return (await requestJson(`${url}/healthz`).catch(() => undefined))?.status === 200;
-    }, 'the server is healthy', 20_000);
-    assert.match(output, new RegExp(`broker: redis cluster at ${cluster.nodesEnv.replace(/[.]/g, '\\.')} \\(REDIS_CLUSTER_NODES\\)`));
+    server = await startServerProcess({ REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.nodesEnv, LOG_LEVEL: 'info' });
+    assert.match(server.output(), new RegExp(`broker: redis cluster at ${cluster.nodesEnv.replace(/[.]/g, '\\.')} \\(REDIS_CLUSTER_NODES\\)`));
     const projects = await projectsOnEveryMaster('proc');
     const broker = clusterBroker();
     try {
       for (const project of projects) {
-        const reader = await openStream(streamUrl(url, project));
+        const reader = await openStream(streamUrl(server.url, project));
         await reader.waitFor((e) => e.event === 'connected');
         const id = await new StreamPublisher({ projectId: project, stage: 'rewrite', broker }).publishToken('hi', 'hi');
         assert.equal((await reader.waitFor((e) => e.event === 'token')).id, id);
@@ -358,8 +342,7 @@ describe('the server process with REDIS_CLUSTER_NODES', () => {
     } finally {
       await broker.close();
     }
-    child.kill('SIGTERM');
-    await once(child, 'exit');
+    await server.kill('SIGTERM');
   });
 });
 

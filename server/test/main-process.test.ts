@@ -5,56 +5,39 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { freePort, startRedis, type TestRedis } from './redis-server.js';
+import { startServerProcess, type ServerProcess } from './server-process.js';
 import { openStream, requestJson } from './sse-reader.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 let redis: TestRedis;
 const children: ChildProcess[] = [];
+const servers: ServerProcess[] = [];
 
 before(async () => {
   redis = await startRedis();
 });
 after(async () => {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  await Promise.all(servers.map((server) => server.kill('SIGKILL')));
   await redis.close();
 });
 
-async function startMain(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const ok = await requestJson(`${url}/healthz`).then((r) => r.status === 200, () => false);
-    if (ok) break;
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${output}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { child, url, output: () => output };
-}
-
 describe('the server process', () => {
   it('uses REDIS_URL and says so in one log line', async () => {
-    const { child, url, output } = await startMain({ REDIS_URL: redis.url });
-    assert.equal((await requestJson(`${url}/healthz`)).body.broker, 'redis');
-    assert.match(output(), new RegExp(`broker: redis at ${redis.url.replace(/[.]/g, '\\.')} \\(REDIS_URL\\)`));
-    child.kill('SIGTERM');
-    await once(child, 'exit');
+    const server = await startServerProcess({ REDIS_URL: redis.url, LOG_LEVEL: 'info' });
+    servers.push(server);
+    assert.equal((await requestJson(`${server.url}/healthz`)).body.broker, 'redis');
+    assert.match(server.output(), new RegExp(`broker: redis at ${redis.url.replace(/[.]/g, '\\.')} \\(REDIS_URL\\)`));
+    await server.kill('SIGTERM');
   });
 
   it('on SIGTERM ends open streams so clients reconnect elsewhere, and exits 0', async () => {
-    const { child, url } = await startMain({ REDIS_URL: redis.url });
-    const reader = await openStream(`${url}/api/v1/sse/projects/sig/stages/rewrite/`);
+    const server = await startServerProcess({ REDIS_URL: redis.url });
+    servers.push(server);
+    const reader = await openStream(`${server.url}/api/v1/sse/projects/sig/stages/rewrite/`);
     await reader.waitFor((e) => e.event === 'connected');
-    const exited = once(child, 'exit');
-    child.kill('SIGTERM');
+    const exited = once(server.child, 'exit');
+    server.child.kill('SIGTERM');
     await reader.ended;
     const [code] = await exited;
     assert.equal(code, 0);

@@ -10,7 +10,8 @@ import { createSSEClient } from '../../client/src/index.js';
 import { RedisBroker } from '../src/broker/redis-broker.js';
 import { StreamPublisher } from '../src/publisher.js';
 import { streamUrl } from './harness.js';
-import { NGINX, startNginx, startServerProcess, type RunningNginx, type ServerProcess } from './nginx.js';
+import { NGINX, startNginx, type RunningNginx } from './nginx.js';
+import { startServerProcess, type ServerProcess } from './server-process.js';
 import { startRedis, type TestRedis } from './redis-server.js';
 import { openStream, requestJson, type StreamReader } from './sse-reader.js';
 

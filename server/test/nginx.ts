@@ -1,7 +1,6 @@
 /**
  * Runs Debian's nginx for a test, in the foreground, from deploy/nginx.conf with only its addresses and
  * paths replaced (one source of truth for the proxy settings), everything under a temporary folder.
- * Also starts the real server as child processes (`node --import tsx server/src/main.ts`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -110,41 +109,6 @@ export async function startNginx(upstreams: number[], edit: (config: string) => 
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-export interface ServerProcess {
-  url: string;
-  port: number;
-  child: ChildProcess;
-  output(): string;
-  /** Sends `signal` (default SIGTERM) and resolves once the process exited. */
-  kill(signal?: NodeJS.Signals): Promise<void>;
-}
-
-/** `node --import tsx server/src/main.ts` on a free port with `env`, once its /healthz answers 200. */
-export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', NODE_ENV: 'test', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let printed = '';
-  child.stdout!.on('data', (chunk) => (printed += chunk));
-  child.stderr!.on('data', (chunk) => (printed += chunk));
-  const server: ServerProcess = { url, port, child, output: () => printed, kill: (signal = 'SIGTERM') => stop(child, signal) };
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the server exited before it was healthy:\n${printed}`);
-    const healthy = await fetch(`${url}/healthz`).then((response) => response.status === 200, () => false);
-    if (healthy) return server;
-    if (Date.now() > deadline) {
-      await stop(child, 'SIGKILL');
-      throw new Error(`the server was not healthy within 20 s:\n${printed}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
