@@ -9,9 +9,11 @@ import type { Browser, Page } from 'playwright-core';
 import { LatencyHistogram } from './lib/histogram.js';
 import { tokenPieces } from './lib/tokens.js';
 import { CpuMeter } from './lib/proc.js';
-import type { ChurnResult, Command, OpenResult, RenderResult, Reply, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
+import type { ChurnResult, Command, OpenResult, RenderResult, Reply, ResumeResult, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
 import { NchanBenchPublisher, RedisBenchPublisher, type BenchPublisher } from './lib/publishers.js';
 import { SseConnection, now, type Tally } from './lib/sse-connection.js';
+import { RedisBroker } from '../server/src/broker/redis-broker.js';
+import { StreamPublisher } from '../server/src/publisher.js';
 
 /** Source addresses 127.0.0.2 .. 127.0.0.(1 + SOURCE_ADDRESSES): 28k ephemeral ports each. */
 const SOURCE_ADDRESSES = 60;
@@ -343,6 +345,66 @@ async function tokens(project: string, stage: string, path: string, count: numbe
   };
 }
 
+/**
+ * Publishes an answer of `count` tokens of `pieceBytes` each (every token with its full_text, then `done`), then
+ * `clients` plain GETs with `Last-Event-ID` of its second token (with the `done`, the first one is just past a
+ * 1,000-entry log), as browsers' EventSources reconnecting at once, each reading at full speed until the `done`
+ * at the end of the log. A client sent a `reset` instead (its `stages` hold a `done` too) does not count as served.
+ */
+async function resume(command: Extract<Command, { cmd: 'resume' }>): Promise<ResumeResult> {
+  const t = target!;
+  if (t.publish.via !== 'redis') throw new Error('the resume scenario needs a Redis target');
+  // Its own broker, awaited per token: the resume needs the ids, which the fire-and-forget publisher does not keep.
+  const broker = new RedisBroker({ url: t.publish.url, commandTimeoutMs: 30_000 });
+  let first = '';
+  try {
+    await using publisher = new StreamPublisher({ projectId: command.project, stage: command.stage, broker });
+    let text = '';
+    for (let i = 0; i < command.tokens; i++) {
+      const piece = `w${i} `.padEnd(command.pieceBytes, 'x');
+      text += piece;
+      const id = await publisher.publishToken(piece, text);
+      if (i === 1) first = id;
+    }
+    await publisher.publishDone(text, { tokens_used: command.tokens });
+  } finally {
+    await broker.close();
+  }
+  const done = Buffer.from('\nevent: done\n');
+  const reset = Buffer.from('\nevent: reset\n');
+  const started = now();
+  const clients = Array.from({ length: command.clients }, () => {
+    const connection = new SseConnection({ port: t.port, path: command.path, localAddress: nextSource(), readyOn: t.readyOn, headers: { 'Last-Event-ID': first } }, tally);
+    connections.push(connection);
+    const outcome = new Promise<'done' | 'reset' | 'dropped'>((resolve) => {
+      let carry: Buffer = Buffer.alloc(0);
+      connection.onBody = (slice) => {
+        const data = Buffer.concat([carry, slice]);
+        if (data.indexOf(reset) >= 0) resolve('reset');
+        else if (data.indexOf(done) >= 0) resolve('done');
+        carry = data.subarray(Math.max(0, data.length - reset.length));
+      };
+      void connection.whenClosed().then(() => resolve('dropped'));
+    });
+    return { connection, outcome };
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'dropped'[]>((resolve) => (timer = setTimeout(() => resolve(clients.map(() => 'dropped' as const)), 120_000)));
+  const outcomes = await Promise.race([Promise.all(clients.map((c) => c.outcome)), timedOut]);
+  clearTimeout(timer);
+  const ms = now() - started;
+  const count = (which: string) => outcomes.filter((outcome) => outcome === which).length;
+  return {
+    clients: command.clients,
+    tokens: command.tokens,
+    completed: count('done'),
+    resets: count('reset'),
+    dropped: count('dropped'),
+    bytes: clients.reduce((total, c) => total + c.connection.bytes, 0),
+    ms,
+  };
+}
+
 /** De-chunks, parses with eventsource-parser, JSON.parses each event and rebuilds the text (compact or not). */
 function replayAsClient(raw: Buffer): { events: number; withFullText: number; text: string } {
   const headEnd = raw.indexOf('\r\n\r\n');
@@ -456,6 +518,8 @@ async function handle(command: Command): Promise<unknown> {
       return churn(command.path, command.concurrency, command.durationMs);
     case 'tokens':
       return tokens(command.project, command.stage, command.path, command.tokens);
+    case 'resume':
+      return resume(command);
     case 'renderStart':
       return renderStart(command);
     case 'renderFinish':

@@ -4,7 +4,7 @@
  * bench/results/<timestamp>.md (+ .svg, .json) and bench/results/latest.md + latest.svg.
  *
  * Env: BENCH_QUICK=1 (small N, short trials), BENCH_TARGETS=ours,nchan,naive (subset, in order),
- * BENCH_ONLY=fanout,allstages,projects,idle,tokens,render,churn (subset of the scenarios),
+ * BENCH_ONLY=fanout,allstages,projects,idle,tokens,render,resume,churn (subset of the scenarios),
  * BENCH_SERVER_CPU / BENCH_LOADGEN_CPU / BENCH_REDIS_CPU (taskset lists; default 0 / 1 / 0),
  * BENCH_P99_LIMIT_MS (what "keeps up" allows, default 200), BENCH_COMPACT_QUERY (the query that asks our
  * server for compact token events, default `compact=1`), BENCH_NO_INSTALL=1 (never apt-get nginx),
@@ -13,9 +13,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { meanOtherCpu, writeReport, type BenchRun, type TargetName, type TargetResults } from './lib/report.js';
-import { rssBytes } from './lib/proc.js';
+import { Redis } from 'ioredis';
+import { peakRssBytes, resetPeakRss, rssBytes } from './lib/proc.js';
 import { CHROMIUM, renderMissing, startRenderPage } from './lib/render-page.js';
-import type { ChurnResult, CommandBody, OpenResult, RenderResult, Reply, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
+import type { ChurnResult, CommandBody, OpenResult, RenderResult, Reply, ResumeResult, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
 import { ROOT, NOFILE, nchanMissing, nginxVersion, pinned, startNaive, startNchan, startOurs, startRedis, type Running } from './lib/targets.js';
 
 const quick = process.env.BENCH_QUICK === '1';
@@ -44,6 +45,9 @@ export const SIZES = {
   resolution: quick ? 1.25 : 1.2,
   churnMs: quick ? 2000 : 5000,
   churnConcurrency: 32,
+  /** The long resume: this many non-compact clients at once, of an answer of `resumeTokens` tokens of 20 bytes. */
+  resumeClients: quick ? 16 : 64,
+  resumeTokens: 1000,
 };
 const STAGES = ['rewrite', 'storyboard', 'image_generation', 'video_generation'];
 
@@ -253,6 +257,25 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
           }
         });
     }
+
+    if (name === 'ours' && wanted('resume')) await step(results, `${SIZES.resumeClients} long non-compact resumes at once`, async () => {
+      const admin = new Redis(redis!.url);
+      try {
+        const sent = async () => Number(/^total_net_output_bytes:(\d+)/m.exec(await admin.info('stats'))?.[1]);
+        const redisBefore = await sent();
+        resetPeakRss(server.pid);
+        const rssBefore = rssBytes(server.pid);
+        const r = await loadgen.call<ResumeResult>({
+          cmd: 'resume', project: 'resume', stage: 'rewrite', path: stagePath('resume', 'rewrite'), tokens: SIZES.resumeTokens, pieceBytes: 20, clients: SIZES.resumeClients,
+        });
+        // What Redis sent includes the publishing (small) and the subscriber's copies (none: nobody watched live).
+        results.resume = { ...r, redisBytes: (await sent()) - redisBefore, rssBefore, rssPeak: peakRssBytes(server.pid) };
+        const mib = (v: number) => (v / 1024 / 1024).toFixed(0);
+        log(`    ${r.completed}/${r.clients} got the whole answer (${r.resets} a reset, ${r.dropped} dropped), ${mib(r.bytes)} MiB to clients, ${mib(results.resume.redisBytes)} MiB from Redis, ${(r.ms / 1000).toFixed(1)} s; server RSS ${mib(rssBefore)} -> peak ${mib(results.resume.rssPeak)} MiB`);
+      } finally {
+        await admin.quit();
+      }
+    });
 
     if (wanted('churn')) await step(results, 'connection churn', async () => {
       const path = stagePath('churn', 'rewrite');

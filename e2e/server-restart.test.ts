@@ -127,7 +127,7 @@ describe('the authenticated stream on a server without SSE_AUTH_SECRET', () => {
     await page.waitForSelector('#auth-status[data-tone="bad"]');
     const notice = (await page.textContent('#auth-status')) ?? '';
     assert.match(notice, /Set SSE_AUTH_SECRET on the server/, "the server's own message");
-    assert.match(notice, /SSE_AUTH_SECRET=dev-secret npm start/);
+    assert.match(notice, /SSE_AUTH_SECRET=dev-secret-at-least-32-bytes-long npm start/);
     assert.equal(await page.getAttribute('#state-auth', 'data-state'), 'closed');
   });
 });

@@ -1,5 +1,5 @@
 /** Reads CPU time and resident memory of processes from /proc (Linux only). */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100;
 
@@ -23,6 +23,26 @@ export function rssBytes(pid: number): number {
     return match ? Number(match[1]) * 1024 : 0;
   } catch {
     return 0;
+  }
+}
+
+/** Peak resident set size (VmHWM) in bytes since the process started or since resetPeakRss(); 0 when it is gone. */
+export function peakRssBytes(pid: number): number {
+  try {
+    const match = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Resets a process's peak RSS to its current RSS (Linux 4.0+); returns false where the kernel refuses. */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -69,6 +69,7 @@ export type Command =
     }
   | { id: number; cmd: 'churn'; path: string; concurrency: number; durationMs: number }
   | { id: number; cmd: 'tokens'; project: string; stage: string; path: string; tokens: number }
+  | { id: number; cmd: 'resume'; project: string; stage: string; path: string; tokens: number; pieceBytes: number; clients: number }
   | { id: number; cmd: 'renderStart'; url: string; chromium: string }
   | { id: number; cmd: 'renderFinish'; tokens: number }
   | { id: number; cmd: 'exit' };
@@ -110,6 +111,22 @@ export interface TokensResult {
   clientCpuMs: number;
   /** The rebuilt text equals the published text. */
   textOk: boolean;
+  ms: number;
+}
+
+/** Many non-compact clients resuming one long answer from its first token, all at once. */
+export interface ResumeResult {
+  clients: number;
+  tokens: number;
+  /** Clients that received the answer's `done` (the end of the log). */
+  completed: number;
+  /** Clients sent a `reset` (the current state) instead of the replay. */
+  resets: number;
+  /** Clients whose stream ended before it (dropped, e.g. as slow consumers). */
+  dropped: number;
+  /** Bytes all clients received. */
+  bytes: number;
+  /** From the first request to the last client done or dropped. */
   ms: number;
 }
 

@@ -1,7 +1,7 @@
 /** The bench report: the table with ratios (printed and in markdown), the issue's targets checked, an SVG bar chart. */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ChurnResult, OpenResult, RenderResult, SearchResult, TokensResult, TrialResult } from './protocol.js';
+import type { ChurnResult, OpenResult, RenderResult, ResumeResult, SearchResult, TokensResult, TrialResult } from './protocol.js';
 import { ROOT } from './targets.js';
 
 export type TargetName = 'ours' | 'nchan' | 'naive';
@@ -22,6 +22,8 @@ export interface TargetResults {
   tokens?: TokensResult;
   tokensCompact?: TokensResult;
   churn?: ChurnResult;
+  /** The long-resume scenario, with what Redis sent meanwhile and the server's RSS before and at its peak. */
+  resume?: ResumeResult & { redisBytes: number; rssBefore: number; rssPeak: number };
   render?: RenderResult;
   /** The live load generator while running; removed before the report. */
   loadgen?: { call(command: { cmd: 'closeAll' }): Promise<unknown> } | undefined;
@@ -251,6 +253,11 @@ function details(run: BenchRun): string {
       const cpu = t.churn.targetCpu.map((c, i) => `${t.pidLabels?.[i]} ${Math.round(c * 100)}%`).join(', ');
       out.push(`**Churn**: ${int(t.churn.cycles)} opens+closes (${t.churn.failed} failed${t.churn.firstError ? `: ${t.churn.firstError}` : ''}), ${int(t.churn.perSec)}/s; loadgen CPU ${Math.round(t.churn.loadgenCpu * 100)}%, ${cpu}, other ${Math.round(t.churn.otherCpu * 100)}%`);
     }
+    if (t.resume) {
+      const r = t.resume;
+      const mib = (v: number) => (v / 1024 / 1024).toFixed(0);
+      out.push(`**Long resume**: ${r.clients} non-compact clients resume a ${n(r.tokens)}-token answer from its first token at once: ${r.completed} got all of it, ${r.resets} a reset instead, ${r.dropped} dropped; ${mib(r.bytes)} MiB to the clients, ${mib(r.redisBytes)} MiB from Redis, in ${(r.ms / 1000).toFixed(1)} s; server RSS ${mib(r.rssBefore)} MiB before, ${mib(r.rssPeak)} MiB at the peak`);
+    }
     if (t.errors.length) out.push(`**Errors**: ${t.errors.join('; ')}`);
   }
   return out.join('\n\n');
@@ -332,6 +339,7 @@ ${skipped.length ? `\n${skipped.join('\n')}\n` : ''}
 - Idle memory: the first scenario, on a fresh process, after a warm-up of 200 connections opened and closed: RSS of the target's processes (server and its Redis; nginx's worker) before and 3 s after opening the connections, divided by their number. The sandbox's open-files limit (${run.nofile ?? '?'}) caps the naive peer, which needs two descriptors per client, below the others' N.
 - Tokens: ${n(run.sizes.tokens)} tokens published with \`full_text\` as the original format has it, one client; every byte its socket received is counted. Client CPU: the captured bytes replayed through de-chunking, eventsource-parser and JSON.parse (best of 3).
 - Render: a page with the kit's single-file build (\`scripts/build-client.mjs\`) and one \`<sse-stream-viewer>\` (which asks for compact events) in headless Chromium, alone on core ${run.placement.loadgen}; \`bench/token-publisher.ts\` publishes the tokens with \`full_text\` as fast as Redis takes them from core ${run.placement.server}. Long tasks come from the page's \`PerformanceObserver('longtask')\`, frame gaps from a \`requestAnimationFrame\` loop.
+- Long resume (ours only): an answer of ${n(run.sizes.resumeTokens as number)} tokens of 20 bytes, each with \`full_text\` (about 10 MB of log), then ${run.sizes.resumeClients as number} plain GETs at once with \`Last-Event-ID\` of its first token, as browsers' EventSources reconnecting, each reading at full speed until its \`done\`. Redis's bytes are its \`total_net_output_bytes\`; the server's peak is its VmHWM, reset just before.
 - Churn: ${run.sizes.churnConcurrency as number} concurrent clients each open a stream, wait for it to be subscribed (our \`connected\` event; nchan's response head), and close it, for ${(run.sizes.churnMs as number) / 1000} s; one other viewer stays on the stage.
 
 ## Details

@@ -24,6 +24,8 @@ export interface ConnectionSpec {
   localAddress?: string;
   /** When the stream counts as subscribed: our `connected` event, or (nchan) the response headers. */
   readyOn: ReadyOn;
+  /** More request headers, e.g. `Last-Event-ID` for a resume. */
+  headers?: Record<string, string>;
 }
 
 /** What every connection of a run adds to: shared, so the hot path touches no per-run map. */
@@ -89,8 +91,9 @@ export class SseConnection {
       },
     });
     this.#socket.on('connect', () => {
+      const extra = Object.entries(spec.headers ?? {}).map(([name, value]) => `${name}: ${value}\r\n`).join('');
       this.#socket.write(
-        `GET ${spec.path} HTTP/1.1\r\nHost: 127.0.0.1:${spec.port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n`,
+        `GET ${spec.path} HTTP/1.1\r\nHost: 127.0.0.1:${spec.port}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n${extra}\r\n`,
       );
     });
     this.#socket.on('error', () => {});

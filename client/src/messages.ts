@@ -78,14 +78,15 @@ export interface ConnectedMessage {
 }
 
 /**
- * Sent instead of a replay when the requested `Last-Event-ID` is no longer (or never was) in the replay log.
+ * Sent instead of a replay when the requested `Last-Event-ID` is no longer (`expired`) or never was (`unknown_id`)
+ * in the replay log, or instead of the rest of a replay longer than the server's caps (`too_long`).
  * `stages` maps each stage to the latest message of each type the log knows, so a viewer can redraw its state.
  */
 export interface ResetMessage {
   type: 'reset';
   project_id: string;
   stage: string | null;
-  reason: 'unknown_id' | 'expired';
+  reason: 'unknown_id' | 'expired' | 'too_long';
   stages: Record<string, Partial<Record<StageMessageType, StageMessage>>>;
   timestamp: number;
   [extra: string]: unknown;

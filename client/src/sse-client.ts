@@ -45,6 +45,8 @@ export const DisconnectReason = {
   offline: 'offline',
   /** One event grew beyond `maxEventChars` without ending. */
   protocol: 'protocol',
+  /** The server ended the stream because its token expired (`token_expired`): the client asks for a new token and resumes at once. */
+  tokenExpired: 'token_expired',
 } as const;
 export type DisconnectReason = (typeof DisconnectReason)[keyof typeof DisconnectReason];
 
@@ -434,6 +436,8 @@ export class SSEClient {
     this.#emit('message', { type, data, id: event.id } satisfies StreamEvent);
     if (generation !== this.#generation) return;
     if (type === 'done' && this.#options.closeOnDone && this.stageName) this.#close({ reason: DisconnectReason.done });
+    // No backoff: the token source is asked again, and the Last-Event-ID resume leaves no gap.
+    else if (type === 'token_expired') this.#fail({ reason: DisconnectReason.tokenExpired }, 0);
   }
 
   /**

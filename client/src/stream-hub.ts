@@ -13,10 +13,22 @@ export type HubListener = (event: HubEvent) => void;
 const STAGE_MESSAGES: readonly StageMessageType[] = ['token', 'stage_update', 'progress', 'done', 'error'];
 const FORWARDED: ReadonlyArray<keyof SSEClientEventMap> = [...STAGE_MESSAGES, 'connected', 'reset', 'message', 'disconnected', 'reconnecting', 'state'];
 
+/**
+ * A reset's `stages`, copied into prototype-less objects. Stage names and types come from the network (any worker
+ * can PUBLISH `"stage":"__proto__"`), and on a plain object `snapshot["__proto__"]` is Object.prototype.
+ */
+function prototypeLess(stages: ResetMessage['stages'] | undefined): ResetMessage['stages'] {
+  const copy: ResetMessage['stages'] = Object.create(null);
+  for (const [name, latest] of Object.entries(stages ?? {})) {
+    if (typeof latest === 'object' && latest !== null) copy[name] = Object.assign(Object.create(null), latest);
+  }
+  return copy;
+}
+
 export class StreamHub {
   readonly client: SSEClient;
   readonly #listeners = new Set<HubListener>();
-  #snapshot: ResetMessage['stages'] = {};
+  #snapshot: ResetMessage['stages'] = Object.create(null);
   #retryAt: number | undefined;
   #lastDisconnect: DisconnectedEvent | undefined;
 
@@ -62,7 +74,7 @@ export class StreamHub {
   #forward(event: HubEvent): void {
     switch (event.type) {
       case 'reset':
-        this.#snapshot = event.data.stages ?? {};
+        this.#snapshot = prototypeLess(event.data.stages);
         break;
       case 'reconnecting':
         this.#retryAt = Date.now() + event.data.delayMs;
@@ -76,7 +88,7 @@ export class StreamHub {
       default:
         if ((STAGE_MESSAGES as readonly string[]).includes(event.type)) {
           const message = event.data as StageMessage;
-          if (typeof message?.stage === 'string') (this.#snapshot[message.stage] ??= {})[message.type] = message;
+          if (typeof message?.stage === 'string') (this.#snapshot[message.stage] ??= Object.create(null))[message.type] = message;
         }
     }
     for (const listener of [...this.#listeners]) listener(event);

@@ -80,7 +80,7 @@ export function executeStage(projectId: string, stageName: string, inputData: Re
 
 /** Demo only: ends every open stream of the project, so the clients reconnect and resume. */
 export function cutProject(projectId: string): Promise<{ cut: number }> {
-  return request('POST', `/api/v1/demo/projects/${encodeURIComponent(projectId)}/cut`);
+  return request('POST', `/api/v1/demo/projects/${encodeURIComponent(projectId)}/cut`, {});
 }
 
 /** Demo only: a short-lived token for one project; needs `SSE_AUTH_SECRET` on the server. */

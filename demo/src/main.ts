@@ -292,7 +292,7 @@ byId('auth-connect').addEventListener('click', async () => {
     ]);
   } catch (error) {
     if (error instanceof ApiError && error.code === 'auth_not_configured') {
-      showAuth('bad', [`The server says: ${error.message}`, 'Restart it with a secret to enable the authenticated endpoints:'], 'SSE_AUTH_SECRET=dev-secret npm start');
+      showAuth('bad', [`The server says: ${error.message}`, 'Restart it with a secret to enable the authenticated endpoints:'], 'SSE_AUTH_SECRET=dev-secret-at-least-32-bytes-long npm start');
     } else {
       showAuth('bad', [error instanceof ApiError ? `The server says: ${error.message}` : String(error)]);
     }

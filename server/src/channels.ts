@@ -1,12 +1,34 @@
 /** Channel and key names, and the validation that keeps user input out of them. */
 
+import { InvalidArgumentError } from './broker/errors.js';
+
 /** `project_id` and `stage_name`: no glob characters, no separators, bounded length. */
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
+/**
+ * Names that match {@link ID_PATTERN} but are refused as ids (project ids, stage names, message types, prefixes):
+ * as a key of a plain JavaScript object they reach its internals (`obj.__proto__` is Object.prototype), so a
+ * map keyed by them could rewrite every object of the process. workers/python and publish.lua refuse the same.
+ */
+export const RESERVED_IDS: readonly string[] = Object.freeze(['__proto__', 'constructor', 'prototype']);
+
+/** The id rule in words, for error messages: `project_id must be ${ID_RULE}.` */
+export const ID_RULE = `1-64 characters of A-Z, a-z, 0-9, "_" or "-", and not ${RESERVED_IDS.map((name) => `"${name}"`).join(', ')} (they name an object's internals)`;
+
 export const DEFAULT_PREFIX = 'ai_story';
 
+/** True for a string that matches {@link ID_PATTERN} and is none of the {@link RESERVED_IDS}. */
 export function isValidId(value: unknown): value is string {
-  return typeof value === 'string' && ID_PATTERN.test(value);
+  return typeof value === 'string' && ID_PATTERN.test(value) && !RESERVED_IDS.includes(value);
+}
+
+/**
+ * The `prefix` option of a broker, publisher or subscriber, checked by the id rule: a prefix with separators
+ * (`ai_story:project:victim:stage:x#`) would put a worker's keys and channels inside another project's.
+ */
+export function checkPrefix(prefix: unknown): string {
+  if (!isValidId(prefix)) throw new InvalidArgumentError('prefix', `${JSON.stringify(prefix)} must be ${ID_RULE}`);
+  return prefix;
 }
 
 export function stageChannel(prefix: string, projectId: string, stage: string): string {

@@ -1,8 +1,10 @@
 /** The server's settings, read from the environment in one place (only the entry point calls this). */
-import { DEFAULT_PREFIX, ID_PATTERN } from './channels.js';
+import { DEFAULT_PREFIX, ID_RULE, isValidId } from './channels.js';
 import { parseClusterNodes, type RedisClusterSettings } from './broker/redis-broker.js';
 
 export interface ServerConfig {
+  /** `NODE_ENV=production`: public streams and the demo default to off. */
+  production: boolean;
   port: number;
   host: string;
   /** Unset: try redis://127.0.0.1:6379, else the embedded broker. Set: use it, never fall back. */
@@ -10,6 +12,19 @@ export interface ServerConfig {
   /** `REDIS_CLUSTER_NODES`: a Redis Cluster instead of one Redis (not with `REDIS_URL`); never falls back either. */
   redisCluster: RedisClusterSettings | undefined;
   authSecret: string | undefined;
+  /** `SSE_AUTH_ISSUER` / `SSE_AUTH_AUDIENCE`: when set, a token's `iss` / `aud` must match. */
+  authIssuer: string | undefined;
+  authAudience: string | undefined;
+  /**
+   * `Host` names the server answers (DNS-rebinding guard), lower case, without port; null: any.
+   * Default: the loopback names when bound to a loopback address, else any. The loopback names are always in a list.
+   */
+  allowedHosts: string[] | null;
+  /** `SSE_METRICS_PORT`: serve `/metrics` on this port only (on `metricsHost`), not on the public one. */
+  metricsPort: number | undefined;
+  metricsHost: string;
+  /** Mock tasks that may run at once; more get 429. */
+  maxDemoTasks: number;
   heartbeatMs: number;
   retryMs: number;
   prefix: string;
@@ -20,9 +35,22 @@ export interface ServerConfig {
   maxStreams: number;
   maxStreamsPerClient: number;
   maxBufferBytes: number;
+  /** A resume replays at most this many log entries / bytes; beyond, it gets the current state (`reset`, `too_long`). */
+  maxReplayEntries: number;
+  maxReplayBytes: number;
   logMaxLen: number;
   logTtlSeconds: number;
   logLevel: string;
+}
+
+/** The shortest HS256 secret accepted: 32 bytes, the hash's own size (RFC 7518, section 3.2). */
+export const MIN_SECRET_BYTES = 32;
+
+/** Names of a loopback bind, the default `SSE_ALLOWED_HOSTS` there. */
+export const LOOPBACK_HOSTS = ['127.0.0.1', 'localhost', '::1'];
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 export class ConfigError extends Error {
@@ -47,10 +75,35 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
 }
 
+/** `SSE_ALLOWED_HOSTS`: `*` for any, else comma-separated names (ports are ignored: the check is on the name). */
+function allowedHosts(env: Env, host: string): string[] | null {
+  const raw = env.SSE_ALLOWED_HOSTS?.trim();
+  if (raw === undefined || raw === '') return isLoopback(host) ? [...new Set([...LOOPBACK_HOSTS, host])] : null;
+  if (raw === '*') return null;
+  const names = raw.split(',').map((name) => name.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1')).filter(Boolean);
+  for (const name of names) {
+    if (!/^[a-z0-9.:_-]{1,253}$/.test(name)) throw new ConfigError(`SSE_ALLOWED_HOSTS: "${name}" is not a host name (give names without scheme or path, or * for any)`);
+  }
+  if (names.length === 0) throw new ConfigError('SSE_ALLOWED_HOSTS lists no host; give names, or * for any');
+  // The loopback names always pass: a rebinding page's Host is its own name, and local health checks say 127.0.0.1.
+  return [...new Set([...names, ...LOOPBACK_HOSTS])];
+}
+
+function secret(env: Env): string | undefined {
+  const value = env.SSE_AUTH_SECRET || undefined;
+  if (value !== undefined && Buffer.byteLength(value) < MIN_SECRET_BYTES) {
+    throw new ConfigError(
+      `SSE_AUTH_SECRET is ${Buffer.byteLength(value)} bytes; at least ${MIN_SECRET_BYTES} are needed for HS256 (e.g. openssl rand -base64 48)`,
+    );
+  }
+  return value;
+}
+
 export function readConfig(env: Env = process.env): ServerConfig {
   const production = env.NODE_ENV === 'production';
+  const host = env.HOST || '127.0.0.1';
   const prefix = env.CHANNEL_PREFIX || DEFAULT_PREFIX;
-  if (!ID_PATTERN.test(prefix)) throw new ConfigError(`CHANNEL_PREFIX must match ${ID_PATTERN}, got "${prefix}"`);
+  if (!isValidId(prefix)) throw new ConfigError(`CHANNEL_PREFIX must be ${ID_RULE}, got "${prefix}"`);
   let redisCluster: RedisClusterSettings | undefined;
   if (env.REDIS_CLUSTER_NODES) {
     if (env.REDIS_URL) throw new ConfigError('set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a cluster), not both');
@@ -61,19 +114,29 @@ export function readConfig(env: Env = process.env): ServerConfig {
     }
   }
   return {
+    production,
     port: int(env, 'PORT', 8000),
-    host: env.HOST || '127.0.0.1',
+    host,
     redisUrl: env.REDIS_URL || undefined,
     redisCluster,
-    authSecret: env.SSE_AUTH_SECRET || undefined,
+    authSecret: secret(env),
+    authIssuer: env.SSE_AUTH_ISSUER || undefined,
+    authAudience: env.SSE_AUTH_AUDIENCE || undefined,
+    allowedHosts: allowedHosts(env, host),
+    metricsPort: env.SSE_METRICS_PORT ? int(env, 'SSE_METRICS_PORT', 0, 0) : undefined,
+    metricsHost: env.SSE_METRICS_HOST || '127.0.0.1',
+    maxDemoTasks: int(env, 'SSE_MAX_DEMO_TASKS', 16, 1),
     heartbeatMs: int(env, 'SSE_HEARTBEAT_MS', 15_000, 1),
     retryMs: int(env, 'SSE_RETRY_MS', 3_000),
     prefix,
-    publicStreams: bool(env, 'SSE_PUBLIC_STREAMS', true),
+    // Production serves nobody without a token unless told to: public streams and the demo are opt-in there.
+    publicStreams: bool(env, 'SSE_PUBLIC_STREAMS', !production),
     demoEnabled: bool(env, 'SSE_ENABLE_DEMO', !production),
     maxStreams: int(env, 'SSE_MAX_STREAMS', 20_000, 1),
     maxStreamsPerClient: int(env, 'SSE_MAX_STREAMS_PER_CLIENT', 64, 1),
     maxBufferBytes: int(env, 'SSE_MAX_BUFFER_BYTES', 1024 * 1024, 1024),
+    maxReplayEntries: int(env, 'SSE_MAX_REPLAY_ENTRIES', 10_000, 1),
+    maxReplayBytes: int(env, 'SSE_MAX_REPLAY_BYTES', 16 * 1024 * 1024, 1024),
     logMaxLen: int(env, 'SSE_LOG_MAX_LEN', 1000, 1),
     logTtlSeconds: int(env, 'SSE_LOG_TTL_SECONDS', 86_400, 1),
     logLevel: env.LOG_LEVEL || 'info',

@@ -40,7 +40,7 @@ describe('SseMetrics', () => {
     for (const reason of ['client_gone', 'slow_consumer', 'server_shutdown', 'cut', 'broker_error']) {
       assert.equal(sample(text, 'sse_streams_closed_total', { reason }), 0, reason);
     }
-    assert.equal(sample(text, 'sse_resets_sent_total', { reason: 'expired' }), 0);
+    for (const reason of ['expired', 'unknown_id', 'too_long']) assert.equal(sample(text, 'sse_resets_sent_total', { reason }), 0, reason);
     assert.equal(sample(text, 'sse_streams_opened_total', { resumed: 'true' }), 0);
 
     hub.size = 0;

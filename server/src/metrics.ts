@@ -34,9 +34,10 @@ const CLOSE_REASONS = Object.keys({
   server_shutdown: 1,
   cut: 1,
   broker_error: 1,
+  token_expired: 1,
 } satisfies Record<CloseReason, 1>) as CloseReason[];
 
-const RESET_REASONS = ['expired', 'unknown_id'] as const satisfies ReadonlyArray<NonNullable<StreamOpening['reset']>>;
+const RESET_REASONS = ['expired', 'unknown_id', 'too_long'] as const satisfies ReadonlyArray<NonNullable<StreamOpening['reset']>>;
 
 const DEFAULT_LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -47,15 +48,15 @@ const DEFAULT_LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
  * | --- | --- | --- |
  * | `sse_streams_open` | gauge | streams open now |
  * | `sse_streams_opened_total{resumed}` | counter | streams opened; `resumed="true"` when they came with a `Last-Event-ID` |
- * | `sse_streams_closed_total{reason}` | counter | streams closed, by reason (`client_gone`, `slow_consumer`, `server_shutdown`, `cut`, `broker_error`) |
+ * | `sse_streams_closed_total{reason}` | counter | streams closed, by reason (`client_gone`, `slow_consumer`, `server_shutdown`, `cut`, `broker_error`, `token_expired`) |
  * | `sse_events_delivered_total` | counter | events written to clients: live, replayed and held back during a replay |
  * | `sse_messages_received_total` | counter | messages the hub received from the broker (each written once per watching client) |
  * | `sse_replays_served_total` | counter | resumes answered from the replay log |
  * | `sse_replayed_events_total` | counter | events written by those replays |
- * | `sse_resets_sent_total{reason}` | counter | resumes answered with a `reset` (`expired`: trimmed from the log; `unknown_id`: never in it) |
+ * | `sse_resets_sent_total{reason}` | counter | resumes answered with a `reset` (`expired`: trimmed from the log; `unknown_id`: never in it; `too_long`: more to replay than a resume may read) |
  * | `sse_slow_clients_dropped_total` | counter | clients dropped because they could not keep up |
  * | `sse_broker_up{broker}` | gauge | 1 while the broker (`redis` or `memory`) is connected, else 0 |
- * | `sse_broker_subscriptions` | gauge | channels and patterns the hub is subscribed to |
+ * | `sse_broker_subscriptions` | gauge | topics the hub listens to: stage channels, plus projects watched project-wide (on Redis these share one pattern) |
  * | `sse_publish_to_write_lag_seconds` | histogram | from a message's `timestamp` to its write to the clients (clocks of other hosts included) |
  */
 export class SseMetrics {
@@ -78,7 +79,7 @@ export class SseMetrics {
     });
     new Gauge({
       name: `${prefix}broker_subscriptions`,
-      help: 'Channels and patterns the hub is subscribed to on the broker.',
+      help: 'Topics the hub listens to on the broker: stage channels, plus projects watched on all stages.',
       registers,
       collect() {
         this.set(source()?.hub.topicCount ?? 0);
@@ -112,7 +113,7 @@ export class SseMetrics {
     this.#replayed = new Counter({ name: `${prefix}replayed_events_total`, help: 'Events written by replays.', registers });
     this.#resets = new Counter({
       name: `${prefix}resets_sent_total`,
-      help: 'Resumes answered with a reset: expired (trimmed from the log) or unknown_id (never in it).',
+      help: 'Resumes answered with a reset: expired (trimmed from the log), unknown_id (never in it) or too_long (more than a resume may replay).',
       labelNames: ['reason'] as const,
       registers,
     });

@@ -6,6 +6,7 @@ import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'n
 import { Server as NetServer } from 'node:net';
 import polka, { type Polka } from 'polka';
 import type { Broker } from './broker/broker.js';
+import { MIN_SECRET_BYTES } from './config.js';
 import { Hub } from './hub/hub.js';
 import { internalError, mountRoutes, notFound } from './http/routes.js';
 import { SseMetrics } from './metrics.js';
@@ -23,16 +24,26 @@ export interface SseOptions {
   broker: Broker;
   /** HS256 secret of the tokens the authenticated endpoints (`.../stream/`) need; unset, they answer 503. Default unset. */
   authSecret?: string | undefined;
+  /** When set, a token's `iss` claim must equal it (401 otherwise). Default unset. */
+  authIssuer?: string | undefined;
+  /** When set, a token's `aud` claim must include it (401 otherwise). Default unset. */
+  authAudience?: string | undefined;
   /** Serve the unauthenticated stream endpoints; false answers them 403. Default true. */
   publicStreams?: boolean;
   /** Serve `execute_stage` (the mock pipeline) and the demo-only controls. Default false. */
   demoEnabled?: boolean;
+  /** Mock stages that may run at once; `execute_stage` answers 429 beyond it. Default 16. */
+  maxDemoTasks?: number;
   /** Interval of the `: ping` comment lines, in ms. Default 15000. */
   heartbeatMs?: number;
   /** The `retry:` a stream opens with, in ms. Default 3000. */
   retryMs?: number;
   /** Unsent bytes a client may hold before it is dropped as too slow. Default 1 MiB. */
   maxBufferBytes?: number;
+  /** Log entries one resume may replay; beyond, it gets the current state (`reset`, reason `too_long`). Default 10000. */
+  maxReplayEntries?: number;
+  /** Bytes one resume may read from the log; beyond, the same. Default 16 MiB. */
+  maxReplayBytes?: number;
   /** Open streams in this hub; more are answered 503 with `Retry-After`. Default 20000. */
   maxStreams?: number;
   /** Open streams per remote address; more are answered 429. Default 64. */
@@ -72,12 +83,17 @@ export interface SseMount {
  */
 export function mountSse(target: Polka | Server, options: SseOptions): SseMount {
   const { broker, logger } = options;
+  if (options.authSecret !== undefined && Buffer.byteLength(options.authSecret) < MIN_SECRET_BYTES) {
+    throw new TypeError(`mountSse: authSecret is ${Buffer.byteLength(options.authSecret)} bytes; HS256 needs at least ${MIN_SECRET_BYTES}`);
+  }
   const metrics = options.metrics === false ? undefined : (options.metrics ?? new SseMetrics());
   const hub = new Hub({
     broker,
     heartbeatMs: options.heartbeatMs,
     retryMs: options.retryMs,
     maxBufferBytes: options.maxBufferBytes,
+    maxReplayEntries: options.maxReplayEntries,
+    maxReplayBytes: options.maxReplayBytes,
     onStreamLive: metrics && ((_stream, opening) => metrics.streamLive(opening)),
     onMessage: metrics && ((message, written) => metrics.messageWritten(message, written)),
     onStreamClosed: (stream, reason) => {
@@ -97,7 +113,7 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
     },
   });
   metrics?.watch({ hub, broker });
-  const tasks = new TaskRunner(broker, (error, task) => logger?.error({ err: error, ...task }, 'mock stage failed to publish'));
+  const tasks = new TaskRunner(broker, (error, task) => logger?.error({ err: error, ...task }, 'mock stage failed to publish'), options.maxDemoTasks);
 
   const mount = (app: Polka) => {
     mountRoutes(app, {
@@ -105,6 +121,8 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
       broker,
       tasks,
       authSecret: options.authSecret,
+      authIssuer: options.authIssuer,
+      authAudience: options.authAudience,
       publicStreams: options.publicStreams ?? true,
       demoEnabled: options.demoEnabled ?? false,
       maxStreams: options.maxStreams ?? 20_000,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { Broker } from './broker/broker.js';
-import { recorder, uniqueProject } from './broker/broker.contract.js';
+import { recorder, stagesOf, uniqueProject } from './broker/broker.contract.js';
 import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError } from './broker/errors.js';
 import { MemoryBroker } from './broker/memory-broker.js';
 import { RedisBroker } from './broker/redis-broker.js';
@@ -90,6 +90,14 @@ describe('StreamPublisher', () => {
     assert.throws(() => new StreamPublisher({ projectId: 'p', stage: 'x:*', broker }), InvalidArgumentError);
     assert.throws(() => new StreamPublisher({ projectId: 'p', stage: 's', broker, prefix: 'other' }), InvalidArgumentError);
     assert.throws(() => new StreamPublisher({ projectId: 'p', stage: 's', broker, redisUrl: redis.url }), InvalidArgumentError);
+    for (const name of ['__proto__', 'constructor', 'prototype']) {
+      assert.throws(() => new StreamPublisher({ projectId: name, stage: 'rewrite', broker }), InvalidArgumentError, name);
+      assert.throws(() => new StreamPublisher({ projectId: 'p', stage: name, broker }), InvalidArgumentError, name);
+    }
+    // A prefix with separators would land the messages in another project's channels; nothing is opened.
+    for (const prefix of ['ai_story:project:victim:stage:x#', 'a*', '', 'prototype']) {
+      assert.throws(() => new StreamPublisher({ projectId: 'p', stage: 's', redisUrl: redis.url, prefix }), InvalidArgumentError, prefix);
+    }
     const project = uniqueProject();
     const pub = publisher(project);
     const circular: Record<string, unknown> = {};
@@ -107,12 +115,15 @@ describe('StreamPublisher', () => {
       () => pub.publishDone('', circular),
       () => pub.publishError('x', 1.5),
       () => pub.publish('bad type', {}),
+      () => pub.publish('__proto__', {}),
+      () => pub.publish('constructor', {}),
+      () => pub.publish('prototype', {}),
       () => pub.publish('note', { id: '1-0' }),
       () => pub.publish('note', { timestamp: 1 }),
       () => pub.publish('note', { big: 1n }),
     ];
     for (const attempt of attempts) await assert.rejects(attempt(), InvalidArgumentError, attempt.toString());
-    assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: {} });
+    assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: stagesOf() });
   });
 
   it('opens a RedisBroker of its own from redisUrl and closes it on close', async () => {

@@ -5,19 +5,19 @@
 import type { Broker } from './broker/broker.js';
 import { BrokerClosedError, InvalidArgumentError } from './broker/errors.js';
 import { RedisBroker } from './broker/redis-broker.js';
-import { isValidId, stageChannel } from './channels.js';
+import { ID_RULE, checkPrefix, isValidId, stageChannel } from './channels.js';
 import type { StageStatus } from '../../client/src/messages.js';
 
 export interface StreamPublisherOptions {
-  /** Matches `^[A-Za-z0-9_-]{1,64}$`. */
+  /** Follows the id rule (`ID_RULE`): matches `^[A-Za-z0-9_-]{1,64}$` and is not `__proto__`, `constructor` or `prototype`. */
   projectId: string;
-  /** The stage name; matches `^[A-Za-z0-9_-]{1,64}$`. */
+  /** The stage name; follows the id rule, as `projectId`. */
   stage: string;
   /** The broker to publish through; it stays the caller's. Default: a RedisBroker the publisher opens and closes. */
   broker?: Broker;
   /** Redis of the broker the publisher opens. Default `redis://127.0.0.1:6379`. Not allowed with `broker`. */
   redisUrl?: string;
-  /** Channel and key prefix of the broker the publisher opens. Default `ai_story`. With `broker`, must equal its prefix. */
+  /** Channel and key prefix of the broker the publisher opens; follows the id rule. Default `ai_story`. With `broker`, must equal its prefix. */
   prefix?: string;
   /** Replay-log length of the broker the publisher opens. Default 1000. */
   logMaxLen?: number;
@@ -51,8 +51,9 @@ export class StreamPublisher {
   readonly broker: Broker;
 
   constructor(options: StreamPublisherOptions) {
-    if (!isValidId(options.projectId)) throw new InvalidArgumentError('projectId', `${JSON.stringify(options.projectId)} must match ^[A-Za-z0-9_-]{1,64}$`);
-    if (!isValidId(options.stage)) throw new InvalidArgumentError('stage', `${JSON.stringify(options.stage)} must match ^[A-Za-z0-9_-]{1,64}$`);
+    if (!isValidId(options.projectId)) throw new InvalidArgumentError('projectId', `${JSON.stringify(options.projectId)} must be ${ID_RULE}`);
+    if (!isValidId(options.stage)) throw new InvalidArgumentError('stage', `${JSON.stringify(options.stage)} must be ${ID_RULE}`);
+    if (options.prefix !== undefined) checkPrefix(options.prefix);
     if (options.broker && options.redisUrl !== undefined) throw new InvalidArgumentError('redisUrl', 'give either a broker or a redisUrl, not both');
     if (options.broker && options.prefix !== undefined && options.prefix !== options.broker.prefix) {
       throw new InvalidArgumentError('prefix', `${JSON.stringify(options.prefix)} differs from the broker's prefix ${JSON.stringify(options.broker.prefix)}; omit it`);
@@ -102,12 +103,12 @@ export class StreamPublisher {
   }
 
   /**
-   * Any message type (`^[A-Za-z0-9_-]{1,64}$`) with any JSON fields; the publisher adds `type`, `stage`,
+   * Any message type (following the id rule, as `projectId`) with any JSON fields; the publisher adds `type`, `stage`,
    * `project_id` and `timestamp` (seconds, float). Unknown types reach viewers as they are.
    */
   async publish(type: string, fields: Record<string, unknown> = {}): Promise<string> {
     if (this.#closed) throw new BrokerClosedError('publisher');
-    if (!isValidId(type)) throw new InvalidArgumentError('type', `${JSON.stringify(type)} must match ^[A-Za-z0-9_-]{1,64}$`);
+    if (!isValidId(type)) throw new InvalidArgumentError('type', `${JSON.stringify(type)} must be ${ID_RULE}`);
     if (!isPlainObject(fields)) throw new InvalidArgumentError('fields', 'must be a plain object');
     const reserved = RESERVED.find((key) => Object.hasOwn(fields, key));
     if (reserved) throw new InvalidArgumentError('fields', `must not set "${reserved}": the publisher sets it`);

@@ -3,7 +3,7 @@
  * as an argument, so tests run it on a private redis-server or the embedded broker.
  */
 import { existsSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import polka from 'polka';
@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import type { Broker } from './broker/broker.js';
 import type { ServerConfig } from './config.js';
 import type { Hub } from './hub/hub.js';
+import { hostGuard } from './http/host-guard.js';
 import { ErrorCode, HttpError, sendError } from './http/http-error.js';
 import { internalError, notFound } from './http/routes.js';
 import { SseMetrics } from './metrics.js';
@@ -28,6 +29,8 @@ export interface RunningServer {
   metrics: SseMetrics;
   /** The underlying node:http server. */
   server: Server;
+  /** Where `/metrics` is served when `metricsPort` is set (e.g. `http://127.0.0.1:9100/metrics`). */
+  metricsUrl: string | undefined;
   /** Stops accepting, ends open streams (clients reconnect elsewhere), stops mock runs. Does not close the broker. */
   close(): Promise<void>;
 }
@@ -35,31 +38,43 @@ export interface RunningServer {
 export type ServerSettings = Pick<
   ServerConfig,
   'port' | 'host' | 'authSecret' | 'heartbeatMs' | 'retryMs' | 'publicStreams' | 'demoEnabled' | 'maxStreams' | 'maxStreamsPerClient' | 'maxBufferBytes'
->;
+> &
+  Partial<Pick<ServerConfig, 'authIssuer' | 'authAudience' | 'allowedHosts' | 'metricsPort' | 'metricsHost' | 'maxDemoTasks' | 'maxReplayEntries' | 'maxReplayBytes'>>;
 
 export async function startServer(settings: ServerSettings, broker: Broker, log?: Logger, demoDir = DEMO_DIST): Promise<RunningServer> {
   const app = polka({
     onNoMatch: notFound,
     onError: (_error, _req, res) => internalError(res),
   });
+  // Before anything else: a request for another host name (DNS rebinding) gets nothing but a 421.
+  app.use(hostGuard(settings.allowedHosts ?? null));
   // The hub, its routes, /metrics, and a log line per stream opened and closed (see mount.ts).
   const metrics = new SseMetrics();
   const sse = mountSse(app, {
     broker,
     authSecret: settings.authSecret,
+    authIssuer: settings.authIssuer,
+    authAudience: settings.authAudience,
     publicStreams: settings.publicStreams,
     demoEnabled: settings.demoEnabled,
+    maxDemoTasks: settings.maxDemoTasks,
+    // With a metrics port, the public port does not serve them at all.
+    metricsPath: settings.metricsPort === undefined ? '/metrics' : false,
     heartbeatMs: settings.heartbeatMs,
     retryMs: settings.retryMs,
     maxBufferBytes: settings.maxBufferBytes,
+    maxReplayEntries: settings.maxReplayEntries,
+    maxReplayBytes: settings.maxReplayBytes,
     maxStreams: settings.maxStreams,
     maxStreamsPerClient: settings.maxStreamsPerClient,
     logger: log,
     metrics,
   });
 
-  // The demo: the Vite build in demo/dist, under /sse-demo.
-  if (existsSync(demoDir)) {
+  // The demo: the Vite build in demo/dist, under /sse-demo; with the demo off (production), nothing is there.
+  if (!settings.demoEnabled) {
+    app.get('/sse-demo', (_req, res) => sendError(res, new HttpError(404, ErrorCode.disabled, 'The demo is off on this server (NODE_ENV=production).')));
+  } else if (existsSync(demoDir)) {
     const serveDemo = sirv(demoDir, { single: true, dev: false, etag: true });
     app.get('/sse-demo', (req, res) => {
       req.url = '/';
@@ -87,13 +102,33 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
   const { port } = server.address() as AddressInfo;
   const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host;
 
+  // Metrics on a port of their own, for Prometheus on a private network: nothing about the process on the public one.
+  let metricsServer: Server | undefined;
+  let metricsUrl: string | undefined;
+  if (settings.metricsPort !== undefined) {
+    const metricsHost = settings.metricsHost ?? '127.0.0.1';
+    metricsServer = createServer((req, res) => {
+      if ((req.url ?? '').split('?')[0] === '/metrics' && req.method === 'GET') void metrics.handler(req, res);
+      else notFound(req, res);
+    });
+    await new Promise<void>((resolve, reject) => {
+      metricsServer!.once('error', reject);
+      metricsServer!.listen(settings.metricsPort, metricsHost, () => resolve());
+    });
+    const bound = metricsServer.address() as AddressInfo;
+    metricsUrl = `http://${metricsHost.includes(':') ? `[${metricsHost}]` : metricsHost}:${bound.port}/metrics`;
+  }
+
   return {
     url: `http://${host}:${port}`,
     port,
     hub: sse.hub,
     metrics,
     server,
+    metricsUrl,
     async close() {
+      metricsServer?.close();
+      metricsServer?.closeAllConnections();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       await sse.close();
       // Every stream has ended; sockets a client keeps alive (fetch's pool) would hold close() for seconds.

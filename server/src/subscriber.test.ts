@@ -175,4 +175,14 @@ describe('StreamSubscriber', () => {
     assert.throws(() => new StreamSubscriber({ projectId: 'p', broker, maxBuffered: 0 }), InvalidArgumentError);
     assert.throws(() => new StreamSubscriber({ projectId: 'p', broker, redisUrl: redis.url }), InvalidArgumentError);
   });
+
+  it('refuses __proto__, constructor and prototype as project or stage, and a prefix that breaks the id rule, before opening anything', () => {
+    for (const name of ['__proto__', 'constructor', 'prototype']) {
+      assert.throws(() => new StreamSubscriber({ projectId: name, broker }), InvalidArgumentError, name);
+      assert.throws(() => new StreamSubscriber({ projectId: 'p', stage: name, broker }), InvalidArgumentError, name);
+    }
+    for (const prefix of ['ai_story:project:victim:stage:x#', 'a*', '', '__proto__']) {
+      assert.throws(() => new StreamSubscriber({ projectId: 'p', redisUrl: redis.url, prefix }), InvalidArgumentError, prefix);
+    }
+  });
 });

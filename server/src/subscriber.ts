@@ -5,7 +5,7 @@
 import type { Broker, MessageListener, Unsubscribe } from './broker/broker.js';
 import { BrokerClosedError, InvalidArgumentError, SubscriberOverflowError } from './broker/errors.js';
 import { RedisBroker } from './broker/redis-broker.js';
-import { isValidId, projectPattern, stageChannel } from './channels.js';
+import { ID_RULE, checkPrefix, isValidId, projectPattern, stageChannel } from './channels.js';
 import type { StageMessage } from '../../client/src/messages.js';
 
 /**
@@ -34,7 +34,7 @@ export interface StreamSubscriberOptions {
   broker?: Broker;
   /** Redis of the broker the subscriber opens. Default `redis://127.0.0.1:6379`. Not allowed with `broker`. */
   redisUrl?: string;
-  /** Channel prefix of the broker the subscriber opens. Default `ai_story`. With `broker`, must equal its prefix. */
+  /** Channel prefix of the broker the subscriber opens; follows the id rule. Default `ai_story`. With `broker`, must equal its prefix. */
   prefix?: string;
   /**
    * Unread messages held before the subscriber gives up on its reader: it unsubscribes, and `listen()`
@@ -68,10 +68,11 @@ export class StreamSubscriber {
   readonly broker: Broker;
 
   constructor(options: StreamSubscriberOptions) {
-    if (!isValidId(options.projectId)) throw new InvalidArgumentError('projectId', `${JSON.stringify(options.projectId)} must match ^[A-Za-z0-9_-]{1,64}$`);
+    if (!isValidId(options.projectId)) throw new InvalidArgumentError('projectId', `${JSON.stringify(options.projectId)} must be ${ID_RULE}`);
     if (options.stage !== undefined && !isValidId(options.stage)) {
-      throw new InvalidArgumentError('stage', `${JSON.stringify(options.stage)} must match ^[A-Za-z0-9_-]{1,64}$ (omit it for every stage)`);
+      throw new InvalidArgumentError('stage', `${JSON.stringify(options.stage)} must be ${ID_RULE} (omit it for every stage)`);
     }
+    if (options.prefix !== undefined) checkPrefix(options.prefix);
     if (options.broker && options.redisUrl !== undefined) throw new InvalidArgumentError('redisUrl', 'give either a broker or a redisUrl, not both');
     if (options.broker && options.prefix !== undefined && options.prefix !== options.broker.prefix) {
       throw new InvalidArgumentError('prefix', `${JSON.stringify(options.prefix)} differs from the broker's prefix ${JSON.stringify(options.broker.prefix)}; omit it`);

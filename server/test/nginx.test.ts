@@ -53,9 +53,16 @@ async function watch(base: string, projectId: string, stage?: string, headers: R
   return reader;
 }
 
-/** How many streams each server process holds, from its own /healthz. */
+/** How many streams a server process holds, from its own /metrics (which nginx does not pass). */
+async function streamsOf(server: ServerProcess): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const count = /^sse_streams_open (\d+)$/m.exec(text)?.[1];
+  if (count === undefined) throw new Error(`no sse_streams_open in ${server.url}/metrics:\n${text.slice(0, 500)}`);
+  return Number(count);
+}
+
 async function streamsPerServer(): Promise<number[]> {
-  return Promise.all(servers.map(async (server) => Number((await requestJson(`${server.url}/healthz`)).body.streams)));
+  return Promise.all(servers.map(streamsOf));
 }
 
 async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
@@ -186,7 +193,7 @@ describe('nginx in front of two server processes', { skip }, () => {
       await until(() => done, 'the done message, after the resume');
 
       assert.equal(opens, 2, 'one resume');
-      assert.deepEqual((await requestJson(`${servers[1 - holder]!.url}/healthz`)).body.streams, 1, 'the other process holds it now');
+      assert.equal(await streamsOf(servers[1 - holder]!), 1, 'the other process holds it now');
       // Every token once, in order: the full text of token i is " 0 1 ... i".
       const expected: string[] = [];
       for (let i = 0, all = ''; i < total; i++) expected.push((all += ` ${i}`));

@@ -63,6 +63,22 @@ export function nginxConfig(source: string, { port, upstreams, dir }: NginxConfi
   return [`pid ${join(dir, 'nginx.pid')};`, `error_log ${join(dir, 'error.log')} warn;`, text].join('\n');
 }
 
+/**
+ * The environment the header of deploy/nginx.conf exports for the server processes (its `#   export NAME=value`
+ * lines, quotes removed, nothing expanded), so a test starts a process the way the file tells operators to.
+ */
+export function deployEnvironment(source: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of source.split('\n')) {
+    if (!line.startsWith('#')) break;
+    const exported = /^#\s+export\s+(.*)$/.exec(line)?.[1];
+    if (exported === undefined) continue;
+    for (const [, name, value] of exported.matchAll(/([A-Z_][A-Z0-9_]*)=("[^"]*"|\S+)/g)) env[name!] = value!.replace(/^"(.*)"$/, '$1');
+  }
+  if (Object.keys(env).length === 0) throw new Error('deploy/nginx.conf: no `#   export NAME=value` line in its header');
+  return env;
+}
+
 export interface RunningNginx {
   url: string;
   port: number;
@@ -70,6 +86,8 @@ export interface RunningNginx {
   config: string;
   /** nginx's error log and output so far. */
   output(): Promise<string>;
+  /** The access log so far (deploy/nginx.conf's `access_log`, moved into the test's folder). */
+  accessLog(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -104,6 +122,7 @@ export async function startNginx(upstreams: number[], edit: (config: string) => 
     port,
     config,
     output,
+    accessLog: () => readFile(join(dir, 'access.log'), 'utf8').catch(() => ''),
     async close() {
       await stop(child);
       await rm(dir, { recursive: true, force: true });

@@ -36,8 +36,12 @@ import redis
 
 __all__ = ["RedisStreamPublisher", "DEFAULT_LUA_PATH", "STATUSES", "stage_channel", "log_key", "state_key"]
 
-#: ``project_id``, ``stage_name`` and message types: no glob characters, no separators, bounded length.
+#: ``project_id``, ``stage_name``, message types and the prefix: no glob characters, no separators, bounded length.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+#: Names that match :data:`ID_PATTERN` but are refused as ids: as keys of a JavaScript object (the hub's and the
+#: browsers' maps of stages and types) they name the object's internals. RESERVED_IDS of server/src/channels.ts.
+RESERVED_IDS = ("__proto__", "constructor", "prototype")
 
 #: Values of ``stage_update.status``.
 STATUSES = ("pending", "processing", "completed", "failed")
@@ -70,10 +74,10 @@ def state_key(prefix: str, project_id: str) -> str:
 class RedisStreamPublisher:
     """Publishes the messages of one stage of one project. Use it as a context manager, or call ``close()``.
 
-    :param project_id: matches ``^[A-Za-z0-9_-]{1,64}$``.
-    :param stage_name: matches ``^[A-Za-z0-9_-]{1,64}$``.
+    :param project_id: matches ``^[A-Za-z0-9_-]{1,64}$`` and is none of :data:`RESERVED_IDS`.
+    :param stage_name: matches ``^[A-Za-z0-9_-]{1,64}$`` and is none of :data:`RESERVED_IDS`.
     :param redis_url: the Redis the SSE hub reads.
-    :param prefix: first part of every key and channel name (the hub's ``CHANNEL_PREFIX``).
+    :param prefix: first part of every key and channel name (the hub's ``CHANNEL_PREFIX``); follows the id rule.
     :param log_maxlen: entries kept in the project's replay log.
     :param log_ttl: seconds the replay log and state of the project live after its last message.
     :param client: a ``redis.Redis`` (or ``redis.cluster.RedisCluster``) to use instead of opening one; it stays
@@ -101,6 +105,7 @@ class RedisStreamPublisher:
     ) -> None:
         _check_id("project_id", project_id)
         _check_id("stage_name", stage_name)
+        _check_id("prefix", prefix)
         _check_count("log_maxlen", log_maxlen)
         _check_count("log_ttl", log_ttl)
         self.project_id = project_id
@@ -219,8 +224,11 @@ def _cluster_class():
 
 
 def _check_id(name: str, value: Any) -> None:
-    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise ValueError(f"{name}: {value!r} must match ^[A-Za-z0-9_-]{{1,64}}$")
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value) or value in RESERVED_IDS:
+        raise ValueError(
+            f"{name}: {value!r} must be 1-64 characters of A-Z, a-z, 0-9, \"_\" or \"-\", and not "
+            '"__proto__", "constructor", "prototype" (they name an object\'s internals)'
+        )
 
 
 def _check_count(name: str, value: Any) -> None:

@@ -13,7 +13,7 @@ import unittest
 
 import redis
 
-from ai_story_stream import DEFAULT_LUA_PATH, RedisStreamPublisher, log_key, stage_channel, state_key
+from ai_story_stream import DEFAULT_LUA_PATH, RESERVED_IDS, RedisStreamPublisher, log_key, stage_channel, state_key
 
 URL = os.environ.get("AI_STORY_TEST_REDIS_URL")
 _projects = itertools.count()
@@ -108,6 +108,31 @@ class RedisStreamPublisherTest(unittest.TestCase):
                 with self.assertRaises(ValueError):
                     attempt()
         self.assertEqual(self.redis.exists(publisher.log_key), 0)
+
+    def test_refuses_names_of_an_objects_internals_and_a_prefix_that_breaks_the_id_rule(self):
+        for name in RESERVED_IDS:
+            with self.assertRaises(ValueError):
+                RedisStreamPublisher(name, "rewrite", redis_url=URL)
+            with self.assertRaises(ValueError):
+                RedisStreamPublisher(self.project, name, redis_url=URL)
+        # A prefix with separators would land the messages in another project's channels and keys.
+        for prefix in ("ai_story:project:victim:stage:x#", "a*", "", "__proto__", None):
+            with self.assertRaises(ValueError):
+                RedisStreamPublisher(self.project, "rewrite", redis_url=URL, prefix=prefix)
+        with RedisStreamPublisher(self.project, "rewrite", redis_url=URL) as publisher:
+            for name in RESERVED_IDS:
+                with self.assertRaisesRegex(ValueError, "object's internals"):
+                    publisher.publish(name)
+        self.assertEqual(self.redis.exists(publisher.log_key, publisher.state_key), 0)
+
+    def test_publish_lua_refuses_a_reserved_stage_or_type_from_a_publisher_that_skips_the_checks(self):
+        script = self.redis.register_script(DEFAULT_LUA_PATH.read_text(encoding="utf-8"))
+        keys = [log_key("ai_story", self.project), state_key("ai_story", self.project)]
+        for stage, message_type in (("__proto__", "token"), ("prototype", "token"), ("rewrite", "constructor"), ("rewrite", "__proto__")):
+            channel = stage_channel("ai_story", self.project, stage)
+            with self.assertRaisesRegex(redis.exceptions.ResponseError, "publish.lua: .*object's internals"):
+                script(keys=keys, args=[channel, stage, message_type, '{"type":"token"}', 10, 60])
+        self.assertEqual(self.redis.exists(*keys), 0)
 
     def test_raises_instead_of_dropping_when_redis_is_unreachable(self):
         with socket.socket() as probe:

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import type { Broker } from './broker.js';
+import type { Broker, Snapshot } from './broker.js';
 import { BrokerClosedError, InvalidArgumentError } from './errors.js';
 import { compareLogIds, isLogId } from './log-id.js';
 import { projectPattern, stageChannel } from '../channels.js';
@@ -53,6 +53,13 @@ let counter = 0;
 /** A project id no other test uses. */
 export function uniqueProject(): string {
   return `p${process.pid}-${Date.now().toString(36)}-${++counter}`;
+}
+
+/** A snapshot's `stages` as every broker builds them: prototype-less at both levels (strict deepEqual compares prototypes). */
+export function stagesOf(stages: Record<string, Record<string, string>> = {}): Snapshot['stages'] {
+  const result: Snapshot['stages'] = Object.create(null);
+  for (const [stage, byType] of Object.entries(stages)) result[stage] = Object.assign(Object.create(null), byType);
+  return result;
 }
 
 function message(type: string, stage: string, projectId: string, fields: Record<string, unknown> = {}): string {
@@ -180,7 +187,55 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const broker = await create();
       const project = uniqueProject();
       const id = await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
-      assert.deepEqual(await broker.replay(project, id), { covered: true, entries: [] });
+      assert.deepEqual(await broker.replay(project, id), { covered: true, entries: [], more: false });
+    });
+
+    it('replays a long log in pages, each after the last id of the one before, with more while a page is full', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const ids: string[] = [];
+      for (let i = 0; i < 8; i++) ids.push(await broker.publish(project, i % 2 ? 'a' : 'b', message('token', i % 2 ? 'a' : 'b', project, { n: i })));
+      const whole = await broker.replay(project, ids[0]!);
+      assert.deepEqual([whole.covered, whole.more, whole.entries.map((e) => e.id)], [true, false, ids.slice(1)]);
+      const pages: { ids: string[]; more: boolean }[] = [];
+      for (let after = ids[0]!, more = true; more; ) {
+        const page = await broker.replay(project, after, { limit: 3 });
+        assert.equal(page.covered, true);
+        pages.push({ ids: page.entries.map((e) => e.id), more: page.more });
+        ({ more } = page);
+        after = page.entries.at(-1)?.id ?? after;
+      }
+      assert.deepEqual(pages, [
+        { ids: ids.slice(1, 4), more: true },
+        { ids: ids.slice(4, 7), more: true },
+        { ids: ids.slice(7), more: false },
+      ]);
+      assert.deepEqual(pages.flatMap((page) => page.ids), whole.entries.map((e) => e.id));
+      // A page that ends exactly at the newest entry is full: the next one is empty and ends the replay.
+      assert.equal((await broker.replay(project, ids[4]!, { limit: 3 })).more, true);
+      assert.deepEqual(await broker.replay(project, ids[7]!, { limit: 3 }), { covered: true, entries: [], more: false });
+    });
+
+    it('does not cover a page after an id trimmed since the page before: the gap is seen, not skipped', async () => {
+      const broker = await create({ logMaxLen: 5 });
+      const project = uniqueProject();
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push(await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { n: i })));
+      const first = await broker.replay(project, ids[0]!, { limit: 2 });
+      assert.deepEqual([first.covered, first.more, first.entries.map((e) => e.id)], [true, true, ids.slice(1, 3)]);
+      // Three more trim ids[0..2]: the next page's afterId, ids[2], is gone, although what follows it is still there.
+      for (let i = 5; i < 8; i++) ids.push(await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { n: i })));
+      assert.deepEqual(await broker.replay(project, ids[2]!, { limit: 2 }), { covered: false, entries: [], more: false });
+      assert.equal((await broker.replay(project, ids[3]!, { limit: 2 })).covered, true);
+    });
+
+    it('refuses a replay limit that is not a positive integer', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const id = await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      for (const limit of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+        await assert.rejects(broker.replay(project, id, { limit }), InvalidArgumentError, String(limit));
+      }
     });
 
     it('replay after a malformed id is not covered', async () => {
@@ -188,7 +243,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const project = uniqueProject();
       await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
       for (const bad of ['', 'abc', '1-', '-1', '1', '1-2-3', ' 1-0', '1-0 ', '18446744073709551616-0', '0-1; FLUSHALL', '+', '-', '(1-0']) {
-        assert.deepEqual(await broker.replay(project, bad), { covered: false, entries: [] }, JSON.stringify(bad));
+        assert.deepEqual(await broker.replay(project, bad), { covered: false, entries: [], more: false }, JSON.stringify(bad));
       }
     });
 
@@ -202,7 +257,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       assert.equal((await broker.replay(project, `${ms + 1000n}-0`)).covered, false);
       assert.equal((await broker.replay(uniqueProject(), id)).covered, false);
       assert.equal((await broker.replay('not a project*', id)).covered, false);
-      assert.deepEqual(await broker.snapshot('not a project*'), { lastId: null, stages: {} });
+      assert.deepEqual(await broker.snapshot('not a project*'), { lastId: null, stages: stagesOf() });
     });
 
     it('caps the log at logMaxLen entries: a trimmed id is not covered, the oldest kept one is', async () => {
@@ -225,7 +280,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       assert.equal((await broker.replay(project, id)).covered, true);
       await harness().expire(broker, project);
       assert.equal((await broker.replay(project, id)).covered, false);
-      assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: {} });
+      assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: stagesOf() });
     });
 
     it('snapshots the latest message of each stage and type, with the newest id', async () => {
@@ -241,13 +296,13 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const [, update, token, progress] = rec.payloads();
       assert.deepEqual(await broker.snapshot(project), {
         lastId: last,
-        stages: { rewrite: { token, stage_update: update }, image_generation: { progress } },
+        stages: stagesOf({ rewrite: { token: token!, stage_update: update! }, image_generation: { progress: progress! } }),
       });
     });
 
     it('snapshots a project without a log as empty, with a null id', async () => {
       const broker = await create();
-      assert.deepEqual(await broker.snapshot(uniqueProject()), { lastId: null, stages: {} });
+      assert.deepEqual(await broker.snapshot(uniqueProject()), { lastId: null, stages: stagesOf() });
     });
 
     it('delivers publishRaw payloads as they are, to channel and pattern subscribers, and logs nothing', async () => {
@@ -265,7 +320,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       await byPattern.waitFor(2);
       assert.deepEqual(byChannel.payloads(), ['not json\ndata: injected', foreign]);
       assert.deepEqual(byPattern.payloads(), ['not json\ndata: injected', foreign]);
-      assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: {} });
+      assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: stagesOf() });
     });
 
     it('keeps delivering to the remaining listener when one of two leaves', async () => {
@@ -363,10 +418,18 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
         [project, 'rewrite', '["token"]'],
         [project, 'rewrite', '{"type":'],
         [project, 'rewrite', '{"id":"1-0","type":"token"}'],
+        // Names of an object's internals: as keys of a snapshot they would rewrite every object of the process.
+        ['__proto__', 'rewrite', ok],
+        ['constructor', 'rewrite', ok],
+        [project, '__proto__', ok],
+        [project, 'prototype', ok],
+        [project, 'rewrite', message('__proto__', 'rewrite', project)],
+        [project, 'rewrite', message('constructor', 'rewrite', project)],
+        [project, 'rewrite', message('prototype', 'rewrite', project)],
       ] as const) {
         await assert.rejects(broker.publish(projectId, stage, text), InvalidArgumentError, `${projectId} ${stage} ${text}`);
       }
-      assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: {} });
+      assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: stagesOf() });
     });
 
     it('answers ping and is healthy while open; after close it rejects every call with BrokerClosedError', async () => {

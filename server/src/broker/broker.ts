@@ -13,19 +13,34 @@ export interface LogEntry {
   data: string;
 }
 
+/** What one {@link Broker.replay} call reads. */
+export interface ReplayOptions {
+  /** The most entries to return: one page of the log. A positive integer; default 1000. */
+  limit?: number;
+}
+
 export interface ReplayResult {
   /**
-   * True when `afterId` is still in the log, so `entries` is everything after it with no gap.
+   * True when `afterId` is still in the log, so `entries` is what follows it with no gap.
    * False when it was trimmed or expired, or never existed: the caller must reset the client.
    */
   covered: boolean;
+  /** The entries after `afterId`, oldest first: at most `limit`. Empty when not covered. */
   entries: LogEntry[];
+  /**
+   * True when the page is full (`limit` entries): the log may hold more, read them with the last entry's id as
+   * `afterId`. False when the page reached the end of the log as it was when read.
+   */
+  more: boolean;
 }
 
 export interface Snapshot {
   /** Id of the newest log entry, or null when the project has no log. */
   lastId: string | null;
-  /** stage -> message type -> the latest message JSON of that type (with id). */
+  /**
+   * stage -> message type -> the latest message JSON of that type (with id). Both levels are prototype-less
+   * objects (`Object.create(null)`): the names come from the broker, so no name reaches an object's internals.
+   */
   stages: Record<string, Record<string, string>>;
 }
 
@@ -48,8 +63,17 @@ export interface Broker {
   /** A plain PUBLISH, as a foreign worker does it: no log, no id. */
   publishRaw(channel: string, payload: string): Promise<void>;
 
-  /** Log entries after `afterId`, oldest first. See {@link ReplayResult.covered}. */
-  replay(projectId: string, afterId: string): Promise<ReplayResult>;
+  /**
+   * One page of the log entries after `afterId`, oldest first, read in one atomic step with the check that
+   * `afterId` is still there (see {@link ReplayResult}). A long log is read page by page, each page after the
+   * last id of the one before: a page whose `afterId` was trimmed meanwhile is not covered, so no gap goes unseen.
+   *
+   * A page that is not full (`more: false`) is in step with live delivery: by the time it resolves, every
+   * message logged before it was read has been handed to the listeners subscribed then. So a caller that
+   * subscribed first, then read up to such a page, holds every message once, from the log or live.
+   * Throws InvalidArgumentError (errors.ts) for a `limit` that is not a positive integer.
+   */
+  replay(projectId: string, afterId: string, options?: ReplayOptions): Promise<ReplayResult>;
 
   /** The latest state of each stage, read in one atomic step with the newest id. */
   snapshot(projectId: string): Promise<Snapshot>;

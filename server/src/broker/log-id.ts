@@ -3,7 +3,7 @@
  * Shared by both brokers so that their ids, and the id-ful message text, are identical.
  */
 import { InvalidArgumentError } from './errors.js';
-import { isValidId } from '../channels.js';
+import { ID_RULE, RESERVED_IDS, isValidId } from '../channels.js';
 
 /** Syntax of a stream id. Both parts are unsigned 64-bit integers in Redis. */
 const LOG_ID_PATTERN = /^(\d{1,20})-(\d{1,20})$/;
@@ -53,8 +53,8 @@ export function withId(message: string, id: string): string {
  * The message must be a JSON object text, starting with `{`, without an `id` field.
  */
 export function checkPublishArguments(projectId: string, stage: string, message: string): string {
-  if (!isValidId(projectId)) throw new InvalidArgumentError('projectId', `${JSON.stringify(projectId)} must match ^[A-Za-z0-9_-]{1,64}$`);
-  if (!isValidId(stage)) throw new InvalidArgumentError('stage', `${JSON.stringify(stage)} must match ^[A-Za-z0-9_-]{1,64}$`);
+  if (!isValidId(projectId)) throw new InvalidArgumentError('projectId', `${JSON.stringify(projectId)} must be ${ID_RULE}`);
+  if (!isValidId(stage)) throw new InvalidArgumentError('stage', `${JSON.stringify(stage)} must be ${ID_RULE}`);
   if (typeof message !== 'string' || !message.startsWith('{')) {
     throw new InvalidArgumentError('message', 'must be a JSON object text starting with "{" (no leading whitespace)');
   }
@@ -67,9 +67,25 @@ export function checkPublishArguments(projectId: string, stage: string, message:
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new InvalidArgumentError('message', 'must be a JSON object');
   }
-  if ('id' in parsed) throw new InvalidArgumentError('message', 'must not carry an "id" field: the broker assigns it');
-  const type = (parsed as { type?: unknown }).type;
+  // Own fields only: what the JSON says, whatever Object.prototype holds.
+  const fields = parsed as Record<string, unknown>;
+  if (Object.hasOwn(fields, 'id')) throw new InvalidArgumentError('message', 'must not carry an "id" field: the broker assigns it');
+  const type = Object.hasOwn(fields, 'type') ? fields.type : undefined;
+  // The type names a field of the state hash, and so a key of every snapshot built from it.
+  if (typeof type === 'string' && RESERVED_IDS.includes(type)) {
+    throw new InvalidArgumentError('message', `must not have the type ${JSON.stringify(type)}: ${RESERVED_IDS.map((name) => `"${name}"`).join(', ')} name an object's internals`);
+  }
   return typeof type === 'string' ? type : 'message';
+}
+
+/** Entries one `Broker.replay` call returns when the caller gives no `limit`. */
+export const DEFAULT_REPLAY_LIMIT = 1000;
+
+/** Checks the `limit` `Broker.replay` receives and returns it, or the default. */
+export function checkReplayLimit(limit: number | undefined): number {
+  if (limit === undefined) return DEFAULT_REPLAY_LIMIT;
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new InvalidArgumentError('limit', `${String(limit)} must be a positive integer`);
+  return limit;
 }
 
 function fail(name: string, value: string): never {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Broker } from './broker.js';
 import { brokerContract, recorder, uniqueProject } from './broker.contract.js';
+import { InvalidArgumentError } from './errors.js';
 import { compareLogIds } from './log-id.js';
 import { MemoryBroker, globToRegExp } from './memory-broker.js';
 import { stageChannel } from '../channels.js';
@@ -22,6 +23,24 @@ brokerContract('MemoryBroker', () => ({
 }));
 
 describe('MemoryBroker', () => {
+  it('refuses a prefix that breaks the id rule: separators, globs, nothing, or a name of an object’s internals', () => {
+    for (const prefix of ['ai_story:project:victim:stage:x#', 'a*', '', '__proto__', 'constructor', 'prototype']) {
+      assert.throws(() => new MemoryBroker({ prefix }), InvalidArgumentError, prefix);
+    }
+    assert.equal(new MemoryBroker({ prefix: 'other_app' }).prefix, 'other_app');
+  });
+
+  it('reads only a message’s own fields, so an id on Object.prototype cannot stop every publish', async () => {
+    const broker = new MemoryBroker();
+    Object.defineProperty(Object.prototype, 'id', { value: '1-0', configurable: true, writable: true });
+    try {
+      assert.match(await broker.publish('p', 's', '{"type":"token"}'), /^\d+-\d+$/);
+    } finally {
+      Reflect.deleteProperty(Object.prototype, 'id');
+      await broker.close();
+    }
+  });
+
   it('keeps ids increasing when the clock goes back or stands still', async () => {
     let now = 5_000;
     const broker = new MemoryBroker({ now: () => now });

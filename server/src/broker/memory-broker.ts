@@ -2,13 +2,13 @@
  * The in-process twin of RedisBroker, used when no Redis answers and in tests: the same ids, the same
  * capped and expiring replay log, the same state, glob patterns; only this process's publishers reach it.
  */
-import type { Broker, LogEntry, MessageListener, ReplayResult, Snapshot, Unsubscribe } from './broker.js';
+import type { Broker, LogEntry, MessageListener, ReplayOptions, ReplayResult, Snapshot, Unsubscribe } from './broker.js';
 import { BrokerClosedError, InvalidArgumentError } from './errors.js';
-import { checkPublishArguments, isLogId, nextLogId, withId } from './log-id.js';
-import { DEFAULT_PREFIX, stageChannel } from '../channels.js';
+import { checkPublishArguments, checkReplayLimit, isLogId, nextLogId, withId } from './log-id.js';
+import { DEFAULT_PREFIX, checkPrefix, stageChannel } from '../channels.js';
 
 export interface MemoryBrokerOptions {
-  /** First part of every channel name. Default `ai_story`. */
+  /** First part of every channel name; follows the id rule (`ID_RULE` in channels.ts). Default `ai_story`. */
   prefix?: string;
   /** Entries kept in each project's replay log. Default 1000. */
   logMaxLen?: number;
@@ -39,7 +39,7 @@ export class MemoryBroker implements Broker {
   readonly prefix: string;
 
   constructor(options: MemoryBrokerOptions = {}) {
-    this.prefix = options.prefix ?? DEFAULT_PREFIX;
+    this.prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
     this.#logMaxLen = positiveInteger('logMaxLen', options.logMaxLen ?? 1000);
     this.#ttlMs = positiveInteger('logTtlSeconds', options.logTtlSeconds ?? 86_400) * 1000;
     this.#now = options.now ?? Date.now;
@@ -78,21 +78,25 @@ export class MemoryBroker implements Broker {
     this.#deliver(channel, payload);
   }
 
-  async replay(projectId: string, afterId: string): Promise<ReplayResult> {
+  async replay(projectId: string, afterId: string, options: ReplayOptions = {}): Promise<ReplayResult> {
     this.#assertOpen();
+    const limit = checkReplayLimit(options.limit);
     const entries = isLogId(afterId) ? this.#log(projectId, this.#now())?.entries : undefined;
     const index = entries ? entries.findIndex((entry) => entry.id === afterId) : -1;
-    if (!entries || index < 0) return { covered: false, entries: [] };
-    return { covered: true, entries: entries.slice(index + 1).map(({ id, stage, data }) => ({ id, stage, data: withId(data, id) })) };
+    if (!entries || index < 0) return { covered: false, entries: [], more: false };
+    const page = entries.slice(index + 1, index + 1 + limit).map(({ id, stage, data }) => ({ id, stage, data: withId(data, id) }));
+    // "Full", as RedisBroker says it: its XRANGE ... COUNT cannot tell a page that ends the log from one that does not.
+    return { covered: true, entries: page, more: page.length === limit };
   }
 
   async snapshot(projectId: string): Promise<Snapshot> {
     this.#assertOpen();
     const log = this.#log(projectId, this.#now());
-    const stages: Snapshot['stages'] = {};
+    // Prototype-less, as RedisBroker's: a map keyed by names must not reach an object's internals.
+    const stages: Snapshot['stages'] = Object.create(null);
     for (const [field, data] of log?.state ?? []) {
       const bar = field.indexOf('|');
-      (stages[field.slice(0, bar)] ??= {})[field.slice(bar + 1)] = data;
+      (stages[field.slice(0, bar)] ??= Object.create(null))[field.slice(bar + 1)] = data;
     }
     return { lastId: log?.entries.at(-1)?.id ?? null, stages };
   }

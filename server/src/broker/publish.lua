@@ -25,6 +25,12 @@ end
 if not maxlen or maxlen < 1 or maxlen % 1 ~= 0 or not ttl or ttl < 1 or ttl % 1 ~= 0 then
   return redis.error_reply('ERR publish.lua: maxlen and ttl must be positive integers')
 end
+-- The stage and the type name the state-hash field, and so keys of every snapshot built from it: refuse the
+-- names of a JavaScript object's internals, as every publisher does (RESERVED_IDS in server/src/channels.ts).
+local reserved = { ['__proto__'] = true, constructor = true, prototype = true }
+if reserved[ARGV[2]] or reserved[ARGV[3]] then
+  return redis.error_reply('ERR publish.lua: the stage and the type must not be "__proto__", "constructor" or "prototype": they name an object\'s internals')
+end
 maxlen = string.format('%d', maxlen)
 ttl = string.format('%d', ttl)
 

@@ -60,6 +60,10 @@ async function numsub(channel: string): Promise<number> {
   return Number(count);
 }
 
+async function numpat(): Promise<number> {
+  return Number(await admin.call('PUBSUB', 'NUMPAT'));
+}
+
 function message(projectId: string, stage: string, fields: Record<string, unknown> = {}): string {
   return JSON.stringify({ type: 'token', stage, project_id: projectId, timestamp: Date.now() / 1000, ...fields });
 }
@@ -155,7 +159,7 @@ describe('RedisBroker', () => {
     const broker = create();
     await broker.ping();
     await admin.config('RESETSTAT');
-    assert.deepEqual(await broker.replay('p', '1-0 +'), { covered: false, entries: [] });
+    assert.deepEqual(await broker.replay('p', '1-0 +'), { covered: false, entries: [], more: false });
     const stats = (await admin.info('commandstats')) as string;
     assert.doesNotMatch(stats, /cmdstat_(xrange|multi|exec)/);
   });
@@ -194,6 +198,130 @@ describe('RedisBroker', () => {
     } finally {
       await client.quit();
     }
+  });
+
+  describe('project patterns: one PSUBSCRIBE for all projects, routed in the process', () => {
+    it('holds one pattern in Redis for 500 watched projects, delivers to each, and none after the last leaves', async () => {
+      const broker = create();
+      const projects = Array.from({ length: 500 }, () => uniqueProject());
+      const recs = projects.map(() => recorder());
+      // All at once: the ones that join while the shared PSUBSCRIBE is in flight resolve with it, not before.
+      const leaves = await Promise.all(projects.map((project, i) => broker.subscribe(projectPattern(broker.prefix, project), recs[i]!.listener, true)));
+      assert.equal(await numpat(), 1);
+      for (const [i, project] of projects.entries()) await admin.publish(stageChannel(broker.prefix, project, 'rewrite'), `to ${i}`);
+      await Promise.all(recs.map((rec) => rec.waitFor(1)));
+      recs.forEach((rec, i) => assert.deepEqual(rec.heard, [{ payload: `to ${i}`, channel: stageChannel(broker.prefix, projects[i]!, 'rewrite') }]));
+      await Promise.all(leaves.slice(1).map((leave) => leave()));
+      assert.equal(await numpat(), 1, 'one project is still watched');
+      await leaves[0]!();
+      assert.equal(await numpat(), 0);
+    });
+
+    it('keeps projects apart, even ids that are prefixes of one another, and ignores channels of another prefix', async () => {
+      const base = uniqueProject();
+      const [one, twelve, two] = [`${base}1`, `${base}12`, `${base}2`];
+      const broker = create();
+      const other = create({ prefix: 'other_prefix' });
+      const recs = { one: recorder(), twelve: recorder(), two: recorder(), oneStage: recorder(), otherOne: recorder() };
+      await broker.subscribe(projectPattern(broker.prefix, one), recs.one.listener, true);
+      await broker.subscribe(projectPattern(broker.prefix, twelve), recs.twelve.listener, true);
+      await broker.subscribe(projectPattern(broker.prefix, two), recs.two.listener, true);
+      await broker.subscribe(stageChannel(broker.prefix, one, 'rewrite'), recs.oneStage.listener);
+      await other.subscribe(projectPattern(other.prefix, one), recs.otherOne.listener, true);
+      // Channels the shared pattern matches that no project pattern does: an id with a colon, an empty id.
+      await admin.publish(`${broker.prefix}:project:${one}:x:stage:rewrite`, 'not a project channel');
+      await admin.publish(`${broker.prefix}:project::stage:rewrite`, 'no id');
+      await admin.publish(stageChannel(other.prefix, one, 'rewrite'), 'other prefix');
+      await broker.publish(twelve, 'rewrite', message(twelve, 'rewrite'));
+      await admin.publish(stageChannel(broker.prefix, one, 'rewrite'), 'one');
+      await admin.publish(`${stageChannel(broker.prefix, two, 'a')}:stage:b`, 'two, as its own pattern matches it');
+      await recs.one.waitFor(1);
+      await recs.oneStage.waitFor(1);
+      await recs.twelve.waitFor(1);
+      await recs.two.waitFor(1);
+      await recs.otherOne.waitFor(1);
+      // A last message to each: once it arrives, whatever was published before it had its chance.
+      for (const [project, prefix] of [[one, broker.prefix], [twelve, broker.prefix], [two, broker.prefix], [one, other.prefix]] as const) {
+        await admin.publish(stageChannel(prefix, project, 'last'), 'last');
+      }
+      await Promise.all([recs.one.waitFor(2), recs.twelve.waitFor(2), recs.two.waitFor(2), recs.otherOne.waitFor(2)]);
+      assert.deepEqual(recs.one.payloads(), ['one', 'last']);
+      assert.deepEqual(recs.oneStage.payloads(), ['one']);
+      assert.equal(JSON.parse(recs.twelve.payloads()[0]!).project_id, twelve);
+      assert.equal(recs.twelve.heard.length, 2);
+      assert.deepEqual(recs.two.payloads(), ['two, as its own pattern matches it', 'last']);
+      assert.deepEqual(recs.otherOne.payloads(), ['other prefix', 'last']);
+      assert.equal(await numpat(), 2, 'one pattern per prefix');
+    });
+
+    it('ends subscribed when a subscribe races the unsubscribe of the last project listener', async () => {
+      const broker = create();
+      const [first, second] = [uniqueProject(), uniqueProject()];
+      for (const next of [second, first]) {
+        const leave = await broker.subscribe(projectPattern(broker.prefix, first), () => {}, true);
+        const rec = recorder();
+        // The PUNSUBSCRIBE is under way when the PSUBSCRIBE of the next listener is sent.
+        const [, joined] = await Promise.all([leave(), broker.subscribe(projectPattern(broker.prefix, next), rec.listener, true)]);
+        assert.equal(await numpat(), 1);
+        await admin.publish(stageChannel(broker.prefix, next, 'rewrite'), 'still heard');
+        await rec.waitFor(1);
+        await joined();
+        assert.equal(await numpat(), 0);
+      }
+    });
+
+    it('subscribes any other pattern as given, the shared one included, without disturbing the projects', async () => {
+      const broker = create();
+      const project = uniqueProject();
+      const all = recorder();
+      const mine = recorder();
+      const anyProject = `${broker.prefix}:project:*:stage:*`;
+      const leaveAll = await broker.subscribe(anyProject, all.listener, true);
+      const leaveMine = await broker.subscribe(projectPattern(broker.prefix, project), mine.listener, true);
+      await broker.subscribe(projectPattern(broker.prefix, 'a?'), () => {}, true);
+      assert.equal(await numpat(), 2, 'the shared pattern once, and the one that names no valid id');
+      await leaveMine();
+      assert.equal(await numpat(), 2, 'the shared pattern stays while its own listener needs it');
+      await admin.publish(stageChannel(broker.prefix, project, 'rewrite'), 'after');
+      await all.waitFor(1);
+      assert.equal(mine.heard.length, 0);
+      await leaveAll();
+      assert.equal(await numpat(), 1);
+    });
+
+    it('restores the shared pattern after Redis restarts, for the projects still watched', async () => {
+      const broker = create({ commandTimeoutMs: 300 });
+      const [kept, left] = [uniqueProject(), uniqueProject()];
+      const keptRec = recorder();
+      const leftRec = recorder();
+      await broker.subscribe(projectPattern(broker.prefix, kept), keptRec.listener, true);
+      const leave = await broker.subscribe(projectPattern(broker.prefix, left), leftRec.listener, true);
+      await redis.stop();
+      await until(() => !broker.healthy, 'unhealthy');
+      await leave();
+      await redis.restart();
+      await until(() => broker.healthy, 'healthy again');
+      await until(async () => (await numpat()) === 1, 'the shared pattern restored');
+      await admin.publish(stageChannel(broker.prefix, left, 'rewrite'), 'to nobody');
+      await admin.publish(stageChannel(broker.prefix, kept, 'rewrite'), 'after the restart');
+      await keptRec.waitFor(1);
+      assert.deepEqual(keptRec.payloads(), ['after the restart']);
+      assert.equal(leftRec.heard.length, 0);
+    });
+
+    it('does not restore the shared pattern when every project listener left during the outage', async () => {
+      const broker = create({ commandTimeoutMs: 300 });
+      const project = uniqueProject();
+      const channel = stageChannel(broker.prefix, project, 'kept');
+      await broker.subscribe(channel, () => {});
+      const leave = await broker.subscribe(projectPattern(broker.prefix, project), () => {}, true);
+      await redis.stop();
+      await until(() => !broker.healthy, 'unhealthy');
+      await leave();
+      await redis.restart();
+      await until(async () => broker.healthy && (await numsub(channel)) === 1, 'the channel restored');
+      assert.equal(await numpat(), 0);
+    });
   });
 
   describe('when Redis goes down and comes back', () => {

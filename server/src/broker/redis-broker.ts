@@ -6,10 +6,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Cluster, Redis, ReplyError, type ChainableCommander, type ClusterOptions, type RedisOptions } from 'ioredis';
-import type { Broker, LogEntry, MessageListener, ReplayResult, Snapshot, Unsubscribe } from './broker.js';
+import type { Broker, LogEntry, MessageListener, ReplayOptions, ReplayResult, Snapshot, Unsubscribe } from './broker.js';
 import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError } from './errors.js';
-import { checkPublishArguments, isLogId, withId } from './log-id.js';
-import { DEFAULT_PREFIX, isValidId, logKey, stageChannel, stateKey } from '../channels.js';
+import { checkPublishArguments, checkReplayLimit, isLogId, withId } from './log-id.js';
+import { DEFAULT_PREFIX, checkPrefix, isValidId, logKey, projectPattern, stageChannel, stateKey } from '../channels.js';
 
 /** A Redis Cluster to connect to. */
 export interface RedisClusterSettings {
@@ -64,7 +64,7 @@ export interface RedisBrokerOptions {
    * {@link RedisBroker.connectionOptions} (a `Redis`) or {@link RedisBroker.clusterOptions} (a `Cluster`).
    */
   client?: Redis | Cluster;
-  /** First part of every key and channel name. Default `ai_story`. */
+  /** First part of every key and channel name; follows the id rule (`ID_RULE` in channels.ts). Default `ai_story`. */
   prefix?: string;
   /** Entries kept in each project's replay log (exact trimming). Default 1000. */
   logMaxLen?: number;
@@ -95,6 +95,14 @@ interface Subscription {
   active: Promise<void>;
 }
 
+/** One `subscribe()` call's place among the listeners of a subscription. */
+interface Membership {
+  /** Settles when Redis has acknowledged the subscription the listener belongs to. */
+  readonly active: Promise<void>;
+  /** Removes the listener; unsubscribes (and resolves once Redis has answered) when it was the last. */
+  leave(): Promise<void>;
+}
+
 /**
  * A {@link Broker} on Redis.
  *
@@ -102,6 +110,9 @@ interface Subscription {
  * `subscribe()`, so a publisher-only process holds one connection. On a cluster, commands go through an
  * ioredis `Cluster` (one connection per master), and the subscriber is one plain connection to one node of the
  * cluster (any node hears every PUBLISH); when that node goes away, the broker moves it to another node.
+ *
+ * Subscriptions: one SUBSCRIBE per channel, and at most one PSUBSCRIBE for all project patterns (routed to
+ * each project's listeners in the process), so what a PUBLISH costs Redis does not grow with watched projects.
  *
  * Outages: ioredis reconnects forever (backoff capped at 2 s); `healthy` is false meanwhile. Subscriptions are
  * restored from the broker's own table on every reconnect, so a channel whose last listener left during the
@@ -142,7 +153,7 @@ export class RedisBroker implements Broker {
   readonly prefix: string;
 
   constructor(options: RedisBrokerOptions = {}) {
-    this.prefix = options.prefix ?? DEFAULT_PREFIX;
+    this.prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
     this.#logMaxLen = positiveInteger('logMaxLen', options.logMaxLen ?? 1000);
     this.#logTtlSeconds = positiveInteger('logTtlSeconds', options.logTtlSeconds ?? 86_400);
     this.#timeoutMs = positiveInteger('commandTimeoutMs', options.commandTimeoutMs ?? 5000);
@@ -191,56 +202,60 @@ export class RedisBroker implements Broker {
     await this.#run('commands', (client) => client.publish(channel, payload));
   }
 
-  async replay(projectId: string, afterId: string): Promise<ReplayResult> {
+  async replay(projectId: string, afterId: string, options: ReplayOptions = {}): Promise<ReplayResult> {
+    const limit = checkReplayLimit(options.limit);
     // Garbage never reaches Redis: it simply is not in the log.
-    if (!isValidId(projectId) || !isLogId(afterId)) return { covered: false, entries: [] };
+    if (!isValidId(projectId) || !isLogId(afterId)) return { covered: false, entries: [], more: false };
     const key = logKey(this.prefix, projectId);
-    // One transaction, so the existence check and the range agree even while others publish or trim.
-    const [found, after] = await this.#readInStep((multi) => multi.xrange(key, afterId, afterId).xrange(key, `(${afterId}`, '+'));
-    if (!Array.isArray(found) || found.length === 0) return { covered: false, entries: [] };
-    return { covered: true, entries: toEntries(after) };
+    // One transaction, so the existence check and the range agree even while others publish or trim. Only a page
+    // that is not full can end a replay, so only such a page waits for live delivery to catch up (see #readInStep).
+    const [found, after] = await this.#readInStep(
+      (multi) => multi.xrange(key, afterId, afterId).xrange(key, `(${afterId}`, '+', 'COUNT', limit),
+      ([, page]) => !Array.isArray(page) || page.length < limit,
+    );
+    if (!Array.isArray(found) || found.length === 0) return { covered: false, entries: [], more: false };
+    const entries = toEntries(after);
+    return { covered: true, entries, more: entries.length === limit };
   }
 
   async snapshot(projectId: string): Promise<Snapshot> {
-    if (!isValidId(projectId)) return { lastId: null, stages: {} };
+    if (!isValidId(projectId)) return { lastId: null, stages: Object.create(null) };
     const [hash, newest] = await this.#readInStep((multi) =>
       multi.hgetall(stateKey(this.prefix, projectId)).xrevrange(logKey(this.prefix, projectId), '+', '-', 'COUNT', 1),
     );
-    const stages: Snapshot['stages'] = {};
+    // Prototype-less: the names come from Redis, and anyone who can write the hash chooses them.
+    const stages: Snapshot['stages'] = Object.create(null);
     for (const [field, data] of Object.entries((hash ?? {}) as Record<string, string>)) {
       // Stage names never contain "|", so the first one separates the stage from the type.
       const bar = field.indexOf('|');
       if (bar < 0) continue;
-      (stages[field.slice(0, bar)] ??= {})[field.slice(bar + 1)] = data;
+      (stages[field.slice(0, bar)] ??= Object.create(null))[field.slice(bar + 1)] = data;
     }
     return { lastId: toEntries(newest)[0]?.id ?? null, stages };
   }
 
+  /**
+   * A project pattern of this broker's prefix (exactly `projectPattern(prefix, id)` for a valid id) gets no
+   * PSUBSCRIBE of its own: all of them share one, `{prefix}:project:*:stage:*`, and the broker hands each message
+   * to the listeners of its project. Any other channel or pattern is subscribed as given.
+   */
   async subscribe(channelOrPattern: string, listener: MessageListener, pattern = false): Promise<Unsubscribe> {
     if (this.#closed) throw new BrokerClosedError();
-    const key = subscriptionKey(channelOrPattern, pattern);
-    let subscription = this.#subscriptions.get(key);
-    if (!subscription) {
-      const created: Subscription = { name: channelOrPattern, pattern, listeners: new Set(), active: Promise.resolve() };
-      created.active = this.#run('subscriber', (connection) =>
-        pattern ? (connection as Redis).psubscribe(channelOrPattern) : (connection as Redis).subscribe(channelOrPattern),
-      ).then(() => {});
-      this.#subscriptions.set(key, created);
-      subscription = created;
-    }
+    // One entry per call, so one function subscribed twice is called twice.
     const entry: MessageListener = (payload, channel) => listener(payload, channel);
-    subscription.listeners.add(entry);
+    const projectId = pattern ? projectOfPattern(this.prefix, channelOrPattern) : undefined;
+    const membership = projectId === undefined ? this.#join(channelOrPattern, pattern, entry) : this.#joinProject(projectId, entry);
     try {
-      await subscription.active;
+      await membership.active;
     } catch (error) {
-      void this.#leave(key, subscription, entry);
+      void membership.leave();
       throw error;
     }
     let left = false;
     return async () => {
       if (left) return;
       left = true;
-      await this.#leave(key, subscription, entry);
+      await membership.leave();
     };
   }
 
@@ -254,6 +269,8 @@ export class RedisBroker implements Broker {
     this.#closed = true;
     clearTimeout(this.#replaceTimer);
     this.#subscriptions.clear();
+    this.#projectListeners.clear();
+    this.#router = undefined;
     for (const waiter of [...this.#waiters]) waiter.settle(new BrokerClosedError());
     const connections = [this.#subscriber, this.#ownsClient ? this.#client : undefined].filter((c): c is CommandClient => !!c);
     this.#closing = Promise.all(connections.map((connection) => quit(connection, this.#timeoutMs))).then(() => {
@@ -270,6 +287,10 @@ export class RedisBroker implements Broker {
   readonly #timeoutMs: number;
   readonly #onListenerError: (error: unknown) => void;
   readonly #subscriptions = new Map<string, Subscription>();
+  /** Project id -> the listeners of its project pattern, routed from the one shared pattern (see #joinProject). */
+  readonly #projectListeners = new Map<string, Set<MessageListener>>();
+  /** #route's place on the shared pattern's subscription, while any project has a listener. */
+  #router: Membership | undefined;
   /** Calls waiting for a connection to be ready. */
   readonly #waiters = new Set<Waiter>();
   readonly #interruptionListeners = new Set<() => void>();
@@ -394,6 +415,70 @@ export class RedisBroker implements Broker {
     }, backoff(this.#subscriberFailures++));
   }
 
+  /** Adds `entry` to the table's subscription of `name`, creating it (and sending its SUBSCRIBE) for the first one. */
+  #join(name: string, pattern: boolean, entry: MessageListener): Membership {
+    const key = subscriptionKey(name, pattern);
+    let subscription = this.#subscriptions.get(key);
+    if (!subscription) {
+      const created: Subscription = { name, pattern, listeners: new Set(), active: Promise.resolve() };
+      created.active = this.#run('subscriber', (connection) =>
+        pattern ? (connection as Redis).psubscribe(name) : (connection as Redis).subscribe(name),
+      ).then(() => {});
+      this.#subscriptions.set(key, created);
+      subscription = created;
+    }
+    const held = subscription;
+    held.listeners.add(entry);
+    return { active: held.active, leave: () => this.#leave(key, held, entry) };
+  }
+
+  /**
+   * A listener of one project's pattern. Redis matches every PUBLISH against every pattern of every client, so
+   * a pattern per watched project made each PUBLISH cost O(watched projects), and anyone may open public
+   * project-wide streams to made-up ids. Instead, all projects share one table entry, `{prefix}:project:*:stage:*`,
+   * held by #route while any project has a listener: each PUBLISH costs Redis one pattern per process.
+   * The entry is an ordinary one, so its acknowledgement (shared by every listener that joins while it is in
+   * flight), its restoration on reconnect, the cluster's subscriber moves and the PUNSUBSCRIBE after the last
+   * listener are those of any subscription.
+   *
+   * Trade-off: while any project-wide stream is open, this process receives every message of every project
+   * under its prefix, and drops those of unwatched projects after parsing the channel name. A stage stream
+   * (exact SUBSCRIBE) of a watched project still has its own channel, so its messages arrive twice, once for
+   * each kind of listener, as they did with a pattern per project.
+   */
+  #joinProject(projectId: string, entry: MessageListener): Membership {
+    let listeners = this.#projectListeners.get(projectId);
+    if (!listeners) this.#projectListeners.set(projectId, (listeners = new Set()));
+    listeners.add(entry);
+    const router = (this.#router ??= this.#join(allProjectsPattern(this.prefix), true, this.#route));
+    const held = listeners;
+    return {
+      active: router.active,
+      leave: async () => {
+        held.delete(entry);
+        if (held.size === 0 && this.#projectListeners.get(projectId) === held) this.#projectListeners.delete(projectId);
+        if (this.#projectListeners.size > 0 || this.#router !== router) return;
+        this.#router = undefined;
+        await router.leave();
+      },
+    };
+  }
+
+  /** The shared pattern's one listener: hands a message to the listeners of its channel's project, if any. */
+  readonly #route: MessageListener = (payload, channel) => {
+    const projectId = projectOfChannel(this.prefix, channel);
+    const listeners = projectId === undefined ? undefined : this.#projectListeners.get(projectId);
+    if (!listeners) return;
+    // A copy: a listener may unsubscribe (itself or another) while we iterate.
+    for (const listener of [...listeners]) {
+      try {
+        listener(payload, channel);
+      } catch (error) {
+        this.#onListenerError(error);
+      }
+    }
+  };
+
   #dispatch(key: string, payload: string, channel: string): void {
     const subscription = this.#subscriptions.get(key);
     if (!subscription) return;
@@ -445,14 +530,20 @@ export class RedisBroker implements Broker {
    * there over the cluster bus: a PUBLISH of a fence on this broker's own channel, in the same transaction on the
    * same master, travels the same ordered link after all of them. Rejects with {@link BrokerUnavailableError}
    * when the fence is not back within `commandTimeoutMs` (the hub then ends the stream; the client resumes again).
+   *
+   * `needsStep` says from the read's results whether to wait: a full replay page does not end a replay, and the
+   * page that does (not full) waits, which covers every message logged before it, those of earlier pages included.
    */
-  async #readInStep(build: (multi: ChainableCommander) => ChainableCommander): Promise<unknown[]> {
+  async #readInStep(
+    build: (multi: ChainableCommander) => ChainableCommander,
+    needsStep: (results: unknown[]) => boolean = () => true,
+  ): Promise<unknown[]> {
     // Without a live subscription there is nothing to be in step with.
     if (!this.#subscribed) return this.#transaction(build);
     const channel = this.#fenceChannel;
     if (channel === undefined) {
       const results = await this.#transaction(build);
-      await this.#run('subscriber', (subscriber) => subscriber.ping());
+      if (needsStep(results)) await this.#run('subscriber', (subscriber) => subscriber.ping());
       return results;
     }
     const token = String(++this.#fenceCount);
@@ -467,7 +558,8 @@ export class RedisBroker implements Broker {
     back.catch(() => {}); // awaited below, unless the read itself fails first
     try {
       const results = await this.#transaction((multi) => build(multi).publish(channel, token));
-      await back;
+      // The fence went out with the read; when it is not waited for, its echo finds no waiter and is ignored.
+      if (needsStep(results)) await back;
       return results;
     } finally {
       clearTimeout(timer);
@@ -593,6 +685,33 @@ function openCluster({ nodes, username, password, tls }: RedisClusterSettings, t
 
 function subscriptionKey(name: string, pattern: boolean): string {
   return `${pattern ? 'p' : 'c'}:${name}`;
+}
+
+/** The one pattern every project pattern of `prefix` is folded into: every stage channel of every project. */
+function allProjectsPattern(prefix: string): string {
+  return `${prefix}:project:*:stage:*`;
+}
+
+/** The project id when `pattern` is exactly `projectPattern(prefix, id)` for a valid id, else undefined. */
+function projectOfPattern(prefix: string, pattern: string): string | undefined {
+  const head = `${prefix}:project:`;
+  const tail = ':stage:*';
+  if (!pattern.startsWith(head) || !pattern.endsWith(tail)) return undefined;
+  const id = pattern.slice(head.length, pattern.length - tail.length);
+  return isValidId(id) && projectPattern(prefix, id) === pattern ? id : undefined;
+}
+
+/**
+ * The project id of a channel `{prefix}:project:<id>:stage:<rest>`, else undefined. Ids hold no `:`, so the id
+ * ends at the first `:` after the head. A channel matches `projectPattern(prefix, id)` exactly when this returns
+ * `id`: the same messages reach a project's listeners as with a pattern of its own. The prefix is compared as a
+ * string, so channels of another prefix that the shared glob may match are dropped here.
+ */
+function projectOfChannel(prefix: string, channel: string): string | undefined {
+  const head = `${prefix}:project:`;
+  if (!channel.startsWith(head)) return undefined;
+  const end = channel.indexOf(':', head.length);
+  return end > head.length && channel.startsWith(':stage:', end) ? channel.slice(head.length, end) : undefined;
 }
 
 /** XRANGE replies (`[id, [field, value, ...]][]`) to log entries, the data rebuilt as the live channel carried it. */

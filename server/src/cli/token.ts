@@ -3,7 +3,7 @@
  *   SSE_AUTH_SECRET=… npm run token -- --project 123 [--project 456 | --project '*'] [--ttl 3600]
  */
 import { parseArgs } from 'node:util';
-import { isValidId } from '../channels.js';
+import { ID_RULE, isValidId } from '../channels.js';
 import { signToken } from '../http/auth.js';
 
 const { values } = parseArgs({
@@ -19,7 +19,7 @@ const ttl = Number(values.ttl);
 const problems = [
   !secret && 'no secret: set SSE_AUTH_SECRET (or pass --secret)',
   projects.length === 0 && 'no project: pass --project <id> (repeat it, or --project "*" for all)',
-  projects.some((p) => p !== '*' && !isValidId(p)) && 'a project id must be 1-64 characters of A-Z, a-z, 0-9, "_" or "-"',
+  projects.some((p) => p !== '*' && !isValidId(p)) && `a project id must be ${ID_RULE}`,
   !(Number.isInteger(ttl) && ttl > 0) && '--ttl must be a positive number of seconds',
 ].filter(Boolean);
 if (problems.length > 0) {

@@ -4,7 +4,20 @@ import { ErrorCode, HttpError } from './http-error.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
+/**
+ * A state-changing request must say it sends JSON. A cross-site form or a `text/plain` fetch (the requests a
+ * browser sends to any origin without a preflight) cannot, so no other page can trigger the action: 415.
+ */
+export function requireJsonContentType(req: IncomingMessage): void {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/json') {
+    req.resume();
+    throw new HttpError(415, ErrorCode.unsupportedMediaType, `Send "Content-Type: application/json" (got ${type ? `"${type}"` : 'none'}).`);
+  }
+}
+
 export async function readJsonBody(req: IncomingMessage, maxBytes = MAX_BODY_BYTES): Promise<Record<string, unknown>> {
+  requireJsonContentType(req);
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > maxBytes) {
     req.resume();

@@ -6,19 +6,22 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Polka, Request } from 'polka';
 import type { Broker } from '../broker/broker.js';
-import { isValidId } from '../channels.js';
+import { ID_RULE, isValidId } from '../channels.js';
 import type { Hub } from '../hub/hub.js';
 import { MOCK_STAGES, isMockStage } from '../mock/mock-stage.js';
 import type { TaskRunner } from '../mock/task-runner.js';
-import { authorize, signToken, tokenOf } from './auth.js';
+import { authorize, signToken, tokenOf, type TokenPolicy } from './auth.js';
 import { ErrorCode, HttpError, sendError, sendJson } from './http-error.js';
-import { readJsonBody } from './read-json-body.js';
+import { readJsonBody, requireJsonContentType } from './read-json-body.js';
 
 export interface RouteOptions {
   hub: Hub;
   broker: Broker;
   tasks: TaskRunner;
   authSecret: string | undefined;
+  /** `iss` / `aud` the tokens must carry, when set. */
+  authIssuer?: string | undefined;
+  authAudience?: string | undefined;
   publicStreams: boolean;
   demoEnabled: boolean;
   maxStreams: number;
@@ -55,10 +58,10 @@ function methodNotAllowed(allowed: string): Handler {
 function requireIds(params: Record<string, string>): { projectId: string; stage: string | null } {
   const { projectId, stage } = params;
   if (!isValidId(projectId)) {
-    throw new HttpError(400, ErrorCode.invalidId, 'project_id must be 1-64 characters of A-Z, a-z, 0-9, "_" or "-".');
+    throw new HttpError(400, ErrorCode.invalidId, `project_id must be ${ID_RULE}.`);
   }
   if (stage !== undefined && !isValidId(stage)) {
-    throw new HttpError(400, ErrorCode.invalidId, 'stage_name must be 1-64 characters of A-Z, a-z, 0-9, "_" or "-".');
+    throw new HttpError(400, ErrorCode.invalidId, `stage_name must be ${ID_RULE}.`);
   }
   return { projectId, stage: stage ?? null };
 }
@@ -82,6 +85,7 @@ function lastEventIdOf(req: Request): string | undefined {
 
 export function mountRoutes(app: Polka, options: RouteOptions): Polka {
   const { hub, broker, tasks, authSecret } = options;
+  const policy: TokenPolicy = { secret: authSecret, issuer: options.authIssuer, audience: options.authAudience };
   const retryAfter = String(options.retryAfterSeconds ?? 5);
 
   const stream = (authenticated: boolean): Handler => async (req, res) => {
@@ -89,8 +93,9 @@ export function mountRoutes(app: Polka, options: RouteOptions): Polka {
     const requestId = requestIdOf(req);
     res.setHeader('X-Request-Id', requestId);
     const { projectId, stage } = requireIds(req.params);
-    if (authenticated) await authorize(authSecret, tokenOf(req, req.query), projectId);
-    else if (!options.publicStreams) {
+    // A stream ends when its token does (in-band `token_expired`); the client reconnects with a fresh one.
+    const expiresAt = authenticated ? (await authorize(policy, tokenOf(req, req.query), projectId)).exp * 1000 : undefined;
+    if (!authenticated && !options.publicStreams) {
       throw new HttpError(403, ErrorCode.disabled, 'Public streams are off on this server; use the authenticated endpoint (…/stream/).');
     }
     const lastEventId = lastEventIdOf(req);
@@ -104,7 +109,7 @@ export function mountRoutes(app: Polka, options: RouteOptions): Polka {
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true);
     try {
-      await hub.open(res, { projectId, stage, lastEventId, clientKey, requestId, compact: req.query.compact === '1' });
+      await hub.open(res, { projectId, stage, lastEventId, clientKey, requestId, compact: req.query.compact === '1', expiresAt });
     } catch {
       throw new HttpError(503, ErrorCode.unavailable, 'The message broker is unavailable; retry later.', { 'Retry-After': retryAfter });
     }
@@ -127,11 +132,11 @@ export function mountRoutes(app: Polka, options: RouteOptions): Polka {
     handle(async (req, res) => {
       const { projectId } = requireIds(req.params);
       if (!options.demoEnabled) throw new HttpError(404, ErrorCode.disabled, 'The mock publisher is off (NODE_ENV=production); set SSE_ENABLE_DEMO=true to enable it.');
-      if (authSecret) await authorize(authSecret, tokenOf(req, req.query), projectId);
+      if (authSecret) await authorize(policy, tokenOf(req, req.query), projectId);
       const body = await readJsonBody(req);
       const stage = body.stage_name;
       if (typeof stage !== 'string' || !isValidId(stage)) {
-        throw new HttpError(400, ErrorCode.badRequest, '"stage_name" is required: 1-64 characters of A-Z, a-z, 0-9, "_" or "-".');
+        throw new HttpError(400, ErrorCode.badRequest, `"stage_name" is required: ${ID_RULE}.`);
       }
       if (!isMockStage(stage)) throw new HttpError(400, ErrorCode.badRequest, `Unknown stage "${stage}"; the mock pipeline has ${MOCK_STAGES.join(', ')}.`);
       const input = body.input_data ?? {};
@@ -139,15 +144,19 @@ export function mountRoutes(app: Polka, options: RouteOptions): Polka {
       const { speed = 1, fail = false } = input as Record<string, unknown>;
       if (typeof speed !== 'number' || !(speed >= 0.1 && speed <= 1000)) throw new HttpError(400, ErrorCode.badRequest, '"input_data.speed" must be a number from 0.1 to 1000.');
       if (typeof fail !== 'boolean') throw new HttpError(400, ErrorCode.badRequest, '"input_data.fail" must be true or false.');
+      if (tasks.full) {
+        throw new HttpError(429, ErrorCode.tooManyTasks, `At most ${tasks.maxRunning} mock stages run at once; retry when one has ended.`, { 'Retry-After': retryAfter });
+      }
       const task = tasks.start(projectId, stage, { speed, fail });
       sendJson(res, 202, { ...task, message: `Started the mock ${stage} stage of project ${projectId}.` });
     }),
   );
   app.all('/api/v1/projects/:projectId/execute_stage', handle(methodNotAllowed('POST')));
 
-  // Readiness: the broker answers, so streams can be served. /healthz is the contract's name for it.
+  // Readiness: the broker answers, so streams can be served. /healthz is the contract's name for it. The public
+  // learns up or down and which broker; counts, uptime and versions are for operators, on /metrics.
   const ready = handle(async (_req, res) => {
-    const base = { broker: broker.kind, streams: hub.size, subscriptions: hub.topicCount, tasks: tasks.running, uptime_s: Math.round(process.uptime()) };
+    const base = { broker: broker.kind };
     try {
       await broker.ping();
       sendJson(res, 200, { status: 'ok', ...base });
@@ -156,7 +165,7 @@ export function mountRoutes(app: Polka, options: RouteOptions): Polka {
     }
   });
   // Liveness: the process answers at all. A broker outage must not get a healthy process restarted.
-  const live = handle((_req, res) => sendJson(res, 200, { status: 'ok', uptime_s: Math.round(process.uptime()) }));
+  const live = handle((_req, res) => sendJson(res, 200, { status: 'ok' }));
   for (const [path, handler] of [['/healthz', ready], ['/readyz', ready], ['/livez', live]] as const) {
     app.get(path, handler);
     app.all(path, handle(methodNotAllowed('GET')));
@@ -168,6 +177,7 @@ export function mountRoutes(app: Polka, options: RouteOptions): Polka {
     handle((req, res) => {
       const { projectId } = requireIds(req.params);
       if (!options.demoEnabled) throw new HttpError(404, ErrorCode.disabled, 'Demo controls are off.');
+      requireJsonContentType(req);
       sendJson(res, 200, { cut: hub.cutProject(projectId) });
     }),
   );
@@ -175,10 +185,11 @@ export function mountRoutes(app: Polka, options: RouteOptions): Polka {
     '/api/v1/demo/token',
     handle(async (req, res) => {
       if (!options.demoEnabled) throw new HttpError(404, ErrorCode.disabled, 'Demo controls are off.');
+      requireJsonContentType(req);
       if (!authSecret) throw new HttpError(503, ErrorCode.authNotConfigured, 'Set SSE_AUTH_SECRET on the server to mint development tokens.');
       const body = await readJsonBody(req);
       const projectId = body.project_id;
-      if (!isValidId(projectId)) throw new HttpError(400, ErrorCode.invalidId, '"project_id" must be 1-64 characters of A-Z, a-z, 0-9, "_" or "-".');
+      if (!isValidId(projectId)) throw new HttpError(400, ErrorCode.invalidId, `"project_id" must be ${ID_RULE}.`);
       const ttl = 600;
       sendJson(res, 200, { token: await signToken(authSecret, [projectId], ttl), expires_in: ttl });
     }),

@@ -11,7 +11,7 @@ export const StreamState = {
 } as const;
 export type StreamState = (typeof StreamState)[keyof typeof StreamState];
 
-export type CloseReason = 'client_gone' | 'slow_consumer' | 'server_shutdown' | 'cut' | 'broker_error';
+export type CloseReason = 'client_gone' | 'slow_consumer' | 'server_shutdown' | 'cut' | 'broker_error' | 'token_expired';
 
 export interface ClientStreamOptions {
   projectId: string;
@@ -25,6 +25,8 @@ export interface ClientStreamOptions {
   maxPending: number;
   /** The client asked for compact token events (see compactTokenFrame). */
   compact?: boolean;
+  /** The stream's token expires then (ms since the epoch): it sends `token_expired` and ends. */
+  expiresAt?: number | undefined;
   onClose: (stream: ClientStream, reason: CloseReason) => void;
 }
 
@@ -40,10 +42,16 @@ export class ClientStream {
   #res: ServerResponse;
   #pending: ParsedPayload[] = [];
   #options: ClientStreamOptions;
-  /** After a resume, the newest id the replay covered, until the first live message past it: see deliver(). */
+  /**
+   * The newest log id the replay has written: while opening, as the replay goes (see replayedThrough()); after
+   * it, until the first live message past it (see deliver()).
+   */
   #replayedUpTo: string | undefined;
+  /** Wakes the replay waiting in drained(); the stream's end calls it too. */
+  #wakeReplay: (() => void) | undefined;
   /** Compact mode: stages whose full text this connection has sent, so later tokens may go compact. */
   #synced: Set<string> | undefined;
+  #expiry: NodeJS.Timeout | undefined;
 
   constructor(res: ServerResponse, options: ClientStreamOptions) {
     this.#res = res;
@@ -55,6 +63,21 @@ export class ClientStream {
     this.requestId = options.requestId ?? '';
     // The one cleanup path: whoever ends the stream, 'close' fires once.
     res.once('close', () => this.#finish('client_gone'));
+    if (options.expiresAt !== undefined) this.#armExpiry(options.expiresAt);
+  }
+
+  /** setTimeout caps its delay at 2^31-1 ms (24.8 days): a later expiry re-arms until it is due. */
+  #armExpiry(at: number): void {
+    const delay = Math.min(Math.max(0, at - Date.now()), 2 ** 31 - 1);
+    this.#expiry = setTimeout(() => (Date.now() >= at ? this.#expire() : this.#armExpiry(at)), delay);
+  }
+
+  /** The token ran out: say so in-band (the id-less event leaves the client's Last-Event-ID as it was), then end. */
+  #expire(): void {
+    if (this.state === StreamState.closed) return;
+    const data = JSON.stringify({ type: 'token_expired', project_id: this.projectId, stage: this.stage, timestamp: Date.now() / 1000 });
+    if (this.#res.headersSent) this.write(`event: token_expired\ndata: ${data}\n\n`);
+    this.close('token_expired');
   }
 
   /** A live message from the broker. */
@@ -68,10 +91,42 @@ export class ClientStream {
       }
       this.send(message);
     } else if (this.state === StreamState.opening) {
-      // A resume that takes so long that this many messages pile up is dropped; the client resumes again.
+      // The replay has written it already: holding it back would only count against maxPending.
+      if (this.#isReplayed(message)) return;
+      // A resume that takes so long that this many new messages pile up is dropped; the client resumes again.
       if (this.#pending.length >= this.#options.maxPending) this.close('slow_consumer');
       else this.#pending.push(message);
     }
+  }
+
+  /**
+   * While opening: the replay has written the log up to `id`. Held-back live copies up to it are dropped, now
+   * and as they arrive, so the messages held back (bounded by `maxPending`) are only those the replay has not
+   * reached: a long replay of a busy project is not dropped for the duplicates it would drop at the end anyway.
+   */
+  replayedThrough(id: string): void {
+    if (this.state !== StreamState.opening) return;
+    this.#replayedUpTo = id;
+    this.#pending = this.#pending.filter((message) => !this.#isReplayed(message));
+  }
+
+  /**
+   * Resolves once the response has written out what it holds, if it is past its high-water mark (the socket's,
+   * 16 KiB), or at once; and when the stream ends. The replay awaits it after each message, so it writes as fast
+   * as the client reads and holds no more than one page of the log meanwhile.
+   */
+  drained(): Promise<void> {
+    const res = this.#res;
+    if (this.state === StreamState.closed || !res.writableNeedDrain) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const wake = () => {
+        res.off('drain', wake);
+        this.#wakeReplay = undefined;
+        resolve();
+      };
+      this.#wakeReplay = wake;
+      res.once('drain', wake);
+    });
   }
 
   /**
@@ -149,10 +204,19 @@ export class ClientStream {
     this.#finish(reason);
   }
 
+  #isReplayed(message: ParsedPayload): boolean {
+    const upTo = this.#replayedUpTo;
+    return upTo !== undefined && message.id !== undefined && isLogId(message.id) && compareLogIds(message.id, upTo) <= 0;
+  }
+
   #finish(reason: CloseReason): void {
     if (this.state === StreamState.closed) return;
+    clearTimeout(this.#expiry);
     this.state = StreamState.closed;
     this.#pending = [];
+    // A replay waiting for a socket that will never drain (a stalled client, dropped) ends now, not never.
+    this.#wakeReplay?.();
     this.#options.onClose(this, reason);
   }
 }
+

@@ -16,8 +16,18 @@ export interface HubOptions {
   retryMs?: number;
   /** Unsent bytes a client may hold before it is dropped as too slow. Default 1 MiB. */
   maxBufferBytes?: number;
-  /** Live messages held per client while its resume replays. Default 10,000. */
+  /** Live messages held per client while its resume replays (those the replay has not reached yet). Default 10,000. */
   maxPending?: number;
+  /**
+   * Log entries one resume may read. A resume that needs more sends a `reset` (reason `too_long`) with the
+   * current state instead of the rest, whose id the next resume continues from. Default 10,000.
+   */
+  maxReplayEntries?: number;
+  /**
+   * Bytes of log entries (their message JSON, `full_text` included whether the client is compact or not) one
+   * resume may read; past it, as `maxReplayEntries`. Default 16 MiB: a 1,000-token answer of 30 KB fits.
+   */
+  maxReplayBytes?: number;
   /** Called once when a stream closes, for logs and metrics. */
   onStreamClosed?: (stream: ClientStream, reason: CloseReason) => void;
   /** Called once when a stream goes live, with what was written while it opened; for metrics. */
@@ -32,10 +42,14 @@ export interface StreamOpening {
   events: number;
   /** True when the stream came with a `Last-Event-ID`. */
   resumed: boolean;
-  /** Log entries replayed after `Last-Event-ID`; 0 without one, or on reset. */
+  /** Log entries replayed after `Last-Event-ID`; 0 without one. On reset, those written before it. */
   replayed: number;
-  /** Set when the log no longer covered `Last-Event-ID` (or never did) and a `reset` was sent instead. */
-  reset: 'expired' | 'unknown_id' | undefined;
+  /**
+   * Set when a `reset` was sent instead of (the rest of) the replay: the log no longer covered `Last-Event-ID`
+   * (`expired`, also when it was trimmed between two pages of the replay), or never did (`unknown_id`), or what
+   * follows it is more than a resume may read (`too_long`, see {@link HubOptions.maxReplayEntries}).
+   */
+  reset: 'expired' | 'unknown_id' | 'too_long' | undefined;
 }
 
 export interface OpenRequest {
@@ -50,6 +64,11 @@ export interface OpenRequest {
   requestId?: string;
   /** Token events without `full_text` (the client rebuilds it). */
   compact?: boolean;
+  /**
+   * When the stream's token expires (ms since the epoch): the stream then sends `token_expired` and ends, and the
+   * client resumes with a fresh token. Unset: no end (public streams).
+   */
+  expiresAt?: number | undefined;
 }
 
 interface Topic {
@@ -66,6 +85,8 @@ export class Hub {
   readonly #retryMs: number;
   readonly #maxBufferBytes: number;
   readonly #maxPending: number;
+  readonly #maxReplayEntries: number;
+  readonly #maxReplayBytes: number;
   readonly #onStreamClosed: HubOptions['onStreamClosed'];
   readonly #onStreamLive: HubOptions['onStreamLive'];
   readonly #onMessage: HubOptions['onMessage'];
@@ -83,6 +104,8 @@ export class Hub {
     this.#retryMs = options.retryMs ?? 3_000;
     this.#maxBufferBytes = options.maxBufferBytes ?? 1024 * 1024;
     this.#maxPending = options.maxPending ?? 10_000;
+    this.#maxReplayEntries = options.maxReplayEntries ?? 10_000;
+    this.#maxReplayBytes = options.maxReplayBytes ?? 16 * 1024 * 1024;
     this.#onStreamClosed = options.onStreamClosed;
     this.#onStreamLive = options.onStreamLive;
     this.#onMessage = options.onMessage;
@@ -108,7 +131,11 @@ export class Hub {
     return this.#streams.size === 0 && this.#topics.size === 0 && this.#heartbeat === undefined;
   }
 
-  /** Subscriptions (channels and patterns) this hub holds on the broker. */
+  /**
+   * Topics this hub listens to on the broker: one per stage channel and one per project watched project-wide,
+   * each shared by all of its streams. Not the count of Redis subscriptions: the Redis broker folds every
+   * project pattern into one PSUBSCRIBE (see RedisBroker.subscribe).
+   */
   get topicCount(): number {
     return this.#topics.size;
   }
@@ -130,6 +157,7 @@ export class Hub {
       maxBufferBytes: this.#maxBufferBytes,
       maxPending: this.#maxPending,
       compact: request.compact ?? false,
+      expiresAt: request.expiresAt,
       onClose: (closed, reason) => this.#release(closed, topicKey, reason),
     });
     this.#streams.add(stream);
@@ -198,24 +226,18 @@ export class Hub {
     stage: string | null,
     lastEventId: string,
   ): Promise<{ coveredUpTo: string | null; replayed: number; reset: StreamOpening['reset'] }> {
-    const replay = await this.#broker.replay(projectId, lastEventId);
-    if (replay.covered) {
-      let replayed = 0;
-      for (const entry of replay.entries) {
-        if (stage !== null && entry.stage !== stage) continue;
-        replayed++;
-        stream.send(parsePayload(entry.data));
-      }
-      return { coveredUpTo: replay.entries.at(-1)?.id ?? lastEventId, replayed, reset: undefined };
-    }
-    // The id is gone from the log (or never was): say so in-band with the latest state of each stage.
+    const { upTo, replayed, short } = await this.#replay(stream, projectId, stage, lastEventId);
+    if (short === undefined || stream.state !== 'opening') return { coveredUpTo: upTo, replayed, reset: undefined };
+    // The id is gone from the log (or never was), or what follows it is too long to replay: say so in-band with
+    // the latest state of each stage.
     const snapshot = await this.#broker.snapshot(projectId);
-    const stages: Record<string, Record<string, unknown>> = {};
+    // Prototype-less, so a stage named "__proto__" stays data instead of replacing the object's prototype.
+    const stages: Record<string, Record<string, unknown>> = Object.create(null);
     for (const [stageName, byType] of Object.entries(snapshot.stages)) {
       if (stage !== null && stageName !== stage) continue;
       stages[stageName] = Object.fromEntries(Object.entries(byType).map(([type, json]) => [type, safeParse(json)]));
     }
-    const reason = snapshot.lastId === null ? 'unknown_id' : 'expired';
+    const reason = short === 'too_long' ? 'too_long' : snapshot.lastId === null ? 'unknown_id' : 'expired';
     const reset = {
       type: 'reset',
       project_id: projectId,
@@ -225,7 +247,52 @@ export class Hub {
       timestamp: Date.now() / 1000,
     };
     stream.write(formatEvent({ id: snapshot.lastId ?? undefined, event: 'reset', data: JSON.stringify(reset) }));
-    return { coveredUpTo: snapshot.lastId, replayed: 0, reset: reason };
+    return { coveredUpTo: snapshot.lastId, replayed, reset: reason };
+  }
+
+  /**
+   * Writes the log after `lastEventId`, page by page: a page is written out to the socket before the next is
+   * read, so a resume holds one page of the log at a time and reads it from the broker no faster than its
+   * client takes it. Returns the newest id read, how many entries were written, and why it stopped before the
+   * end of the log, if it did: `not_covered` (the id it read after was not in the log: on the first page the
+   * client's, on a later one an entry trimmed since the page before) or `too_long` (the caps).
+   *
+   * Only the last page, not full, is in step with live delivery (see Broker.replay): live copies of what the
+   * replay wrote are dropped up to each page (see ClientStream.replayedThrough), and at the end up to the last.
+   */
+  async #replay(
+    stream: ClientStream,
+    projectId: string,
+    stage: string | null,
+    lastEventId: string,
+  ): Promise<{ upTo: string; replayed: number; short: 'not_covered' | 'too_long' | undefined }> {
+    let upTo = lastEventId;
+    let read = 0;
+    let bytes = 0;
+    let replayed = 0;
+    let limit = FIRST_PAGE_ENTRIES;
+    for (;;) {
+      // One entry past the cap is enough to know the resume is too long.
+      const page = await this.#broker.replay(projectId, upTo, { limit: Math.min(limit, this.#maxReplayEntries - read + 1) });
+      if (stream.state !== 'opening') return { upTo, replayed, short: undefined };
+      if (!page.covered) return { upTo, replayed, short: 'not_covered' };
+      let largest = 0;
+      for (const entry of page.entries) {
+        const size = Buffer.byteLength(entry.data);
+        largest = Math.max(largest, size);
+        bytes += size;
+        if (++read > this.#maxReplayEntries || bytes > this.#maxReplayBytes) return { upTo, replayed, short: 'too_long' };
+        upTo = entry.id;
+        if (stage !== null && entry.stage !== stage) continue;
+        replayed++;
+        stream.send(parsePayload(entry.data));
+        await stream.drained();
+        if (stream.state !== 'opening') return { upTo, replayed, short: undefined };
+      }
+      stream.replayedThrough(upTo);
+      if (!page.more) return { upTo, replayed, short: undefined };
+      limit = nextPageEntries(page.entries.length, largest);
+    }
   }
 
   async #join(key: string, pattern: boolean, stream: ClientStream): Promise<void> {
@@ -300,6 +367,22 @@ export class Hub {
     clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
   }
+}
+
+/** Entries in the first page of a resume, before it knows how large they are. */
+const FIRST_PAGE_ENTRIES = 16;
+/** The most entries in a page of a resume. */
+const MAX_PAGE_ENTRIES = 1000;
+/** What a page of a resume aims to hold: the log a resume holds in memory, at most, while its client reads. */
+const PAGE_BYTES = 256 * 1024;
+
+/**
+ * Entries of a resume's next page: about PAGE_BYTES at the size of the largest entry of the page before (a
+ * token's `full_text` grows along the log, so the mean so far would underestimate), at most twice its length.
+ */
+function nextPageEntries(previous: number, largestBytes: number): number {
+  const bySize = Math.floor(PAGE_BYTES / Math.max(1, largestBytes));
+  return Math.max(1, Math.min(bySize, 2 * previous, MAX_PAGE_ENTRIES));
 }
 
 function safeParse(json: string): unknown {

@@ -10,21 +10,33 @@ export interface StartedTask {
   channel: string;
 }
 
+/** Mock stages that may run at once by default: a demo, not a load generator anyone on the network can start. */
+export const DEFAULT_MAX_TASKS = 16;
+
 export class TaskRunner {
+  /** Runs that may be under way at once; `start` beyond it throws (the route answers 429 first). */
+  readonly maxRunning: number;
   readonly #broker: Broker;
   readonly #running = new Map<string, AbortController>();
   readonly #onError: (error: unknown, task: StartedTask) => void;
 
-  constructor(broker: Broker, onError: (error: unknown, task: StartedTask) => void = () => {}) {
+  constructor(broker: Broker, onError: (error: unknown, task: StartedTask) => void = () => {}, maxRunning = DEFAULT_MAX_TASKS) {
     this.#broker = broker;
     this.#onError = onError;
+    this.maxRunning = maxRunning;
   }
 
   get running(): number {
     return this.#running.size;
   }
 
+  /** True when no further run may start. */
+  get full(): boolean {
+    return this.#running.size >= this.maxRunning;
+  }
+
   start(projectId: string, stage: MockStage, options: { speed: number; fail: boolean }): StartedTask {
+    if (this.full) throw new RangeError(`at most ${this.maxRunning} mock stages run at once`);
     const task = { task_id: randomUUID(), channel: stageChannel(this.#broker.prefix, projectId, stage) };
     const abort = new AbortController();
     this.#running.set(task.task_id, abort);
