@@ -95,14 +95,16 @@ describe('npm pack', () => {
       'CHANGELOG.md',
       'custom-elements.json',
       'dist/client/sse-kit.js',
-      'dist/lib/client/src/index.js',
-      'dist/lib/client/src/index.d.ts',
-      'dist/lib/client/src/define.js',
-      'dist/lib/client/src/react.d.ts',
-      'dist/lib/client/src/vue.d.ts',
-      'dist/lib/server/src/index.js',
-      'dist/lib/server/src/index.d.ts',
-      'dist/lib/server/src/broker/publish.lua',
+      'dist/client/index.js',
+      'dist/client/index.d.ts',
+      'dist/client/define.js',
+      'dist/client/react.d.ts',
+      'dist/client/vue.d.ts',
+      'dist/server/index.js',
+      'dist/server/index.d.ts',
+      'dist/server/broker/publish.lua',
+      'dist/protocol/index.js',
+      'dist/protocol/index.d.ts',
     ]) {
       assert.ok(paths.includes(expected), `${expected} is missing from the package`);
     }
@@ -112,7 +114,7 @@ describe('npm pack', () => {
 });
 
 describe('the installed package', () => {
-  it('imports the client in Node, and publishes and subscribes through a MemoryBroker with the server library', async () => {
+  it('imports the client and the protocol in Node, and publishes and subscribes through a MemoryBroker with the server library', async () => {
     await writeFile(
       join(app, 'check.mjs'),
       `
@@ -120,6 +122,7 @@ import assert from 'node:assert/strict';
 import * as kit from 'ai-story-sse';
 import * as client from 'ai-story-sse/client';
 import { MemoryBroker, StreamPublisher, StreamSubscriber, mountSse, SseMetrics, InvalidArgumentError } from 'ai-story-sse/server';
+import { isValidId, streamPath } from 'ai-story-sse/protocol';
 
 assert.equal(kit.createSSEClient, client.createSSEClient);
 assert.equal(typeof kit.SseStreamViewer, 'function');
@@ -142,6 +145,9 @@ assert.equal(received[0].id, id);
 assert.throws(() => new StreamPublisher({ projectId: 'bad id', stage: 'x', broker }), InvalidArgumentError);
 assert.equal(typeof mountSse, 'function');
 assert.equal(typeof SseMetrics, 'function');
+assert.equal(isValidId('p1'), true);
+assert.equal(isValidId('bad id'), false);
+assert.equal(streamPath('p1', 'rewrite', false), '/api/v1/sse/projects/p1/stages/rewrite/');
 await subscriber.close();
 await broker.close();
 
@@ -180,6 +186,7 @@ console.log('ok');
       `
 import { createSSEClient, type DoneMessage, type SseStreamViewer } from 'ai-story-sse';
 import { StreamPublisher, MemoryBroker, mountSse, type SseOptions, type StageMessage } from 'ai-story-sse/server';
+import { isValidId, type StageMessage as WireMessage } from 'ai-story-sse/protocol';
 import { createServer } from 'node:http';
 
 const client = createSSEClient('p1', 'rewrite', { baseUrl: 'http://127.0.0.1:8000' });
@@ -193,7 +200,9 @@ const size: number = mount.hub.size;
 const publisher = new StreamPublisher({ projectId: 'p1', stage: 'rewrite', broker });
 const id: Promise<string> = publisher.publishStageUpdate('processing', 10, 'working');
 const message: StageMessage | undefined = undefined;
-void [size, id, message];
+const wire: WireMessage | undefined = message;
+const valid: boolean = isValidId('p1');
+void [size, id, message, wire, valid];
 `,
     );
     await succeed('tsc on the installed package', process.execPath, [TSC, '-p', 'tsconfig.json'], { cwd: app });

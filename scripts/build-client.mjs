@@ -13,7 +13,8 @@ const root = new URL('..', import.meta.url).pathname;
 const at = process.argv.indexOf('--out-dir');
 const outDir = at > 0 ? process.argv[at + 1] : join(root, 'dist/client');
 
-await build({ configFile: join(root, 'client/vite.config.ts'), build: { outDir } });
+// dist/client also holds the library's client modules (scripts/build-lib.mjs): replace sse-kit.js only.
+await build({ configFile: join(root, 'client/vite.config.ts'), build: { outDir, emptyOutDir: false } });
 
 const file = join(outDir, 'sse-kit.js');
 const code = readFileSync(file);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const built = join(root, 'demo/dist/index.html');
-const sources = ['demo', 'client/src'];
+const sources = ['demo', 'client/src', 'protocol'];
 
 function newest(dir) {
   let latest = 0;

@@ -1,19 +1,14 @@
 /** The client kit: the SSE client, and the element classes (import `./define.js` to register the tags). */
-export { SSEClient, createSSEClient, ConnectionState, DisconnectReason, streamUrl } from './sse-client.js';
-export type {
-  SSEClientOptions,
-  SSEClientEventMap,
-  DisconnectedEvent,
-  ReconnectingEvent,
-  StateChangeEvent,
-  StreamEvent,
-  ServerError,
-  TokenSource,
-} from './sse-client.js';
+export { SSEClient, createSSEClient, ConnectionState, DisconnectReason } from './sse-client.js';
+export type { SSEClientOptions, SSEClientEventMap, DisconnectedEvent, ReconnectingEvent, StateChangeEvent, StreamEvent } from './sse-client.js';
+export type { ServerError } from './http-response.js';
+export type { TokenSource } from './token-source.js';
+export { streamUrl } from '../../protocol/routes.js';
 export { exponentialBackoff, backoffCeiling } from './backoff.js';
 export type { BackoffStrategy, BackoffContext, ExponentialBackoffOptions } from './backoff.js';
 export type { Clock } from './clock.js';
-export { StageStatus, PIPELINE_STAGES } from './messages.js';
+export { StageStatus } from '../../protocol/messages.js';
+export { PIPELINE_STAGES } from './stage-order.js';
 export type {
   BaseMessage,
   TokenMessage,
@@ -26,7 +21,7 @@ export type {
   StageMessage,
   StageMessageType,
   StreamEventMap,
-} from './messages.js';
+} from '../../protocol/messages.js';
 export { SseStreamViewer } from './components/sse-stream-viewer/sse-stream-viewer.component.js';
 export type { SseStreamViewerEventMap } from './components/sse-stream-viewer/sse-stream-viewer.component.js';
 export { SseStreamProvider } from './components/sse-stream-provider/sse-stream-provider.component.js';

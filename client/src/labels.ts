@@ -2,7 +2,7 @@
  * The words a viewer shows, in English and Chinese. A viewer picks them from `lang` (the closest
  * ancestor with one, else the document's); its `labels` property overrides any of them.
  */
-import type { StageStatus } from './messages.js';
+import type { StageStatus } from '../../protocol/messages.js';
 import type { ConnectionState, DisconnectedEvent } from './sse-client.js';
 
 export interface ViewerLabels {

@@ -10,7 +10,7 @@ import type { DetailedHTMLProps, HTMLAttributes } from 'react';
 import type { SseStreamProvider } from './components/sse-stream-provider/sse-stream-provider.component.js';
 import type { SseStreamViewer, SseStreamViewerEventMap } from './components/sse-stream-viewer/sse-stream-viewer.component.js';
 import type { ViewerLabels } from './labels.js';
-import type { TokenSource } from './sse-client.js';
+import type { TokenSource } from './token-source.js';
 
 /** `on<event>` props, one per DOM event of the element, typed with its `detail`. */
 export type ReactEventProps<EventMap> = { [K in keyof EventMap as `on${K & string}`]?: (event: EventMap[K]) => void };

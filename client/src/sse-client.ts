@@ -6,9 +6,18 @@
  * after one 5xx). Works in browsers and in Node >= 20.
  */
 import { createParser, type EventSourceMessage, type ParseError } from 'eventsource-parser';
+import { StageTexts } from '../../protocol/compact.js';
+import { ID_RULE, isValidId } from '../../protocol/ids.js';
+import type { StreamEventMap } from '../../protocol/messages.js';
+import { QueryParam, streamUrl } from '../../protocol/routes.js';
 import { exponentialBackoff, type BackoffStrategy } from './backoff.js';
 import { systemClock, type Clock } from './clock.js';
-import type { StreamEventMap } from './messages.js';
+import { Emitter } from './emitter.js';
+import { isClientEvent } from './event-names.js';
+import { isEventStream, readHttpFailure, type ServerError } from './http-response.js';
+import { NetworkWatcher, isOffline } from './network-watcher.js';
+import { resolveToken, type TokenSource } from './token-source.js';
+import { Watchdog } from './watchdog.js';
 
 /** The states of a client. Changed in one place, which emits the `state` event. */
 export const ConnectionState = {
@@ -49,12 +58,6 @@ export const DisconnectReason = {
   tokenExpired: 'token_expired',
 } as const;
 export type DisconnectReason = (typeof DisconnectReason)[keyof typeof DisconnectReason];
-
-/** The JSON error body of the server: `{"error": {"code": "...", "message": "..."}}`. */
-export interface ServerError {
-  code: string;
-  message: string;
-}
 
 /** Detail of `disconnected`: fired whenever an attempt or an open connection ends, and when the client stops for good. */
 export interface DisconnectedEvent {
@@ -103,9 +106,6 @@ export interface SSEClientEventMap extends StreamEventMap {
   state: StateChangeEvent;
 }
 
-/** A token, or a function asked for a fresh one before every connection attempt (tokens expire). */
-export type TokenSource = string | (() => string | null | undefined | Promise<string | null | undefined>);
-
 export interface SSEClientOptions {
   /** Origin (and path prefix) of the server, e.g. `https://example.com`. Default `''`: the page's origin. Required outside a browser. */
   baseUrl?: string;
@@ -141,63 +141,12 @@ export interface SSEClientOptions {
 
 type Handler = (data: never) => void;
 
-const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-/** Names of the client's own events: a server event with one of these names is only delivered as `message`. */
-const LIFECYCLE_EVENTS: ReadonlySet<string> = new Set(['message', 'disconnected', 'reconnecting', 'state']);
-/** Retried HTTP statuses besides 5xx; every other non-200 status is fatal. */
-const RETRIED_STATUSES: ReadonlySet<number> = new Set([408, 429]);
-
-/** Builds the URL of a stream endpoint. `stageName` empty means all stages of the project. */
-export function streamUrl(baseUrl: string, projectId: string, stageName: string | null, authenticated: boolean): string {
-  let url = `${baseUrl.replace(/\/+$/, '')}/api/v1/sse/projects/${encodeURIComponent(projectId)}/`;
-  if (stageName) url += `stages/${encodeURIComponent(stageName)}/`;
-  return authenticated ? `${url}stream/` : url;
-}
-
-/** `Retry-After` in ms: delay-seconds or an HTTP date. */
-export function parseRetryAfter(value: string | null, now: number): number | undefined {
-  if (value === null) return undefined;
-  if (/^\s*\d+\s*$/.test(value)) return Number(value) * 1000;
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
 function parseData(data: string): unknown {
   try {
     return JSON.parse(data);
   } catch {
     return data;
   }
-}
-
-function isEventStream(response: Response): boolean {
-  const type = response.headers.get('content-type') ?? '';
-  return type.split(';')[0]?.trim().toLowerCase() === 'text/event-stream';
-}
-
-async function readServerError(response: Response): Promise<ServerError | undefined> {
-  if (!(response.headers.get('content-type') ?? '').includes('json')) {
-    await response.body?.cancel().catch(() => undefined);
-    return undefined;
-  }
-  try {
-    const body = (await response.json()) as { error?: Partial<ServerError> };
-    const { code, message } = body.error ?? {};
-    return typeof code === 'string' ? { code, message: String(message ?? '') } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function reportHandlerError(error: unknown): void {
-  // A throwing handler must not break the stream; surface it like an uncaught error would be.
-  if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
-  else console.error(error);
-}
-
-/** The network-status source: `navigator.onLine` and the `online`/`offline` events, where they exist. */
-function isOffline(): boolean {
-  return (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false;
 }
 
 /**
@@ -217,11 +166,11 @@ export class SSEClient {
   readonly url: string;
 
   constructor(projectId: string, stageName?: string | null, options: SSEClientOptions = {}) {
-    if (!ID_PATTERN.test(projectId)) {
-      throw new TypeError(`SSEClient: projectId ${JSON.stringify(projectId)} is invalid; use 1-64 letters, digits, "_" or "-".`);
+    if (!isValidId(projectId)) {
+      throw new TypeError(`SSEClient: projectId ${JSON.stringify(projectId)} is invalid; it must be ${ID_RULE}.`);
     }
-    if (stageName && !ID_PATTERN.test(stageName)) {
-      throw new TypeError(`SSEClient: stageName ${JSON.stringify(stageName)} is invalid; use 1-64 letters, digits, "_" or "-", or omit it for all stages.`);
+    if (stageName && !isValidId(stageName)) {
+      throw new TypeError(`SSEClient: stageName ${JSON.stringify(stageName)} is invalid; it must be ${ID_RULE}, or omitted for all stages.`);
     }
     const baseUrl = options.baseUrl ?? '';
     if (!/^[a-z][a-z0-9+.-]*:/i.test(baseUrl) && typeof (globalThis as { location?: unknown }).location === 'undefined') {
@@ -234,6 +183,8 @@ export class SSEClient {
     this.#clock = options.clock ?? systemClock;
     this.#backoff = options.backoff ?? exponentialBackoff();
     this.#lastEventId = options.lastEventId ?? '';
+    const watchdogMs = (options.heartbeatMs ?? 15_000) * (options.watchdogMultiplier ?? 2.5);
+    this.#watchdog = new Watchdog(this.#clock, watchdogMs, () => this.#fail({ reason: DisconnectReason.watchdog }));
   }
 
   /** The connection state; listen to `state` for changes. */
@@ -255,9 +206,7 @@ export class SSEClient {
   on<K extends keyof SSEClientEventMap>(type: K, handler: (data: SSEClientEventMap[K]) => void): this;
   on(type: string, handler: (data: unknown) => void): this;
   on(type: string, handler: Handler): this {
-    let handlers = this.#handlers.get(type);
-    if (!handlers) this.#handlers.set(type, (handlers = new Set()));
-    handlers.add(handler);
+    this.#emitter.on(type, handler);
     return this;
   }
 
@@ -265,7 +214,7 @@ export class SSEClient {
   off<K extends keyof SSEClientEventMap>(type: K, handler: (data: SSEClientEventMap[K]) => void): this;
   off(type: string, handler: (data: unknown) => void): this;
   off(type: string, handler: Handler): this {
-    this.#handlers.get(type)?.delete(handler);
+    this.#emitter.off(type, handler);
     return this;
   }
 
@@ -277,7 +226,7 @@ export class SSEClient {
     if (this.#state === ConnectionState.connecting || this.#state === ConnectionState.open) return this;
     if (this.#state === ConnectionState.closed) {
       this.#attempt = 0;
-      this.#listenToNetwork(true);
+      this.#network.start();
     }
     this.#clearRetry();
     void this.#open();
@@ -295,11 +244,13 @@ export class SSEClient {
   readonly #options: SSEClientOptions;
   readonly #clock: Clock;
   readonly #backoff: BackoffStrategy;
-  readonly #handlers = new Map<string, Set<Handler>>();
+  readonly #emitter = new Emitter();
+  readonly #watchdog: Watchdog;
+  readonly #network = new NetworkWatcher({ online: () => this.#onOnline(), offline: () => this.#onOffline() });
   #state: ConnectionState = ConnectionState.closed;
   #lastEventId: string;
   /** Each stage's text so far, to rebuild `full_text` of compact token events. */
-  readonly #texts = new Map<string, string>();
+  readonly #texts = new StageTexts();
   /** The server's `retry:` in ms, kept across connections as the spec says. */
   #serverRetryMs: number | undefined;
   /** Bumped by every attempt and by every teardown: async steps of an older attempt see a different value and stop. */
@@ -307,27 +258,13 @@ export class SSEClient {
   #abort: AbortController | undefined;
   #attempt = 0;
   #openedAt: number | undefined;
-  #lastByteAt = 0;
   #retryTimer: unknown;
-  #watchdogTimer: unknown;
 
   #setState(next: ConnectionState): void {
     if (next === this.#state) return;
     const previous = this.#state;
     this.#state = next;
-    this.#emit('state', { state: next, previous } satisfies StateChangeEvent);
-  }
-
-  #emit(type: string, data: unknown): void {
-    const handlers = this.#handlers.get(type);
-    if (!handlers) return;
-    for (const handler of [...handlers]) {
-      try {
-        (handler as (data: unknown) => void)(data);
-      } catch (error) {
-        reportHandlerError(error);
-      }
-    }
+    this.#emitter.emit('state', { state: next, previous } satisfies StateChangeEvent);
   }
 
   async #open(): Promise<void> {
@@ -345,14 +282,14 @@ export class SSEClient {
     this.#abort = abort;
     try {
       const headers: Record<string, string> = { Accept: 'text/event-stream' };
-      const token = await this.#token();
+      const token = await resolveToken(this.#options.token);
       if (!current()) return;
       if (token) headers['Authorization'] = `Bearer ${token}`;
       // [spec] "If the last event ID string is not the empty string, set Last-Event-ID."
       if (this.#lastEventId) headers['Last-Event-ID'] = this.#lastEventId;
-      this.#startWatchdog(generation);
+      this.#watchdog.start();
       const fetch = this.#options.fetch ?? globalThis.fetch;
-      const url = this.#options.compact === false ? this.url : `${this.url}${this.url.includes('?') ? '&' : '?'}compact=1`;
+      const url = this.#options.compact === false ? this.url : `${this.url}${this.url.includes('?') ? '&' : '?'}${QueryParam.compact}=1`;
       response = await fetch(url, { method: 'GET', headers, signal: abort.signal });
     } catch (cause) {
       if (current()) this.#fail({ reason: DisconnectReason.network, cause });
@@ -363,15 +300,12 @@ export class SSEClient {
       return;
     }
 
-    const { status } = response;
-    if (status !== 200) {
-      const retried = RETRIED_STATUSES.has(status) || status >= 500;
-      const retryAfterMs = retried ? parseRetryAfter(response.headers.get('retry-after'), this.#clock.now()) : undefined;
-      const error = await readServerError(response);
+    if (response.status !== 200) {
+      const { status, error, retry, retryAfterMs } = await readHttpFailure(response, this.#clock.now());
       if (!current()) return;
       const detail: Omit<DisconnectedEvent, 'willReconnect'> = { reason: DisconnectReason.httpStatus, status };
       if (error) detail.error = error;
-      if (retried) this.#fail(detail, retryAfterMs);
+      if (retry) this.#fail(detail, retryAfterMs);
       else this.#close(detail); // [spec] 204 and other statuses "fail the connection": no retry.
       return;
     }
@@ -407,7 +341,7 @@ export class SSEClient {
         const { done, value } = await reader.read();
         if (!current()) return;
         if (done) break;
-        this.#lastByteAt = this.#clock.now();
+        this.#watchdog.feed();
         parser.feed(decoder.decode(value, { stream: true }));
         if (!current()) return;
       }
@@ -426,47 +360,20 @@ export class SSEClient {
     if (event.id !== undefined) this.#lastEventId = event.id;
     const type = event.event ?? 'message';
     const data = parseData(event.data);
-    if (type === 'token' && !this.#rebuildText(data)) {
+    // A compact token that does not continue its stage's text: out of step, so reconnect (the server sends each
+    // stage's first token of a connection whole, which brings the text back).
+    if (type === 'token' && !this.#texts.apply(data)) {
       this.#fail({ reason: DisconnectReason.protocol });
       return;
     }
     const generation = this.#generation;
-    if (!LIFECYCLE_EVENTS.has(type)) this.#emit(type, data);
+    if (!isClientEvent(type)) this.#emitter.emit(type, data);
     if (generation !== this.#generation) return; // a handler disconnected
-    this.#emit('message', { type, data, id: event.id } satisfies StreamEvent);
+    this.#emitter.emit('message', { type, data, id: event.id } satisfies StreamEvent);
     if (generation !== this.#generation) return;
     if (type === 'done' && this.#options.closeOnDone && this.stageName) this.#close({ reason: DisconnectReason.done });
     // No backoff: the token source is asked again, and the Last-Event-ID resume leaves no gap.
     else if (type === 'token_expired') this.#fail({ reason: DisconnectReason.tokenExpired }, 0);
-  }
-
-  /**
-   * Keeps each stage's text, and gives a compact token (`offset`, no `full_text`) its `full_text` back.
-   * False when a compact token does not continue the text: the stream is out of step and must reconnect
-   * (the server sends each stage's first token of a connection whole, which brings the text back).
-   */
-  #rebuildText(data: unknown): boolean {
-    if (data === null || typeof data !== 'object') return true;
-    const token = data as Record<string, unknown>;
-    const stage = typeof token.stage === 'string' ? token.stage : '';
-    if (typeof token.full_text === 'string') {
-      this.#texts.set(stage, token.full_text);
-      return true;
-    }
-    if (typeof token.offset !== 'number' || typeof token.content !== 'string') return true;
-    const known = this.#texts.get(stage) ?? '';
-    // offset 0 starts a new run of the stage; otherwise the piece must start where our text ends.
-    if (token.offset !== 0 && token.offset !== known.length) return false;
-    const fullText = (token.offset === 0 ? '' : known) + token.content;
-    this.#texts.set(stage, fullText);
-    delete token.offset;
-    token.full_text = fullText;
-    return true;
-  }
-
-  async #token(): Promise<string | null | undefined> {
-    const { token } = this.#options;
-    return typeof token === 'function' ? await token() : token;
   }
 
   /** Ends the current attempt and schedules the next one (or waits for the network). */
@@ -479,7 +386,7 @@ export class SSEClient {
 
     if (isOffline()) {
       this.#setState(ConnectionState.offline);
-      this.#emit('disconnected', { ...detail, willReconnect: true } satisfies DisconnectedEvent);
+      this.#emitter.emit('disconnected', { ...detail, willReconnect: true } satisfies DisconnectedEvent);
       return;
     }
     const baseMs = this.#serverRetryMs ?? this.#options.retryMs ?? 1000;
@@ -490,18 +397,18 @@ export class SSEClient {
     }, delayMs);
     this.#setState(ConnectionState.reconnecting);
     if (generation !== this.#generation) return; // a state handler disconnected
-    this.#emit('disconnected', { ...detail, willReconnect: true } satisfies DisconnectedEvent);
+    this.#emitter.emit('disconnected', { ...detail, willReconnect: true } satisfies DisconnectedEvent);
     if (generation !== this.#generation) return;
-    this.#emit('reconnecting', { attempt, delayMs, reason: detail.reason } satisfies ReconnectingEvent);
+    this.#emitter.emit('reconnecting', { attempt, delayMs, reason: detail.reason } satisfies ReconnectingEvent);
   }
 
   /** Ends everything for good: the attempt, the pending retry, the network listeners. */
   #close(detail: Omit<DisconnectedEvent, 'willReconnect'>): void {
     this.#endAttempt();
     this.#clearRetry();
-    this.#listenToNetwork(false);
+    this.#network.stop();
     this.#setState(ConnectionState.closed);
-    this.#emit('disconnected', { ...detail, willReconnect: false } satisfies DisconnectedEvent);
+    this.#emitter.emit('disconnected', { ...detail, willReconnect: false } satisfies DisconnectedEvent);
   }
 
   #endAttempt(): void {
@@ -509,8 +416,7 @@ export class SSEClient {
     this.#abort?.abort();
     this.#abort = undefined;
     this.#openedAt = undefined;
-    this.#clock.clearTimeout(this.#watchdogTimer);
-    this.#watchdogTimer = undefined;
+    this.#watchdog.stop();
   }
 
   #clearRetry(): void {
@@ -519,40 +425,18 @@ export class SSEClient {
     this.#retryTimer = undefined;
   }
 
-  #startWatchdog(generation: number): void {
-    const limit = (this.#options.heartbeatMs ?? 15_000) * (this.#options.watchdogMultiplier ?? 2.5);
-    if (!(limit > 0) || !Number.isFinite(limit)) return;
-    this.#lastByteAt = this.#clock.now();
-    // One timer per silence window rather than one per chunk: it re-arms itself for the remainder.
-    const check = () => {
-      if (generation !== this.#generation) return;
-      const idle = this.#clock.now() - this.#lastByteAt;
-      if (idle >= limit) this.#fail({ reason: DisconnectReason.watchdog });
-      else this.#watchdogTimer = this.#clock.setTimeout(check, limit - idle);
-    };
-    this.#watchdogTimer = this.#clock.setTimeout(check, limit);
-  }
-
-  #onOnline = (): void => {
+  #onOnline(): void {
     // The network is back: retry at once instead of waiting out the backoff.
     if (this.#state === ConnectionState.offline || this.#state === ConnectionState.reconnecting) this.connect();
-  };
+  }
 
-  #onOffline = (): void => {
+  #onOffline(): void {
     if (this.#state === ConnectionState.closed) return;
     this.#clearRetry();
     const wasActive = this.#state === ConnectionState.connecting || this.#state === ConnectionState.open;
     this.#endAttempt();
     this.#setState(ConnectionState.offline);
-    if (wasActive) this.#emit('disconnected', { reason: DisconnectReason.offline, willReconnect: true } satisfies DisconnectedEvent);
-  };
-
-  #listenToNetwork(on: boolean): void {
-    const target = globalThis as { addEventListener?: unknown };
-    if (typeof target.addEventListener !== 'function' || typeof (globalThis as { navigator?: unknown }).navigator === 'undefined') return;
-    const method = on ? 'addEventListener' : 'removeEventListener';
-    globalThis[method]('online', this.#onOnline);
-    globalThis[method]('offline', this.#onOffline);
+    if (wasActive) this.#emitter.emit('disconnected', { reason: DisconnectReason.offline, willReconnect: true } satisfies DisconnectedEvent);
   }
 }
 

@@ -3,7 +3,8 @@
  * Text changes are reported separately (append or replace) so the DOM can be appended to
  * instead of re-rendering a 20,000-token text on every token.
  */
-import { PIPELINE_STAGES, StageStatus, type DoneMessage, type ErrorMessage, type ProgressMessage, type ResetMessage, type StageMessage } from './messages.js';
+import { PIPELINE_STAGES } from './stage-order.js';
+import { StageStatus, type DoneMessage, type ErrorMessage, type ProgressMessage, type ResetMessage, type StageMessage } from '../../protocol/messages.js';
 
 /** What a viewer shows for one stage. */
 export interface StageView {

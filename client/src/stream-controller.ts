@@ -2,16 +2,19 @@
  * The connection of a viewer, as a Lit ReactiveController: it decides which stream the host listens
  * to (the provider's shared one, or its own), folds the messages into a {@link StageStore}, writes
  * text through a {@link TextRenderer}, and re-dispatches the messages as DOM events on the host.
+ * Each event that concerns the host is then handed on to `onEvent` (the viewer's event log).
  * The host only renders.
  */
 import { ContextConsumer } from '@lit/context';
 import type { ReactiveController, ReactiveControllerHost } from 'lit';
+import type { StageMessageType } from '../../protocol/messages.js';
 import { streamHubContext } from './context.js';
-import type { StageMessage } from './messages.js';
+import { isStageMessageType } from './event-names.js';
 import { StageStore } from './stage-store.js';
-import { ConnectionState, DisconnectReason, createSSEClient, type DisconnectedEvent, type TokenSource } from './sse-client.js';
-import { StreamHub, type HubEvent } from './stream-hub.js';
+import { ConnectionState, DisconnectReason, createSSEClient, type DisconnectedEvent } from './sse-client.js';
+import { StreamHub, type HubEvent, type HubListener } from './stream-hub.js';
 import { TextRenderer } from './text-renderer.js';
+import { liveToken, type TokenSource } from './token-source.js';
 
 /** What the controller reads from its host. */
 export interface StreamHost extends ReactiveControllerHost, HTMLElement {
@@ -21,46 +24,14 @@ export interface StreamHost extends ReactiveControllerHost, HTMLElement {
   baseUrl: string;
   token: TokenSource | undefined;
   autoConnect: boolean;
-  showLogs: boolean;
-  maxLogEntries: number;
-}
-
-/** One line of the log panel. Consecutive tokens of a stage share a line and count up. */
-export interface LogEntry {
-  id: number;
-  /** `Date.now()` of the (last) event. */
-  time: number;
-  type: string;
-  stage: string | undefined;
-  text: string;
-  count: number;
 }
 
 const PROVIDER_TAG = 'sse-stream-provider';
-const KNOWN_EVENTS: ReadonlySet<string> = new Set(['connected', 'reset', 'token', 'stage_update', 'progress', 'done', 'error']);
 
-/** Resolves the host's token property afresh at each connection attempt, so a new token needs no reconnect. */
-function tokenOf(host: StreamHost): TokenSource | undefined {
-  if (host.token === undefined) return undefined;
-  return async () => {
-    const token = host.token;
-    return typeof token === 'function' ? await token() : token;
-  };
-}
+type StageMessageEvent = Extract<HubEvent, { type: StageMessageType }>;
 
-function summarize(message: StageMessage): string {
-  switch (message.type) {
-    case 'stage_update':
-      return `${message.status} ${message.progress}%${message.message ? ` — ${message.message}` : ''}`;
-    case 'progress':
-      return `${message.current}/${message.total} ${message.item_name ?? ''}`.trim();
-    case 'done':
-      return `${message.full_text?.length ?? 0} characters`;
-    case 'error':
-      return `${message.error} (retry ${message.retry_count})`;
-    default:
-      return '';
-  }
+function isStageMessageEvent(event: HubEvent): event is StageMessageEvent {
+  return isStageMessageType(event.type);
 }
 
 export class StreamController implements ReactiveController {
@@ -74,9 +45,9 @@ export class StreamController implements ReactiveController {
   lastDisconnect: DisconnectedEvent | undefined;
   /** Why no connection could be made from the host's attributes (e.g. an invalid `project-id`). */
   configError: string | undefined;
-  readonly logs: LogEntry[] = [];
 
   readonly #host: StreamHost;
+  readonly #onEvent: HubListener;
   readonly #consumer: ContextConsumer<typeof streamHubContext, StreamHost>;
   /** What `connect()`/`disconnect()` asked for; `undefined` follows `auto-connect`. */
   #wanted: boolean | undefined;
@@ -84,15 +55,13 @@ export class StreamController implements ReactiveController {
   #attached: { hub: StreamHub; stage: string; detach: () => void } | undefined;
   #countdown: ReturnType<typeof setInterval> | undefined;
   #waitingForProvider = false;
-  #logId = 0;
-  #logDirty = false;
 
-  constructor(host: StreamHost) {
+  /** `onEvent` gets each event that concerns the host (its stage's messages, the connection's), after the controller applied it. */
+  constructor(host: StreamHost, onEvent: HubListener = () => {}) {
     this.#host = host;
+    this.#onEvent = onEvent;
     this.store = new StageStore((stage, change) => this.text.push(stage, change));
-    this.text = new TextRenderer(() => {
-      if (this.#logDirty && host.showLogs) host.requestUpdate();
-    });
+    this.text = new TextRenderer();
     // Added before this controller, so the provided hub is known when hostConnected runs.
     this.#consumer = new ContextConsumer(host, { context: streamHubContext, subscribe: true, callback: () => this.#reconcile() });
     host.addController(this);
@@ -148,7 +117,7 @@ export class StreamController implements ReactiveController {
     this.#ownHub = undefined;
     this.configError = undefined;
     try {
-      const client = createSSEClient(host.projectId, host.stageName || null, { baseUrl: host.baseUrl, token: tokenOf(host) });
+      const client = createSSEClient(host.projectId, host.stageName || null, { baseUrl: host.baseUrl, token: liveToken(() => host.token) });
       this.#ownHub = { key, hub: new StreamHub(client) };
       return this.#ownHub.hub;
     } catch (error) {
@@ -174,7 +143,7 @@ export class StreamController implements ReactiveController {
     this.state = hub.state;
     this.retryAt = hub.retryAt;
     this.lastDisconnect = hub.lastDisconnect;
-    const detach = hub.attach((event) => this.#onEvent(event, stage));
+    const detach = hub.attach((event) => this.#receive(event, stage));
     this.#attached = { hub, stage, detach };
     this.#syncCountdown();
     this.#host.requestUpdate();
@@ -193,71 +162,52 @@ export class StreamController implements ReactiveController {
     this.#host.requestUpdate();
   }
 
-  #onEvent(event: HubEvent, stage: string): void {
+  #receive(event: HubEvent, stage: string): void {
+    if (isStageMessageEvent(event) && stage && event.data.stage !== stage) return; // another stage's message
+    const changed = this.#apply(event, stage);
+    this.#onEvent(event);
+    if (changed) this.#host.requestUpdate();
+  }
+
+  /** Applies an event to the state the host renders; true when the host must render again. */
+  #apply(event: HubEvent, stage: string): boolean {
     switch (event.type) {
       case 'state':
         this.state = event.data.state;
         if (this.state === ConnectionState.open) this.lastDisconnect = undefined;
         if (this.state !== ConnectionState.reconnecting) this.retryAt = undefined;
         this.#syncCountdown();
-        this.#log('state', `${event.data.previous} → ${event.data.state}`);
-        break;
+        return true;
       case 'reconnecting':
         this.retryAt = Date.now() + event.data.delayMs;
         this.#syncCountdown();
-        this.#log('reconnecting', `attempt ${event.data.attempt} in ${event.data.delayMs} ms (${event.data.reason})`);
-        break;
+        return true;
       case 'disconnected':
         this.lastDisconnect = event.data;
         this.#dispatch('disconnected', event.data);
-        this.#log('disconnected', `${event.data.reason}${event.data.status ? ` ${event.data.status}` : ''}`);
-        break;
+        return true;
       case 'connected':
         this.#dispatch('connected', event.data);
-        this.#log('connected', event.data.resumed ? 'resumed' : '');
-        break;
+        return true;
       case 'reset':
         this.store.restore(event.data.stages ?? {}, stage || undefined);
         this.#dispatch('reset', event.data);
-        this.#log('reset', event.data.reason ?? '');
-        break;
-      case 'message':
-        if (!KNOWN_EVENTS.has(event.data.type)) this.#log(event.data.type, typeof event.data.data === 'string' ? event.data.data : '');
-        if (this.#host.showLogs) this.#host.requestUpdate();
-        return;
+        return true;
+      case 'token_expired': // the client fetches a fresh token and resumes at once: nothing to show
+      case 'message': // every event again, wrapped
+        return false;
       default: {
         const message = event.data;
-        if (stage && message.stage !== stage) return;
         const changed = this.store.apply(message);
         this.#dispatch(message.type, message);
-        this.#log(message.type, summarize(message), message.stage);
-        if (!changed) return; // a plain token: the TextRenderer shows it
+        return changed; // false for a plain token: the TextRenderer shows it
       }
     }
-    this.#host.requestUpdate();
   }
 
   #dispatch(type: string, detail: unknown): void {
     // Not bubbling, not composed: the names are generic (`error`, `progress`) and must not reach ancestors' handlers.
     this.#host.dispatchEvent(new CustomEvent(type, { detail, bubbles: false, composed: false }));
-  }
-
-  #log(type: string, text: string, stage?: string): void {
-    const last = this.logs.at(-1);
-    if (type === 'token' && last?.type === 'token' && last.stage === stage) {
-      last.count++;
-      last.time = Date.now();
-    } else {
-      this.logs.push({ id: ++this.#logId, time: Date.now(), type, stage, text, count: 1 });
-      const excess = this.logs.length - Math.max(1, this.#host.maxLogEntries);
-      if (excess > 0) this.logs.splice(0, excess);
-    }
-    this.#logDirty = true;
-  }
-
-  /** Marks the log as rendered. */
-  logsRendered(): void {
-    this.#logDirty = false;
   }
 
   /** A one-second tick that re-renders the "reconnecting in N s" badge; runs only while reconnecting. */

@@ -3,15 +3,13 @@
  * one listener is attached. Keeps the latest message of each type per stage, so a viewer that
  * attaches late draws the current state at once instead of waiting for the next messages.
  */
-import type { ResetMessage, StageMessage, StageMessageType } from './messages.js';
+import type { ResetMessage, StageMessage } from '../../protocol/messages.js';
+import { EVENT_NAMES, isStageMessageType } from './event-names.js';
 import { ConnectionState, type DisconnectedEvent, type SSEClient, type SSEClientEventMap } from './sse-client.js';
 
 /** Any event of the client, tagged with its name. */
 export type HubEvent = { [K in keyof SSEClientEventMap]: { type: K; data: SSEClientEventMap[K] } }[keyof SSEClientEventMap];
 export type HubListener = (event: HubEvent) => void;
-
-const STAGE_MESSAGES: readonly StageMessageType[] = ['token', 'stage_update', 'progress', 'done', 'error'];
-const FORWARDED: ReadonlyArray<keyof SSEClientEventMap> = [...STAGE_MESSAGES, 'connected', 'reset', 'message', 'disconnected', 'reconnecting', 'state'];
 
 /**
  * A reset's `stages`, copied into prototype-less objects. Stage names and types come from the network (any worker
@@ -34,7 +32,7 @@ export class StreamHub {
 
   constructor(client: SSEClient) {
     this.client = client;
-    for (const type of FORWARDED) client.on(type, (data: unknown) => this.#forward({ type, data } as HubEvent));
+    for (const type of EVENT_NAMES) client.on(type, (data: unknown) => this.#forward({ type, data } as HubEvent));
   }
 
   get state(): ConnectionState {
@@ -86,7 +84,7 @@ export class StreamHub {
         if (event.data.state === ConnectionState.open) this.#lastDisconnect = undefined;
         break;
       default:
-        if ((STAGE_MESSAGES as readonly string[]).includes(event.type)) {
+        if (isStageMessageType(event.type)) {
           const message = event.data as StageMessage;
           if (typeof message?.stage === 'string') (this.#snapshot[message.stage] ??= Object.create(null))[message.type] = message;
         }

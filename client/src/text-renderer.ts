@@ -17,15 +17,9 @@ const FOLLOW_SLACK_PX = 24;
 export class TextRenderer {
   readonly #targets = new Map<string, HTMLElement>();
   readonly #pending = new Map<string, Pending>();
-  readonly #afterFlush: () => void;
   #frame: number | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #waiters: Array<() => void> = [];
-
-  /** `afterFlush` runs after each frame's writes (e.g. to re-render a log panel). */
-  constructor(afterFlush: () => void = () => {}) {
-    this.#afterFlush = afterFlush;
-  }
 
   /** Queues a change of `stage`'s text for the next frame. */
   push(stage: string, change: TextChange): void {
@@ -67,15 +61,7 @@ export class TextRenderer {
       if (element) write(element, pending);
     }
     this.#pending.clear();
-    this.#afterFlush();
     for (const resolve of this.#waiters.splice(0)) resolve();
-  }
-
-  /** Drops queued changes and bindings, and cancels the scheduled frame. */
-  dispose(): void {
-    this.#pending.clear();
-    this.flush();
-    this.#targets.clear();
   }
 
   #schedule(): void {

@@ -9,7 +9,7 @@
 import type { DefineComponent } from 'vue';
 import type { SseStreamViewerEventMap } from './components/sse-stream-viewer/sse-stream-viewer.component.js';
 import type { ViewerLabels } from './labels.js';
-import type { TokenSource } from './sse-client.js';
+import type { TokenSource } from './token-source.js';
 
 /** `@event` handlers (`onDone`, `onStage_update`, ...), one per DOM event of the element, typed with its `detail`. */
 export type VueEventProps<EventMap> = { [K in keyof EventMap as `on${Capitalize<K & string>}`]?: (event: EventMap[K]) => void };

@@ -1,5 +1,5 @@
 /** Builders for wire messages, shaped like the server's. */
-import type { ConnectedMessage, DoneMessage, ErrorMessage, ProgressMessage, ResetMessage, StageStatus, StageUpdateMessage, TokenMessage } from '../src/messages.js';
+import type { ConnectedMessage, DoneMessage, ErrorMessage, ProgressMessage, ResetMessage, StageStatus, StageUpdateMessage, TokenMessage } from '../../protocol/messages.js';
 
 const base = (stage: string, type: string, id?: string) => ({
   type,

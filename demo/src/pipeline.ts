@@ -5,7 +5,7 @@
  * so no `done` can slip by between the POST and the subscription.
  */
 import { createSSEClient, type DisconnectedEvent } from '../../client/src/index.js';
-import type { DoneMessage, ErrorMessage } from '../../client/src/messages.js';
+import type { DoneMessage, ErrorMessage } from '../../protocol/messages.js';
 import { ApiError, executeStage, mintToken } from './api.js';
 
 export const STAGES = ['rewrite', 'storyboard', 'image_generation', 'video_generation'] as const;

@@ -2,25 +2,12 @@
 
 import { InvalidArgumentError } from './broker/errors.js';
 
-/** `project_id` and `stage_name`: no glob characters, no separators, bounded length. */
-export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+import { ID_RULE, isValidId } from '../../protocol/ids.js';
 
-/**
- * Names that match {@link ID_PATTERN} but are refused as ids (project ids, stage names, message types, prefixes):
- * as a key of a plain JavaScript object they reach its internals (`obj.__proto__` is Object.prototype), so a
- * map keyed by them could rewrite every object of the process. workers/python and publish.lua refuse the same.
- */
-export const RESERVED_IDS: readonly string[] = Object.freeze(['__proto__', 'constructor', 'prototype']);
-
-/** The id rule in words, for error messages: `project_id must be ${ID_RULE}.` */
-export const ID_RULE = `1-64 characters of A-Z, a-z, 0-9, "_" or "-", and not ${RESERVED_IDS.map((name) => `"${name}"`).join(', ')} (they name an object's internals)`;
+// The id rule is the protocol's (protocol/ids.ts); re-exported for the server's own modules and its public entry point.
+export { ID_PATTERN, ID_RULE, RESERVED_IDS, isValidId } from '../../protocol/ids.js';
 
 export const DEFAULT_PREFIX = 'ai_story';
-
-/** True for a string that matches {@link ID_PATTERN} and is none of the {@link RESERVED_IDS}. */
-export function isValidId(value: unknown): value is string {
-  return typeof value === 'string' && ID_PATTERN.test(value) && !RESERVED_IDS.includes(value);
-}
 
 /**
  * The `prefix` option of a broker, publisher or subscriber, checked by the id rule: a prefix with separators
@@ -59,10 +46,4 @@ export function logKey(prefix: string, projectId: string): string {
  */
 export function stateKey(prefix: string, projectId: string): string {
   return `${prefix}:project:{${projectId}}:state`;
-}
-
-/** The stage name from a channel name, or null when the channel is not a stage channel of `prefix`. */
-export function stageOfChannel(prefix: string, channel: string): string | null {
-  const match = /:stage:([^:]+)$/.exec(channel);
-  return channel.startsWith(`${prefix}:project:`) && match ? (match[1] ?? null) : null;
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError, readConfig } from './config.js';
+import { DEFAULTS } from './defaults.js';
 
 describe('readConfig', () => {
   it('has the contract defaults', () => {
@@ -12,6 +13,18 @@ describe('readConfig', () => {
     assert.equal(config.prefix, 'ai_story');
     assert.equal(config.publicStreams, true);
     assert.equal(config.demoEnabled, true);
+  });
+
+  it('takes every default it does not read from the environment from DEFAULTS, which nobody can change', () => {
+    const config = readConfig({});
+    for (const name of ['heartbeatMs', 'retryMs', 'maxBufferBytes', 'maxReplayEntries', 'maxReplayBytes', 'maxStreams', 'maxStreamsPerClient', 'logMaxLen', 'logTtlSeconds', 'maxDemoTasks'] as const) {
+      assert.equal(config[name], DEFAULTS[name], name);
+    }
+    assert.deepEqual(
+      { retryMs: config.retryMs, maxBufferBytes: config.maxBufferBytes, maxStreams: config.maxStreams, maxStreamsPerClient: config.maxStreamsPerClient, logMaxLen: config.logMaxLen, logTtlSeconds: config.logTtlSeconds },
+      { retryMs: 3_000, maxBufferBytes: 1024 * 1024, maxStreams: 20_000, maxStreamsPerClient: 64, logMaxLen: 1000, logTtlSeconds: 86_400 },
+    );
+    assert.ok(Object.isFrozen(DEFAULTS));
   });
 
   it('turns the mock publisher and demo controls off in production unless explicitly enabled', () => {

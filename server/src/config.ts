@@ -1,6 +1,7 @@
 /** The server's settings, read from the environment in one place (only the entry point calls this). */
 import { DEFAULT_PREFIX, ID_RULE, isValidId } from './channels.js';
-import { parseClusterNodes, type RedisClusterSettings } from './broker/redis-broker.js';
+import { parseClusterNodes, type RedisClusterSettings } from './broker/cluster-nodes.js';
+import { DEFAULTS } from './defaults.js';
 
 export interface ServerConfig {
   /** `NODE_ENV=production`: public streams and the demo default to off. */
@@ -23,14 +24,14 @@ export interface ServerConfig {
   /** `SSE_METRICS_PORT`: serve `/metrics` on this port only (on `metricsHost`), not on the public one. */
   metricsPort: number | undefined;
   metricsHost: string;
-  /** Mock tasks that may run at once; more get 429. */
+  /** Mock tasks that may run at once; more get 429 (see mock/mount-demo.ts). */
   maxDemoTasks: number;
   heartbeatMs: number;
   retryMs: number;
   prefix: string;
   /** Serve the unauthenticated stream endpoints. */
   publicStreams: boolean;
-  /** Serve `execute_stage` (the mock publisher) and the demo-only endpoints. */
+  /** Serve `execute_stage` (the mock publisher), the demo-only endpoints and the demo (mounted by server.ts, not mountSse). */
   demoEnabled: boolean;
   maxStreams: number;
   maxStreamsPerClient: number;
@@ -101,7 +102,7 @@ function secret(env: Env): string | undefined {
 
 export function readConfig(env: Env = process.env): ServerConfig {
   const production = env.NODE_ENV === 'production';
-  const host = env.HOST || '127.0.0.1';
+  const host = env.HOST || DEFAULTS.host;
   const prefix = env.CHANNEL_PREFIX || DEFAULT_PREFIX;
   if (!isValidId(prefix)) throw new ConfigError(`CHANNEL_PREFIX must be ${ID_RULE}, got "${prefix}"`);
   let redisCluster: RedisClusterSettings | undefined;
@@ -115,7 +116,7 @@ export function readConfig(env: Env = process.env): ServerConfig {
   }
   return {
     production,
-    port: int(env, 'PORT', 8000),
+    port: int(env, 'PORT', DEFAULTS.port),
     host,
     redisUrl: env.REDIS_URL || undefined,
     redisCluster,
@@ -124,21 +125,21 @@ export function readConfig(env: Env = process.env): ServerConfig {
     authAudience: env.SSE_AUTH_AUDIENCE || undefined,
     allowedHosts: allowedHosts(env, host),
     metricsPort: env.SSE_METRICS_PORT ? int(env, 'SSE_METRICS_PORT', 0, 0) : undefined,
-    metricsHost: env.SSE_METRICS_HOST || '127.0.0.1',
-    maxDemoTasks: int(env, 'SSE_MAX_DEMO_TASKS', 16, 1),
-    heartbeatMs: int(env, 'SSE_HEARTBEAT_MS', 15_000, 1),
-    retryMs: int(env, 'SSE_RETRY_MS', 3_000),
+    metricsHost: env.SSE_METRICS_HOST || DEFAULTS.metricsHost,
+    maxDemoTasks: int(env, 'SSE_MAX_DEMO_TASKS', DEFAULTS.maxDemoTasks, 1),
+    heartbeatMs: int(env, 'SSE_HEARTBEAT_MS', DEFAULTS.heartbeatMs, 1),
+    retryMs: int(env, 'SSE_RETRY_MS', DEFAULTS.retryMs),
     prefix,
     // Production serves nobody without a token unless told to: public streams and the demo are opt-in there.
     publicStreams: bool(env, 'SSE_PUBLIC_STREAMS', !production),
     demoEnabled: bool(env, 'SSE_ENABLE_DEMO', !production),
-    maxStreams: int(env, 'SSE_MAX_STREAMS', 20_000, 1),
-    maxStreamsPerClient: int(env, 'SSE_MAX_STREAMS_PER_CLIENT', 64, 1),
-    maxBufferBytes: int(env, 'SSE_MAX_BUFFER_BYTES', 1024 * 1024, 1024),
-    maxReplayEntries: int(env, 'SSE_MAX_REPLAY_ENTRIES', 10_000, 1),
-    maxReplayBytes: int(env, 'SSE_MAX_REPLAY_BYTES', 16 * 1024 * 1024, 1024),
-    logMaxLen: int(env, 'SSE_LOG_MAX_LEN', 1000, 1),
-    logTtlSeconds: int(env, 'SSE_LOG_TTL_SECONDS', 86_400, 1),
-    logLevel: env.LOG_LEVEL || 'info',
+    maxStreams: int(env, 'SSE_MAX_STREAMS', DEFAULTS.maxStreams, 1),
+    maxStreamsPerClient: int(env, 'SSE_MAX_STREAMS_PER_CLIENT', DEFAULTS.maxStreamsPerClient, 1),
+    maxBufferBytes: int(env, 'SSE_MAX_BUFFER_BYTES', DEFAULTS.maxBufferBytes, 1024),
+    maxReplayEntries: int(env, 'SSE_MAX_REPLAY_ENTRIES', DEFAULTS.maxReplayEntries, 1),
+    maxReplayBytes: int(env, 'SSE_MAX_REPLAY_BYTES', DEFAULTS.maxReplayBytes, 1024),
+    logMaxLen: int(env, 'SSE_LOG_MAX_LEN', DEFAULTS.logMaxLen, 1),
+    logTtlSeconds: int(env, 'SSE_LOG_TTL_SECONDS', DEFAULTS.logTtlSeconds, 1),
+    logLevel: env.LOG_LEVEL || DEFAULTS.logLevel,
   };
 }

@@ -22,9 +22,15 @@ export { mountSse } from './mount.js';
 export type { SseOptions, SseMount, SseLogger } from './mount.js';
 export { SseMetrics } from './metrics.js';
 export type { SseMetricsOptions, MetricsSource } from './metrics.js';
-export type { Hub, StreamOpening } from './hub/hub.js';
+export type { Hub } from './hub/hub.js';
+export type { HubEventMap, HubEventName, HubEventSource, HubMessage, StreamOpening } from './hub/hub-events.js';
 export type { ClientStream, CloseReason } from './hub/client-stream.js';
 export { signToken } from './http/auth.js';
+export { DEFAULTS } from './defaults.js';
+
+// The demo's endpoints (the mock pipeline, cut, development tokens), apart from the library: not for production.
+export { mountDemo } from './mock/mount-demo.js';
+export type { DemoOptions, DemoMount } from './mock/mount-demo.js';
 
 // Channel names, for workers that PUBLISH themselves (the contract's format reaches viewers as it is).
 export { DEFAULT_PREFIX, ID_PATTERN, isValidId, stageChannel, projectPattern } from './channels.js';
@@ -40,4 +46,4 @@ export type {
   StageMessage,
   StageMessageType,
   StageStatus,
-} from '../../client/src/messages.js';
+} from '../../protocol/messages.js';

@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { collectDefaultMetrics } from 'prom-client';
 import { chooseBroker } from './broker/choose-broker.js';
 import { readConfig } from './config.js';
+import { DEFAULTS } from './defaults.js';
 import { startServer } from './server.js';
 
 const config = readConfig();
@@ -32,7 +33,7 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true;
   log.info(`${signal}: closing streams and the broker`);
   // A second signal, or a hang, must not keep the process alive.
-  setTimeout(() => process.exit(1), 10_000).unref();
+  setTimeout(() => process.exit(1), DEFAULTS.shutdownTimeoutMs).unref();
   await server.close();
   await broker.close();
   process.exit(0);

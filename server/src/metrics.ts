@@ -1,11 +1,11 @@
 /**
  * Prometheus metrics of one SSE hub (prom-client): what operators watch, in the spirit of Mercure's
- * and Centrifugo's. Fed by the hub's hooks (see mount.ts); read at each scrape of `GET /metrics`.
+ * and Centrifugo's. Fed by the hub's events (`hub.events`, see watch()); read at each scrape of `GET /metrics`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CloseReason } from './hub/client-stream.js';
-import type { StreamOpening } from './hub/hub.js';
+import type { HubEventSource, StreamOpening } from './hub/hub-events.js';
 
 export interface SseMetricsOptions {
   /**
@@ -21,9 +21,10 @@ export interface SseMetricsOptions {
   now?: () => number;
 }
 
-/** What the gauges read at each scrape. */
+/** What the gauges read at each scrape, and the events the counters count. */
 export interface MetricsSource {
-  hub: { readonly size: number; readonly topicCount: number };
+  /** A `Hub`; without `events` (a stand-in), only the gauges are fed. */
+  hub: { readonly size: number; readonly topicCount: number; readonly events?: HubEventSource };
   broker: { readonly kind: string; readonly healthy: boolean };
 }
 
@@ -42,7 +43,8 @@ const RESET_REASONS = ['expired', 'unknown_id', 'too_long'] as const satisfies R
 const DEFAULT_LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /**
- * The hub's metrics. One instance per hub: `watch()` tells it which hub and broker the gauges read.
+ * The hub's metrics. One instance per hub: `watch()` tells it which hub and broker the gauges read, and
+ * listens to the hub's events for the counters.
  *
  * | metric | type | what |
  * | --- | --- | --- |
@@ -131,9 +133,22 @@ export class SseMetrics {
     for (const reason of RESET_REASONS) this.#resets.inc({ reason }, 0);
   }
 
-  /** The hub and broker the gauges read at each scrape. */
+  /**
+   * The hub and broker the gauges read at each scrape; the counters follow the hub's events from now on. A second
+   * call moves both to the new source.
+   */
   watch(source: MetricsSource): void {
+    this.#unlisten();
     this.#source = source;
+    const events = source.hub.events;
+    if (!events) return;
+    const off = [
+      events.on('stream-opened', (_stream, resumed) => this.streamOpened(resumed)),
+      events.on('stream-live', (_stream, opening) => this.streamLive(opening)),
+      events.on('message', (message, written) => this.messageWritten(message, written)),
+      events.on('stream-closed', (_stream, reason) => this.streamClosed(reason)),
+    ];
+    this.#unlisten = () => off.forEach((unsubscribe) => unsubscribe());
   }
 
   /** A stream was opened (its `connected` was sent). */
@@ -185,6 +200,7 @@ export class SseMetrics {
 
   readonly #now: () => number;
   #source: MetricsSource | undefined;
+  #unlisten: () => void = () => {};
   readonly #opened: Counter<'resumed'>;
   readonly #closed: Counter<'reason'>;
   readonly #delivered: Counter;

@@ -1,16 +1,20 @@
 /**
- * Embeds the SSE hub in a server of your own: mounts the contract's routes (the four stream endpoints,
- * `/healthz`, the demo-only ones when asked, and `/metrics`) on a polka app or a plain `node:http` server.
+ * Embeds the SSE hub in a server of your own: mounts the library's routes (the four stream endpoints, the
+ * health checks and `/metrics`) on a polka app or a plain `node:http` server. The demo's endpoints are not
+ * among them: the standalone server adds those with `mountDemo` (mock/mount-demo.ts).
  */
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import { Server as NetServer } from 'node:net';
 import polka, { type Polka } from 'polka';
 import type { Broker } from './broker/broker.js';
 import { MIN_SECRET_BYTES } from './config.js';
+import { DEFAULTS } from './defaults.js';
 import { Hub } from './hub/hub.js';
-import { internalError, mountRoutes, notFound } from './http/routes.js';
+import type { HubEventSource } from './hub/hub-events.js';
+import { internalError, notFound } from './http/handler.js';
+import { mountHealthRoutes } from './http/health-routes.js';
+import { mountStreamRoutes } from './http/stream-routes.js';
 import { SseMetrics } from './metrics.js';
-import { TaskRunner } from './mock/task-runner.js';
 
 /** The few methods of a logger the hub writes to; a pino logger fits. */
 export interface SseLogger {
@@ -30,10 +34,6 @@ export interface SseOptions {
   authAudience?: string | undefined;
   /** Serve the unauthenticated stream endpoints; false answers them 403. Default true. */
   publicStreams?: boolean;
-  /** Serve `execute_stage` (the mock pipeline) and the demo-only controls. Default false. */
-  demoEnabled?: boolean;
-  /** Mock stages that may run at once; `execute_stage` answers 429 beyond it. Default 16. */
-  maxDemoTasks?: number;
   /** Interval of the `: ping` comment lines, in ms. Default 15000. */
   heartbeatMs?: number;
   /** The `retry:` a stream opens with, in ms. Default 3000. */
@@ -57,12 +57,12 @@ export interface SseOptions {
 }
 
 export interface SseMount {
-  /** The hub: `size` is the number of open streams. */
+  /** The hub: `size` is the number of open streams; `events` announces streams and messages. */
   readonly hub: Hub;
   /** The metrics it feeds, unless `metrics: false`. */
   readonly metrics: SseMetrics | undefined;
   /**
-   * Ends every open stream (clients reconnect and resume elsewhere) and stops mock runs; on a plain server,
+   * Ends every open stream (clients reconnect and resume elsewhere); on a plain server,
    * gives its requests back to its own handlers. Call it before `server.close()`, which waits for open
    * streams. Does not close the broker or the server. On a polka app the routes stay.
    */
@@ -94,47 +94,19 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
     maxBufferBytes: options.maxBufferBytes,
     maxReplayEntries: options.maxReplayEntries,
     maxReplayBytes: options.maxReplayBytes,
-    onStreamLive: metrics && ((_stream, opening) => metrics.streamLive(opening)),
-    onMessage: metrics && ((message, written) => metrics.messageWritten(message, written)),
-    onStreamClosed: (stream, reason) => {
-      metrics?.streamClosed(reason);
-      if (!logger) return;
-      const fields = {
-        req_id: stream.requestId,
-        project_id: stream.projectId,
-        stage: stream.stage,
-        reason,
-        events: stream.events,
-        duration_ms: Date.now() - stream.openedAt,
-      };
-      // A client dropped for being slow, or a broker failure, is worth an operator's look.
-      if (reason === 'slow_consumer' || reason === 'broker_error') logger.warn(fields, 'stream closed');
-      else logger.info(fields, 'stream closed');
-    },
   });
   metrics?.watch({ hub, broker });
-  const tasks = new TaskRunner(broker, (error, task) => logger?.error({ err: error, ...task }, 'mock stage failed to publish'), options.maxDemoTasks);
+  if (logger) logStreams(hub.events, logger);
 
   const mount = (app: Polka) => {
-    mountRoutes(app, {
+    mountStreamRoutes(app, {
       hub,
-      broker,
-      tasks,
-      authSecret: options.authSecret,
-      authIssuer: options.authIssuer,
-      authAudience: options.authAudience,
+      policy: { secret: options.authSecret, issuer: options.authIssuer, audience: options.authAudience },
       publicStreams: options.publicStreams ?? true,
-      demoEnabled: options.demoEnabled ?? false,
-      maxStreams: options.maxStreams ?? 20_000,
-      maxStreamsPerClient: options.maxStreamsPerClient ?? 64,
-      onStreamOpened: (req, info) => {
-        metrics?.streamOpened(info.resumed);
-        logger?.info(
-          { req_id: info.requestId, project_id: info.projectId, stage: info.stage, resumed: info.resumed, remote: req.socket.remoteAddress },
-          'stream opened',
-        );
-      },
+      maxStreams: options.maxStreams ?? DEFAULTS.maxStreams,
+      maxStreamsPerClient: options.maxStreamsPerClient ?? DEFAULTS.maxStreamsPerClient,
     });
+    mountHealthRoutes(app, broker);
     const path = options.metricsPath ?? '/metrics';
     if (metrics && path !== false) app.get(path, metrics.handler);
   };
@@ -150,10 +122,32 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
     async close() {
       detach();
       detach = () => {};
-      tasks.stopAll();
       await hub.close();
     },
   };
+}
+
+/** One log line when a stream opens and one when it closes, with its request id. */
+function logStreams(events: HubEventSource, logger: SseLogger): void {
+  events.on('stream-opened', (stream, resumed) => {
+    logger.info(
+      { req_id: stream.requestId, project_id: stream.projectId, stage: stream.stage, resumed, remote: stream.clientKey || undefined },
+      'stream opened',
+    );
+  });
+  events.on('stream-closed', (stream, reason) => {
+    const fields = {
+      req_id: stream.requestId,
+      project_id: stream.projectId,
+      stage: stream.stage,
+      reason,
+      events: stream.events,
+      duration_ms: Date.now() - stream.openedAt,
+    };
+    // A client dropped for being slow, or a broker failure, is worth an operator's look.
+    if (reason === 'slow_consumer' || reason === 'broker_error') logger.warn(fields, 'stream closed');
+    else logger.info(fields, 'stream closed');
+  });
 }
 
 function isPolka(target: unknown): target is Polka {

@@ -6,7 +6,7 @@ import type { Broker } from './broker/broker.js';
 import { BrokerClosedError, InvalidArgumentError } from './broker/errors.js';
 import { RedisBroker } from './broker/redis-broker.js';
 import { ID_RULE, checkPrefix, isValidId, stageChannel } from './channels.js';
-import type { StageStatus } from '../../client/src/messages.js';
+import type { StageStatus } from '../../protocol/messages.js';
 
 export interface StreamPublisherOptions {
   /** Follows the id rule (`ID_RULE`): matches `^[A-Za-z0-9_-]{1,64}$` and is not `__proto__`, `constructor` or `prototype`. */
@@ -118,7 +118,7 @@ export class StreamPublisher {
     } catch (error) {
       throw new InvalidArgumentError('fields', `cannot be written as JSON: ${(error as Error).message}`);
     }
-    return this.broker.publish(this.projectId, this.stage, message);
+    return this.broker.publish(this.projectId, this.stage, type, message);
   }
 
   /** Closes the broker if the publisher opened it. Idempotent. */

@@ -1,6 +1,7 @@
 /**
- * Builds the whole server from its parts: hub, routes, mock publisher, demo files. Takes its broker
- * as an argument, so tests run it on a private redis-server or the embedded broker.
+ * Builds the whole server from its parts: the library's routes (mountSse), and, when the demo is on, the mock
+ * publisher and the demo's files. Takes its broker as an argument, so tests run it on a private redis-server or
+ * the embedded broker.
  */
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -11,11 +12,13 @@ import sirv from 'sirv';
 import type { Logger } from 'pino';
 import type { Broker } from './broker/broker.js';
 import type { ServerConfig } from './config.js';
+import { DEFAULTS } from './defaults.js';
 import type { Hub } from './hub/hub.js';
 import { hostGuard } from './http/host-guard.js';
 import { ErrorCode, HttpError, sendError } from './http/http-error.js';
-import { internalError, notFound } from './http/routes.js';
+import { internalError, notFound } from './http/handler.js';
 import { SseMetrics } from './metrics.js';
+import { mountDemo, mountDemoDisabled, type DemoMount } from './mock/mount-demo.js';
 import { mountSse } from './mount.js';
 
 export const DEMO_DIST = fileURLToPath(new URL('../../demo/dist/', import.meta.url));
@@ -56,8 +59,6 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
     authIssuer: settings.authIssuer,
     authAudience: settings.authAudience,
     publicStreams: settings.publicStreams,
-    demoEnabled: settings.demoEnabled,
-    maxDemoTasks: settings.maxDemoTasks,
     // With a metrics port, the public port does not serve them at all.
     metricsPath: settings.metricsPort === undefined ? '/metrics' : false,
     heartbeatMs: settings.heartbeatMs,
@@ -70,6 +71,22 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
     logger: log,
     metrics,
   });
+
+  // The demo's endpoints: the mock publisher and the demo-only controls; with the demo off, a 404 that says so.
+  let demo: DemoMount | undefined;
+  if (settings.demoEnabled) {
+    demo = mountDemo(app, {
+      hub: sse.hub,
+      broker,
+      authSecret: settings.authSecret,
+      authIssuer: settings.authIssuer,
+      authAudience: settings.authAudience,
+      maxDemoTasks: settings.maxDemoTasks,
+      logger: log,
+    });
+  } else {
+    mountDemoDisabled(app);
+  }
 
   // The demo: the Vite build in demo/dist, under /sse-demo; with the demo off (production), nothing is there.
   if (!settings.demoEnabled) {
@@ -106,7 +123,7 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
   let metricsServer: Server | undefined;
   let metricsUrl: string | undefined;
   if (settings.metricsPort !== undefined) {
-    const metricsHost = settings.metricsHost ?? '127.0.0.1';
+    const metricsHost = settings.metricsHost ?? DEFAULTS.metricsHost;
     metricsServer = createServer((req, res) => {
       if ((req.url ?? '').split('?')[0] === '/metrics' && req.method === 'GET') void metrics.handler(req, res);
       else notFound(req, res);
@@ -130,6 +147,7 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
       metricsServer?.close();
       metricsServer?.closeAllConnections();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      demo?.close();
       await sse.close();
       // Every stream has ended; sockets a client keeps alive (fetch's pool) would hold close() for seconds.
       server.closeAllConnections();

@@ -6,7 +6,7 @@ import type { Broker, MessageListener, Unsubscribe } from './broker/broker.js';
 import { BrokerClosedError, InvalidArgumentError, SubscriberOverflowError } from './broker/errors.js';
 import { RedisBroker } from './broker/redis-broker.js';
 import { ID_RULE, checkPrefix, isValidId, projectPattern, stageChannel } from './channels.js';
-import type { StageMessage } from '../../client/src/messages.js';
+import type { StageMessage } from '../../protocol/messages.js';
 
 /**
  * A payload that is not a JSON object with a string `type` (a foreign worker's plain text, say),

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { Cluster, Redis } from 'ioredis';
-import { brokerContract, recorder, uniqueProject } from '../src/broker/broker.contract.js';
+import { brokerContract, recorder, uniqueProject } from './broker.contract.js';
 import { RedisBroker } from '../src/broker/redis-broker.js';
 import { logKey, projectPattern, stageChannel, stateKey } from '../src/channels.js';
 import { ConfigError, readConfig } from '../src/config.js';
@@ -19,6 +19,7 @@ import { startRedisCluster, type TestRedisCluster } from './redis-cluster.js';
 import { openStream, requestJson, type StreamReader } from './sse-reader.js';
 import { PYTHON, PYTHON_WORKERS } from './python.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
+import { waitUntil } from './wait-until.js';
 
 const PREFIX = 'ai_story';
 
@@ -67,14 +68,6 @@ async function sumOverNodes(command: (client: Redis) => Promise<unknown>): Promi
   return counts.reduce<number>((sum, count) => sum + Number(count), 0);
 }
 
-async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 brokerContract('RedisBroker on a Redis Cluster', () => ({
   async create(options) {
     return clusterBroker(options);
@@ -83,7 +76,11 @@ brokerContract('RedisBroker on a Redis Cluster', () => ({
     // Both keys live on the same master, which expires them on its own (the suite uses a 1 s TTL).
     const client = nodeClient(await masterOf(projectId));
     const keys = [logKey(broker.prefix, projectId), stateKey(broker.prefix, projectId)];
-    await until(async () => (await client.exists(...keys)) === 0, `${keys.join(', ')} expired`, 5000);
+    await waitUntil(async () => (await client.exists(...keys)) === 0, `${keys.join(', ')} expired`, 5000);
+  },
+  async publishForeign(_broker, channel, payload) {
+    // Any node: the cluster forwards a PUBLISH to every node.
+    await nodeClients[0]!.publish(channel, payload);
   },
   async serverSubscriptions(channel) {
     // Subscriptions are local to the node a client is connected to: count them on every node.
@@ -294,7 +291,7 @@ describe('a Cluster the caller built', () => {
       const project = uniqueProject();
       const rec = recorder();
       await broker.subscribe(stageChannel(PREFIX, project, 'rewrite'), rec.listener);
-      const id = await broker.publish(project, 'rewrite', '{"type":"token"}');
+      const id = await broker.publish(project, 'rewrite', 'token', '{"type":"token"}');
       await rec.waitFor(1);
       assert.deepEqual((await broker.replay(project, id)).entries, []);
       await broker.close();
@@ -375,8 +372,8 @@ describe('when the node of the subscriber connection dies', () => {
       const before = await subscriberNode();
       assert.ok(before, 'the subscriber is connected to a node');
       await doomed.kill(before);
-      await until(() => interruptions === 1, 'the interruption reported');
-      await until(() => broker.healthy, 'healthy again');
+      await waitUntil(() => interruptions === 1, 'the interruption reported');
+      await waitUntil(() => broker.healthy, 'healthy again');
       const after = await subscriberNode();
       assert.ok(after && after !== before, `moved from ${before} to ${after}`);
       // A project whose slot lives on a surviving master: its publish reaches the moved subscriber.
@@ -388,7 +385,7 @@ describe('when the node of the subscriber connection dies', () => {
       }
       await broker.subscribe(projectPattern(PREFIX, survivor), rec.listener, true);
       await clients.find((c) => c.status === 'ready')!.publish(stageChannel(PREFIX, project, 'rewrite'), 'restored');
-      const id = await broker.publish(survivor, 'rewrite', JSON.stringify({ type: 'token', content: 'after' }));
+      const id = await broker.publish(survivor, 'rewrite', 'token', JSON.stringify({ type: 'token', content: 'after' }));
       await rec.waitFor(2);
       assert.deepEqual(rec.payloads(), ['restored', `{"id":"${id}","type":"token","content":"after"}`]);
     } finally {

@@ -1,11 +1,12 @@
 /** Compact token events: the wire carries each piece once, the kit's client rebuilds full_text exactly. */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createSSEClient } from '../../client/src/index.js';
-import type { TokenMessage } from '../../client/src/messages.js';
+import { createSSEClient } from 'ai-story-sse/client';
+import type { TokenMessage } from '../../protocol/messages.js';
 import { StreamPublisher } from '../src/publisher.js';
 import { startHarness, streamUrl, type Harness } from './harness.js';
 import { openStream } from './sse-reader.js';
+import { waitUntil } from './wait-until.js';
 
 let h: Harness;
 before(async () => {
@@ -52,15 +53,14 @@ describe('compact token events', () => {
     });
     client.connect();
     try {
-      const deadline = Date.now() + 10_000;
-      while (!client.isConnected() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await waitUntil(() => client.isConnected(), 'the client is connected');
       let text = '';
       const all = pieces(200);
       for (const [i, piece] of all.entries()) {
         await pub.publishToken(piece, (text += piece));
         if (i === 80) h.server.hub.cutProject('k2');
       }
-      while (seen.length < all.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await waitUntil(() => seen.length >= all.length, () => `every token arrived (${seen.length} of ${all.length})`);
       assert.equal(seen.length, all.length);
       assert.deepEqual(seen.map((m) => m.content), all);
       let expected = '';

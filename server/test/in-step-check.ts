@@ -4,7 +4,7 @@
  * Shared by the single-Redis and the cluster tests.
  */
 import assert from 'node:assert/strict';
-import { uniqueProject } from '../src/broker/broker.contract.js';
+import { uniqueProject } from './broker.contract.js';
 import type { RedisBroker } from '../src/broker/redis-broker.js';
 import { projectPattern } from '../src/channels.js';
 
@@ -12,10 +12,10 @@ export async function inStepCheck(broker: RedisBroker, projectId = uniqueProject
   const heard = new Set<string>();
   await broker.subscribe(projectPattern(broker.prefix, projectId), (payload) => heard.add(JSON.parse(payload).id), true);
   const message = JSON.stringify({ type: 'token', stage: 'rewrite', project_id: projectId, timestamp: 1 });
-  const first = await broker.publish(projectId, 'rewrite', message);
+  const first = await broker.publish(projectId, 'rewrite', 'token', message);
   // Bursts of publishes in flight while the log is read, again and again: a race shows within a few rounds.
   for (let round = 0; round < 20; round++) {
-    const burst = Promise.all(Array.from({ length: 20 }, () => broker.publish(projectId, 'rewrite', message)));
+    const burst = Promise.all(Array.from({ length: 20 }, () => broker.publish(projectId, 'rewrite', 'token', message)));
     for (let read = 0; read < 3; read++) {
       const { entries } = await broker.replay(projectId, first);
       const unheard = entries.filter((entry) => !heard.has(entry.id)).length;

@@ -215,12 +215,9 @@ describe('a long resume of a non-compact client', () => {
 async function hubServer(options: Omit<HubOptions, 'broker'>, hubBroker: RedisBroker = broker) {
   const closed: CloseReason[] = [];
   const openings: StreamOpening[] = [];
-  const hub = new Hub({
-    broker: hubBroker,
-    ...options,
-    onStreamClosed: (_stream, reason) => closed.push(reason),
-    onStreamLive: (_stream, opening) => openings.push(opening),
-  });
+  const hub = new Hub({ broker: hubBroker, ...options });
+  hub.events.on('stream-closed', (_stream, reason) => closed.push(reason));
+  hub.events.on('stream-live', (_stream, opening) => openings.push(opening));
   const http: Server = createServer((req, res) => {
     const [, projectId = '', stage = ''] = req.url!.split('/');
     const lastEventId = req.headers['last-event-id'];

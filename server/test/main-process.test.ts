@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort, startRedis, type TestRedis } from './redis-server.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
 import { openStream, requestJson } from './sse-reader.js';
+import { waitUntil } from './wait-until.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url));
 let redis: TestRedis;
@@ -52,12 +53,8 @@ describe('the server process', () => {
     });
     children.push(child);
     const url = `http://127.0.0.1:${port}`;
-    let health;
-    const deadline = Date.now() + 20_000;
-    do {
-      await new Promise((r) => setTimeout(r, 100));
-      health = await requestJson(`${url}/healthz`).catch(() => undefined);
-    } while (!health && Date.now() < deadline);
+    let health: Awaited<ReturnType<typeof requestJson>> | undefined;
+    await waitUntil(async () => (health = await requestJson(`${url}/healthz`).catch(() => undefined)) !== undefined, 'the server answers /healthz', 20_000);
     assert.equal(health?.status, 503);
     assert.equal(health?.body.broker, 'redis');
     child.kill('SIGTERM');

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { createSSEClient } from '../../client/src/index.js';
+import { createSSEClient } from 'ai-story-sse/client';
 import { RedisBroker } from '../src/broker/redis-broker.js';
 import { StreamPublisher } from '../src/publisher.js';
 import { streamUrl } from './harness.js';
@@ -14,6 +14,7 @@ import { NGINX, startNginx, type RunningNginx } from './nginx.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
 import { startRedis, type TestRedis } from './redis-server.js';
 import { openStream, requestJson, type StreamReader } from './sse-reader.js';
+import { waitUntil } from './wait-until.js';
 
 const missing = spawnSync(NGINX, ['-v']).status !== 0;
 // Outside CI a machine without nginx skips with a message; in CI (.ci/run installs nginx) it must run.
@@ -65,32 +66,33 @@ async function streamsPerServer(): Promise<number[]> {
   return Promise.all(servers.map(streamsOf));
 }
 
-async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 describe('nginx in front of two server processes', { skip }, () => {
   it('passes each event through before the next one is published: nothing is buffered or compressed', async () => {
     await using publisher = new StreamPublisher({ projectId: 'n1', stage: 'rewrite', broker });
     const reader = await watch(nginx.url, 'n1', 'rewrite', { 'Accept-Encoding': 'gzip' });
-    assert.equal(reader.status, 200);
-    assert.equal(reader.headers.get('content-type'), 'text/event-stream; charset=utf-8');
-    assert.equal(reader.headers.get('content-encoding'), null);
-    assert.equal(reader.headers.get('transfer-encoding'), 'chunked');
+    // The positive control: the same stream straight from a server process, read the same way. Each event
+    // must arrive here too within the same time, so a broken measurement (publisher, reader, the wait) fails
+    // the test instead of passing for nginx; what nginx adds is then only the proxy.
+    const direct = await watch(servers[0]!.url, 'n1', 'rewrite', { 'Accept-Encoding': 'gzip' });
+    for (const stream of [reader, direct]) {
+      assert.equal(stream.status, 200);
+      assert.equal(stream.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+      assert.equal(stream.headers.get('content-encoding'), null);
+      assert.equal(stream.headers.get('transfer-encoding'), 'chunked');
+    }
     // `connected` comes with nothing published after it: the first bytes are not held either.
-    await reader.waitFor((e) => e.event === 'connected', 3000);
+    await Promise.all([reader.waitFor((e) => e.event === 'connected', 3000), direct.waitFor((e) => e.event === 'connected', 3000)]);
     for (const word of ['one', 'two', 'three']) {
       const id = await publisher.publishToken(word, word);
-      // Only once this event came through is the next one published.
-      const event = await reader.waitFor((e) => e.id === id, 2000);
+      // Only once this event came through, by both ways, is the next one published.
+      const [event, straight] = await Promise.all([reader.waitFor((e) => e.id === id, 2000), direct.waitFor((e) => e.id === id, 2000)]);
       assert.equal(event.json?.content, word);
       assert.equal(reader.events.length, 1 + ['one', 'two', 'three'].indexOf(word) + 1);
+      assert.deepEqual(event, straight, 'nginx passes the event unchanged');
+      assert.equal(direct.events.length, reader.events.length);
     }
     reader.close();
+    direct.close();
   });
 
   it('would catch a buffering proxy: with buffering forced on and gzip for event streams, nothing comes through', async () => {
@@ -106,7 +108,7 @@ describe('nginx in front of two server processes', { skip }, () => {
     const abort = new AbortController();
     try {
       await using publisher = new StreamPublisher({ projectId: 'n2', stage: 'rewrite', broker });
-      await until(async () => (await streamsPerServer()).every((count) => count === 0), 'no stream left from the tests before');
+      await waitUntil(async () => (await streamsPerServer()).every((count) => count === 0), 'no stream left from the tests before');
       let received = '';
       const response = fetch(streamUrl(buffering.url, 'n2', 'rewrite'), { headers: { 'Accept-Encoding': 'gzip' }, signal: abort.signal }).then(
         async (answer) => {
@@ -116,7 +118,7 @@ describe('nginx in front of two server processes', { skip }, () => {
         () => {},
       );
       // The servers say when the stream is open (and subscribed).
-      await until(async () => (await streamsPerServer()).reduce((a, b) => a + b) === 1, 'the stream is open on a server');
+      await waitUntil(async () => (await streamsPerServer()).reduce((a, b) => a + b) === 1, 'the stream is open on a server');
       await publisher.publishToken('held', 'held');
       // A sleep, to show that something does not happen: the event stays in nginx.
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -130,7 +132,7 @@ describe('nginx in front of two server processes', { skip }, () => {
   });
 
   it('lets each process deliver the same project to its own clients', async () => {
-    await until(async () => (await streamsPerServer()).every((count) => count === 0), 'no stream left from the tests before');
+    await waitUntil(async () => (await streamsPerServer()).every((count) => count === 0), 'no stream left from the tests before');
     const readers = [await watch(nginx.url, 'n3'), await watch(nginx.url, 'n3')];
     await Promise.all(readers.map((reader) => reader.waitFor((e) => e.event === 'connected')));
     // least_conn sends the second stream to the process without one.
@@ -159,7 +161,7 @@ describe('nginx in front of two server processes', { skip }, () => {
   });
 
   it('resumes a client whose process is killed on the other process, without loss or duplicate', async () => {
-    await until(async () => (await streamsPerServer()).every((count) => count === 0), 'no stream left from the tests before');
+    await waitUntil(async () => (await streamsPerServer()).every((count) => count === 0), 'no stream left from the tests before');
     const total = 120;
     const tokens: string[] = [];
     const ids: string[] = [];
@@ -174,7 +176,7 @@ describe('nginx in front of two server processes', { skip }, () => {
       .on('done', () => (done = true));
     try {
       client.connect();
-      await until(() => opens === 1, 'the first connection');
+      await waitUntil(() => opens === 1, 'the first connection');
       await using publisher = new StreamPublisher({ projectId: 'n5', stage: 'rewrite', broker });
       let text = '';
       const publishing = (async () => {
@@ -185,12 +187,12 @@ describe('nginx in front of two server processes', { skip }, () => {
         await publisher.publishDone(text, {});
       })();
 
-      await until(() => tokens.length >= 20, 'the first tokens');
+      await waitUntil(() => tokens.length >= 20, 'the first tokens');
       const holder = (await streamsPerServer()).findIndex((count) => count === 1);
       assert.ok(holder >= 0, 'one process holds the stream');
       await servers[holder]!.kill('SIGKILL');
       await publishing;
-      await until(() => done, 'the done message, after the resume');
+      await waitUntil(() => done, 'the done message, after the resume');
 
       assert.equal(opens, 2, 'one resume');
       assert.equal(await streamsOf(servers[1 - holder]!), 1, 'the other process holds it now');

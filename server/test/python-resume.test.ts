@@ -4,8 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createSSEClient } from '../../client/src/index.js';
-import type { DoneMessage, TokenMessage } from '../../client/src/messages.js';
+import { createSSEClient } from 'ai-story-sse/client';
+import type { DoneMessage, TokenMessage } from '../../protocol/messages.js';
 import { startHarness, type Harness } from './harness.js';
 import { PYTHON, PYTHON_WORKERS, pythonSkip } from './python.js';
 import { waitUntil } from './wait-until.js';
@@ -33,7 +33,8 @@ describe('a Python worker behind the server', { skip: pythonSkip }, () => {
     try {
       await waitUntil(() => client.isConnected(), 'the client is connected');
       worker = spawn(PYTHON, [join(PYTHON_WORKERS, 'example.py'), '--project', 'py1', '--stage', 'rewrite', '--delay', '0.03'], {
-        env: { ...process.env, REDIS_URL: h.redis!.url },
+        // No __pycache__ in workers/python: a test run leaves the tree as it was.
+        env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', REDIS_URL: h.redis!.url },
         stdio: ['ignore', 'ignore', 'inherit'],
       });
       await waitUntil(() => tokens.length >= 5, 'a few tokens arrived');

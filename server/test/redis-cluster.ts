@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort } from './redis-server.js';
 import { waitForPort } from './wait-for-port.js';
+import { waitUntil } from './wait-until.js';
 
 export interface ClusterNodeAddress {
   host: string;
@@ -129,15 +130,17 @@ function createCluster(nodes: ClusterNodeAddress[]): Promise<void> {
 
 /** Polls CLUSTER INFO on every node until each says `cluster_state:ok` (they agree on the slots). */
 async function waitForClusterOk(nodes: ClusterNodeAddress[], timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
   const clients = nodes.map(({ host, port }) => new Redis(port, host));
+  let infos: string[] = [];
   try {
-    for (;;) {
-      const infos = await Promise.all(clients.map((client) => client.call('CLUSTER', 'INFO') as Promise<string>));
-      if (infos.every((info) => /^cluster_state:ok\r?$/m.test(info))) return;
-      if (Date.now() > deadline) throw new Error(`the cluster was not ok within ${timeoutMs} ms:\n${infos.join('\n')}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await waitUntil(
+      async () => {
+        infos = await Promise.all(clients.map((client) => client.call('CLUSTER', 'INFO') as Promise<string>));
+        return infos.every((info) => /^cluster_state:ok\r?$/m.test(info));
+      },
+      () => `every node says cluster_state:ok:\n${infos.join('\n')}`,
+      timeoutMs,
+    );
   } finally {
     await Promise.all(clients.map((client) => client.quit()));
   }

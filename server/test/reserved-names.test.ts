@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { uniqueProject } from '../src/broker/broker.contract.js';
+import { uniqueProject } from './broker.contract.js';
 import { InvalidArgumentError } from '../src/broker/errors.js';
 import { RedisBroker } from '../src/broker/redis-broker.js';
 import { RESERVED_IDS, logKey, stageChannel, stateKey } from '../src/channels.js';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createServer, request } from 'node:http';
 import { SignJWT } from 'jose';
-import { createSSEClient } from '../../client/src/index.js';
+import { createSSEClient } from 'ai-story-sse/client';
 import { readConfig } from '../src/config.js';
 import { signToken } from '../src/http/auth.js';
 import { mountSse } from '../src/mount.js';
@@ -197,7 +197,8 @@ describe('a stream ends with its token', () => {
   });
 
   it('sends token_expired at the token exp and ends; a message published after exp is not delivered on it', async () => {
-    const token = await signToken(SECRET, ['exp1'], 1);
+    // `exp` is in whole seconds: a 1-second token signed late in a second may be expired by the time it is checked.
+    const token = await signToken(SECRET, ['exp1'], 2);
     const reader = await openStream(streamUrl(h.url, 'exp1', 'rewrite', true), { Authorization: `Bearer ${token}` });
     assert.equal(reader.status, 200);
     const expired = await reader.waitFor((e) => e.event === 'token_expired', 5000);

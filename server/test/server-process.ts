@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './redis-server.js';
+import { waitUntil } from './wait-until.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -43,17 +44,20 @@ export async function startServerProcess(env: Record<string, string>, timeoutMs 
     child = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts'], { cwd: ROOT, env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (chunk) => (printed += chunk));
     child.stderr!.on('data', (chunk) => (printed += chunk));
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(`the server exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${printed.slice(-4000)}`);
-      }
-      if (await fetch(`${url}/healthz`).then((response) => response.status === 200, () => false)) return;
-      if (Date.now() > deadline) {
-        await kill('SIGKILL');
-        throw new Error(`the server was not healthy within ${timeoutMs} ms:\n${printed.slice(-4000)}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
+    try {
+      await waitUntil(
+        async () => {
+          if (child.exitCode !== null || child.signalCode !== null) {
+            throw new Error(`the server exited (${child.exitCode ?? child.signalCode}) before it was healthy:\n${printed.slice(-4000)}`);
+          }
+          return fetch(`${url}/healthz`).then((response) => response.status === 200, () => false);
+        },
+        () => `the server is healthy:\n${printed.slice(-4000)}`,
+        timeoutMs,
+      );
+    } catch (error) {
+      await kill('SIGKILL');
+      throw error;
     }
   };
 

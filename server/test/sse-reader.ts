@@ -12,17 +12,28 @@ export interface ReceivedEvent {
   json: Record<string, unknown> | undefined;
 }
 
+export interface ReceivedComment {
+  /** The comment's text without the colon and the space after it (`ping` for the heartbeat). */
+  text: string;
+  /** `performance.now()` when it was parsed, to measure intervals. */
+  at: number;
+}
+
 export interface StreamReader {
   status: number;
   headers: Headers;
   /** Every event received so far, in order. */
   events: ReceivedEvent[];
+  /** Every comment line received so far, in order, with when each arrived. */
+  comments: ReceivedComment[];
   /** Raw text received so far (to check comments, `retry:` and framing). */
   raw: string;
   /** Resolves with the first event (counting from the start) that matches, waiting for it if needed. */
   waitFor(predicate: (event: ReceivedEvent) => boolean, timeoutMs?: number): Promise<ReceivedEvent>;
   /** Resolves when the raw text contains `text`. */
   waitForRaw(text: string, timeoutMs?: number): Promise<void>;
+  /** Resolves once `count` comment lines have arrived in all. */
+  waitForComments(count: number, timeoutMs?: number): Promise<void>;
   /** Resolves when the server ends the stream. */
   ended: Promise<void>;
   /** The id of the last event that had one, as a browser would send it back in `Last-Event-ID`. */
@@ -34,6 +45,7 @@ export async function openStream(url: string, headers: Record<string, string> = 
   const abort = new AbortController();
   const response = await fetch(url, { headers: { Accept: 'text/event-stream', ...headers }, signal: abort.signal });
   const events: ReceivedEvent[] = [];
+  const comments: ReceivedComment[] = [];
   const waiters = new Set<() => void>();
   const notify = () => waiters.forEach((wake) => wake());
   let lastEventId: string | undefined;
@@ -51,6 +63,9 @@ export async function openStream(url: string, headers: Record<string, string> = 
       if (message.id !== undefined) lastEventId = message.id;
       events.push({ id: message.id, event: message.event ?? 'message', data: message.data, json });
       notify();
+    },
+    onComment(text) {
+      comments.push({ text, at: performance.now() });
     },
   });
 
@@ -95,6 +110,7 @@ export async function openStream(url: string, headers: Record<string, string> = 
     status: response.status,
     headers: response.headers,
     events,
+    comments,
     get raw() {
       return raw;
     },
@@ -109,6 +125,9 @@ export async function openStream(url: string, headers: Record<string, string> = 
     },
     async waitForRaw(text, timeoutMs = 10_000) {
       await wait(() => raw.includes(text), JSON.stringify(text), timeoutMs);
+    },
+    async waitForComments(count, timeoutMs = 10_000) {
+      await wait(() => comments.length >= count, `${count} comments (got ${comments.length})`, timeoutMs);
     },
     ended: done,
     close() {

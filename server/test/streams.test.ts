@@ -251,11 +251,24 @@ describe('resources', () => {
 });
 
 describe('heartbeats', () => {
-  it('writes a ": ping" comment every SSE_HEARTBEAT_MS', async () => {
-    const fast = await startHarness({ broker: 'memory', settings: { heartbeatMs: 50 } });
+  it('writes a ": ping" comment every SSE_HEARTBEAT_MS: never sooner, and not wildly later', async () => {
+    const heartbeatMs = 100;
+    const gaps = 10;
+    const fast = await startHarness({ broker: 'memory', settings: { heartbeatMs } });
     try {
       const reader = await openStream(streamUrl(fast.url, 'hb', 'rewrite'));
       await reader.waitForRaw(': ping\n\n: ping\n\n');
+      await reader.waitForComments(gaps + 1);
+      const pings = reader.comments.slice(0, gaps + 1);
+      assert.deepEqual(new Set(pings.map((comment) => comment.text)), new Set(['ping']));
+      // Measured over ten intervals, not one gap, so one late read does not decide. The hub's timer never fires
+      // early and never catches up after a late tick, so ten gaps take at least ten intervals on the server; a
+      // whole interval of slack covers the first ping being read later than the last. The upper bound only
+      // catches a wildly wrong interval (seconds for milliseconds, the 15 s default): on a loaded machine
+      // timers run late, so it leaves two seconds over the one expected.
+      const span = pings.at(-1)!.at - pings[0]!.at;
+      assert.ok(span >= (gaps - 1) * heartbeatMs, `${gaps} gaps took ${span.toFixed(0)} ms: pings come more often than every ${heartbeatMs} ms`);
+      assert.ok(span <= 3 * gaps * heartbeatMs, `${gaps} gaps took ${span.toFixed(0)} ms: pings come far less often than every ${heartbeatMs} ms`);
       reader.close();
     } finally {
       await fast.close();

@@ -1,6 +1,9 @@
 /**
- * Everything the hub, the publisher and the subscriber need from a message broker.
- * Two implementations: Redis (ioredis) and an in-process twin used when no Redis answers.
+ * Everything the hub, the publisher and the subscriber need from a message broker, and nothing more: Mercure's
+ * `Transport` is the model, a small core that every broker has. Two implementations: Redis (redis-broker.ts, made
+ * of the parts beside it) and an in-process twin used when no Redis answers (memory-broker.ts). A capability only
+ * some brokers have would be an interface of its own that extends this one, found with a type guard, so that the
+ * core stays what every broker can do.
  */
 
 export type BrokerKind = 'redis' | 'memory';
@@ -54,14 +57,16 @@ export interface Broker {
   readonly prefix: string;
 
   /**
-   * Appends `message` (a JSON object text without an `id` field) to the project's replay log and
-   * publishes it, with `"id"` inserted as its first field, on the stage channel, in one atomic step.
+   * Appends `message` to the project's replay log, sets it as the latest of its `type` in the project's state,
+   * and publishes it, with `"id"` inserted as its first field, on the stage channel, in one atomic step.
    * Resolves to the new id. Rejects (never drops silently) when the broker is unreachable.
+   *
+   * `type` is the message's `type` field (`message` when it has none): the broker does not parse the message to
+   * learn it. `message` is a JSON object text without an `id` field, starting with `{`. Throws
+   * InvalidArgumentError (errors.ts) before anything is sent for an id, stage or type that breaks the id rule,
+   * and for a message that is no such text (see checkPublishArguments in arguments.ts for what is checked).
    */
-  publish(projectId: string, stage: string, message: string): Promise<string>;
-
-  /** A plain PUBLISH, as a foreign worker does it: no log, no id. */
-  publishRaw(channel: string, payload: string): Promise<void>;
+  publish(projectId: string, stage: string, type: string, message: string): Promise<string>;
 
   /**
    * One page of the log entries after `afterId`, oldest first, read in one atomic step with the check that
@@ -98,4 +103,15 @@ export interface Broker {
   ping(): Promise<void>;
 
   close(): Promise<void>;
+
+  /** True for an id this broker could have assigned; anything else (a foreign message's `id`) has no place in its order. */
+  isId(value: unknown): value is string;
+  /**
+   * Negative, zero or positive as id `a` was assigned before, with or after `b` within one project: the order
+   * of its log. Throws a TypeError unless both are ids of this broker ({@link Broker.isId}).
+   */
+  compareIds(a: string, b: string): number;
 }
+
+/** The broker's id syntax and order, for code that compares ids and needs nothing else of the broker. */
+export type IdOrder = Pick<Broker, 'isId' | 'compareIds'>;

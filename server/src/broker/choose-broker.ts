@@ -3,8 +3,9 @@
  * else the embedded one. REDIS_CLUSTER_NODES, when set, comes first, and never falls back either.
  */
 import type { Broker } from './broker.js';
+import type { RedisClusterSettings } from './cluster-nodes.js';
 import { MemoryBroker } from './memory-broker.js';
-import { RedisBroker, type RedisClusterSettings } from './redis-broker.js';
+import { RedisBroker } from './redis-broker.js';
 
 export const LOCAL_REDIS_URL = 'redis://127.0.0.1:6379';
 

@@ -1,18 +1,24 @@
 /**
  * The in-process twin of RedisBroker, used when no Redis answers and in tests: the same ids, the same
- * capped and expiring replay log, the same state, glob patterns; only this process's publishers reach it.
+ * capped and expiring replay log, the same state, glob patterns, the same listener table; only this process's
+ * publishers reach it.
  */
+import { checkPublishArguments, checkReplayLimit, positiveInteger } from './arguments.js';
 import type { Broker, LogEntry, MessageListener, ReplayOptions, ReplayResult, Snapshot, Unsubscribe } from './broker.js';
-import { BrokerClosedError, InvalidArgumentError } from './errors.js';
-import { checkPublishArguments, checkReplayLimit, isLogId, nextLogId, withId } from './log-id.js';
+import { BrokerClosedError } from './errors.js';
+import { globToRegExp } from './glob-to-regexp.js';
+import { compareLogIds, isLogId, nextLogId, withId } from './log-id.js';
+import { snapshotStages, stateField } from './state-field.js';
+import { SubscriptionTable, subscriptionKey } from './subscription-table.js';
 import { DEFAULT_PREFIX, checkPrefix, stageChannel } from '../channels.js';
+import { DEFAULTS } from '../defaults.js';
 
 export interface MemoryBrokerOptions {
   /** First part of every channel name; follows the id rule (`ID_RULE` in channels.ts). Default `ai_story`. */
   prefix?: string;
-  /** Entries kept in each project's replay log. Default 1000. */
+  /** Entries kept in each project's replay log. Default 1000 (`DEFAULTS.logMaxLen`). */
   logMaxLen?: number;
-  /** Seconds the replay log and the state of a project live after its last message. Default 86400. */
+  /** Seconds the replay log and the state of a project live after its last message. Default 86400 (`DEFAULTS.logTtlSeconds`). */
   logTtlSeconds?: number;
   /** The clock, in milliseconds since the epoch; inject one to test expiry. Default `Date.now`. */
   now?: () => number;
@@ -23,14 +29,9 @@ export interface MemoryBrokerOptions {
 interface ProjectLog {
   /** Oldest first; `data` without its id, as in the Redis stream. */
   entries: LogEntry[];
-  /** `<stage>|<type>` -> the latest message of that type, with its id. */
+  /** State field (`<stage>|<type>`) -> the latest message of that type, with its id. */
   state: Map<string, string>;
   expiresAt: number;
-}
-
-interface Subscription {
-  readonly match: (channel: string) => boolean;
-  readonly listeners: Set<MessageListener>;
 }
 
 /** A {@link Broker} inside this process. Listeners are called asynchronously, in publish order. */
@@ -40,10 +41,24 @@ export class MemoryBroker implements Broker {
 
   constructor(options: MemoryBrokerOptions = {}) {
     this.prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
-    this.#logMaxLen = positiveInteger('logMaxLen', options.logMaxLen ?? 1000);
-    this.#ttlMs = positiveInteger('logTtlSeconds', options.logTtlSeconds ?? 86_400) * 1000;
+    this.#logMaxLen = positiveInteger('logMaxLen', options.logMaxLen ?? DEFAULTS.logMaxLen);
+    this.#ttlMs = positiveInteger('logTtlSeconds', options.logTtlSeconds ?? DEFAULTS.logTtlSeconds) * 1000;
     this.#now = options.now ?? Date.now;
-    this.#onListenerError = options.onListenerError ?? ((error) => console.error('[broker] a message listener threw:', error));
+    this.#table = new SubscriptionTable({
+      prefix: this.prefix,
+      onListenerError: options.onListenerError ?? ((error) => console.error('[broker] a message listener threw:', error)),
+      // What Redis would match each PUBLISH against: a channel by name, a pattern by its glob.
+      transport: {
+        subscribe: async (name, pattern) => {
+          const glob = pattern ? globToRegExp(name) : undefined;
+          const match = glob ? (channel: string) => glob.test(channel) : (channel: string) => channel === name;
+          this.#matchers.set(subscriptionKey(name, pattern), { name, pattern, match });
+        },
+        unsubscribe: async (name, pattern) => {
+          this.#matchers.delete(subscriptionKey(name, pattern));
+        },
+      },
+    });
   }
 
   /** In process, live delivery is never interrupted. */
@@ -55,9 +70,9 @@ export class MemoryBroker implements Broker {
     return !this.#closed;
   }
 
-  async publish(projectId: string, stage: string, message: string): Promise<string> {
+  async publish(projectId: string, stage: string, type: string, message: string): Promise<string> {
     this.#assertOpen();
-    const type = checkPublishArguments(projectId, stage, message);
+    checkPublishArguments(projectId, stage, type, message);
     const now = this.#now();
     this.#sweep(now);
     let log = this.#log(projectId, now);
@@ -67,12 +82,17 @@ export class MemoryBroker implements Broker {
     log.entries.push({ id, stage, data: message });
     if (log.entries.length > this.#logMaxLen) log.entries.splice(0, log.entries.length - this.#logMaxLen);
     const live = withId(message, id);
-    log.state.set(`${stage}|${type}`, live);
+    log.state.set(stateField(stage, type), live);
     log.expiresAt = now + this.#ttlMs;
     this.#deliver(stageChannel(this.prefix, projectId, stage), live);
     return id;
   }
 
+  /**
+   * The in-process equivalent of a foreign PUBLISH (another program's `PUBLISH channel payload` to Redis): delivers
+   * `payload` as it is on `channel` to the listeners whose channel or pattern matches it, and logs nothing. Not part
+   * of {@link Broker}: with Redis, a test publishes foreign messages with a plain PUBLISH on a client of its own.
+   */
   async publishRaw(channel: string, payload: string): Promise<void> {
     this.#assertOpen();
     this.#deliver(channel, payload);
@@ -92,37 +112,12 @@ export class MemoryBroker implements Broker {
   async snapshot(projectId: string): Promise<Snapshot> {
     this.#assertOpen();
     const log = this.#log(projectId, this.#now());
-    // Prototype-less, as RedisBroker's: a map keyed by names must not reach an object's internals.
-    const stages: Snapshot['stages'] = Object.create(null);
-    for (const [field, data] of log?.state ?? []) {
-      const bar = field.indexOf('|');
-      (stages[field.slice(0, bar)] ??= Object.create(null))[field.slice(bar + 1)] = data;
-    }
-    return { lastId: log?.entries.at(-1)?.id ?? null, stages };
+    return { lastId: log?.entries.at(-1)?.id ?? null, stages: snapshotStages(log?.state ?? []) };
   }
 
   async subscribe(channelOrPattern: string, listener: MessageListener, pattern = false): Promise<Unsubscribe> {
     this.#assertOpen();
-    const key = `${pattern ? 'p' : 'c'}:${channelOrPattern}`;
-    let subscription = this.#subscriptions.get(key);
-    if (!subscription) {
-      const regExp = pattern ? globToRegExp(channelOrPattern) : undefined;
-      subscription = {
-        match: regExp ? (channel) => regExp.test(channel) : (channel) => channel === channelOrPattern,
-        listeners: new Set(),
-      };
-      this.#subscriptions.set(key, subscription);
-    }
-    // One entry per call, so one function subscribed twice is called twice and left once per call.
-    const entry: MessageListener = (payload, channel) => listener(payload, channel);
-    subscription.listeners.add(entry);
-    this.#live.add(entry);
-    const held = subscription;
-    return async () => {
-      this.#live.delete(entry);
-      held.listeners.delete(entry);
-      if (held.listeners.size === 0 && this.#subscriptions.get(key) === held) this.#subscriptions.delete(key);
-    };
+    return this.#table.subscribe(channelOrPattern, listener, pattern);
   }
 
   async ping(): Promise<void> {
@@ -132,20 +127,28 @@ export class MemoryBroker implements Broker {
   /** Drops every listener, log and undelivered message. Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#subscriptions.clear();
-    this.#live.clear();
+    this.#table.clear();
+    this.#matchers.clear();
     this.#projects.clear();
     this.#queue.length = 0;
+  }
+
+  /** The ids of RedisBroker, in their order (protocol/log-id.ts). */
+  isId(value: unknown): value is string {
+    return isLogId(value);
+  }
+
+  compareIds(a: string, b: string): number {
+    return compareLogIds(a, b);
   }
 
   readonly #logMaxLen: number;
   readonly #ttlMs: number;
   readonly #now: () => number;
-  readonly #onListenerError: (error: unknown) => void;
+  readonly #table: SubscriptionTable;
+  /** Every channel and pattern the table subscribed, with what it matches. */
+  readonly #matchers = new Map<string, { name: string; pattern: boolean; match: (channel: string) => boolean }>();
   readonly #projects = new Map<string, ProjectLog>();
-  readonly #subscriptions = new Map<string, Subscription>();
-  /** Every listener entry still subscribed. */
-  readonly #live = new Set<MessageListener>();
   /** Messages awaiting delivery, each with the listeners subscribed when it was published. */
   readonly #queue: { payload: string; channel: string; listeners: MessageListener[] }[] = [];
   #lastId: string | null = null;
@@ -175,8 +178,8 @@ export class MemoryBroker implements Broker {
 
   #deliver(channel: string, payload: string): void {
     const listeners: MessageListener[] = [];
-    for (const subscription of this.#subscriptions.values()) {
-      if (subscription.match(channel)) listeners.push(...subscription.listeners);
+    for (const { name, pattern, match } of this.#matchers.values()) {
+      if (match(channel)) listeners.push(...this.#table.listeners(name, pattern, channel));
     }
     if (listeners.length === 0) return;
     this.#queue.push({ payload, channel, listeners });
@@ -185,45 +188,9 @@ export class MemoryBroker implements Broker {
   }
 
   #drain(): void {
+    // A listener that left after the publish does not hear it, as with Redis once UNSUBSCRIBE is acknowledged.
     for (let message = this.#queue.shift(); message; message = this.#queue.shift()) {
-      for (const listener of message.listeners) {
-        // A listener that left after the publish must not hear it, as with Redis once UNSUBSCRIBE is acknowledged.
-        if (!this.#live.has(listener)) continue;
-        try {
-          listener(message.payload, message.channel);
-        } catch (error) {
-          this.#onListenerError(error);
-        }
-      }
+      this.#table.deliver(message.listeners, message.payload, message.channel);
     }
   }
-}
-
-/** A Redis glob (`*`, `?`, `[abc]`, `[^a-z]`, `\x`) as an anchored RegExp. */
-export function globToRegExp(glob: string): RegExp {
-  let source = '';
-  for (let i = 0; i < glob.length; i++) {
-    const char = glob[i]!;
-    if (char === '*') source += '[\\s\\S]*';
-    else if (char === '?') source += '[\\s\\S]';
-    else if (char === '\\' && i + 1 < glob.length) source += escapeRegExp(glob[++i]!);
-    else if (char === '[' && glob.indexOf(']', i + 1) > i + 1) {
-      const end = glob.indexOf(']', i + 1);
-      let body = glob.slice(i + 1, end);
-      const negate = body.startsWith('^');
-      if (negate) body = body.slice(1);
-      source += `[${negate ? '^' : ''}${body.replace(/[\\\]\[^]/g, '\\$&')}]`;
-      i = end;
-    } else source += escapeRegExp(char);
-  }
-  return new RegExp(`^${source}$`);
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(name, `${value} must be a positive integer`);
-  return value;
 }

@@ -1,8 +1,9 @@
 /** Reads a JSON request body with a size cap, as HttpErrors: 413 when too large, 400 when not a JSON object. */
 import type { IncomingMessage } from 'node:http';
+import { DEFAULTS } from '../defaults.js';
 import { ErrorCode, HttpError } from './http-error.js';
 
-export const MAX_BODY_BYTES = 1024 * 1024;
+export const MAX_BODY_BYTES = DEFAULTS.maxBodyBytes;
 
 /**
  * A state-changing request must say it sends JSON. A cross-site form or a `text/plain` fetch (the requests a

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
+import { compareLogIds, isLogId } from '../../../protocol/log-id.js';
 import { ClientStream, type CloseReason } from './client-stream.js';
 import { parsePayload } from './sse-frame.js';
 
@@ -32,6 +33,7 @@ async function open(maxPending: number) {
     clientKey: '',
     maxBufferBytes: 64 * 1024 * 1024,
     maxPending,
+    ids: { isId: isLogId, compareIds: compareLogIds },
     onClose: (_stream, reason) => closed.push(reason),
   });
   /** Everything the client received, once the stream ended. */

@@ -1,6 +1,6 @@
 /** One browser's stream: its response, the messages held back while it resumes, and its one cleanup path. */
 import type { ServerResponse } from 'node:http';
-import { compareLogIds, isLogId } from '../broker/log-id.js';
+import type { IdOrder } from '../broker/broker.js';
 import { compactTokenFrame, type ParsedPayload } from './sse-frame.js';
 
 export const StreamState = {
@@ -23,6 +23,8 @@ export interface ClientStreamOptions {
   maxBufferBytes: number;
   /** How many live messages may wait while a resume is being replayed. */
   maxPending: number;
+  /** The broker's ids and their order (`Broker.isId`, `Broker.compareIds`): which live messages the replay has written. */
+  ids: IdOrder;
   /** The client asked for compact token events (see compactTokenFrame). */
   compact?: boolean;
   /** The stream's token expires then (ms since the epoch): it sends `token_expired` and ends. */
@@ -85,8 +87,8 @@ export class ClientStream {
     if (this.state === StreamState.live) {
       // After a replay, a live copy of a replayed message may still be on its way: drop it. Log ids only grow,
       // so the first message past the replay ends the check and the hot path is back to a field test.
-      if (this.#replayedUpTo !== undefined && message.id !== undefined && isLogId(message.id)) {
-        if (compareLogIds(message.id, this.#replayedUpTo) <= 0) return;
+      if (this.#replayedUpTo !== undefined && this.#options.ids.isId(message.id)) {
+        if (this.#options.ids.compareIds(message.id, this.#replayedUpTo) <= 0) return;
         this.#replayedUpTo = undefined;
       }
       this.send(message);
@@ -206,7 +208,8 @@ export class ClientStream {
 
   #isReplayed(message: ParsedPayload): boolean {
     const upTo = this.#replayedUpTo;
-    return upTo !== undefined && message.id !== undefined && isLogId(message.id) && compareLogIds(message.id, upTo) <= 0;
+    const { ids } = this.#options;
+    return upTo !== undefined && ids.isId(message.id) && ids.compareIds(message.id, upTo) <= 0;
   }
 
   #finish(reason: CloseReason): void {

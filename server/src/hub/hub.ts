@@ -5,14 +5,18 @@
 import type { ServerResponse } from 'node:http';
 import type { Broker, Unsubscribe } from '../broker/broker.js';
 import { projectPattern, stageChannel } from '../channels.js';
+import { DEFAULTS } from '../defaults.js';
 import { ClientStream, type CloseReason } from './client-stream.js';
+import { HubEvents, type HubEventSource, type StreamOpening } from './hub-events.js';
 import { HEARTBEAT_FRAME, SSE_HEADERS, compactTokenFrame, formatEvent, formatRetry, parsePayload, type ParsedPayload } from './sse-frame.js';
+
+export type { StreamOpening } from './hub-events.js';
 
 export interface HubOptions {
   broker: Broker;
-  /** Interval of the `: ping` comment lines, in ms. */
+  /** Interval of the `: ping` comment lines, in ms. Default 15000. */
   heartbeatMs?: number;
-  /** The `retry:` the stream opens with, in ms. */
+  /** The `retry:` the stream opens with, in ms. Default 3000. */
   retryMs?: number;
   /** Unsent bytes a client may hold before it is dropped as too slow. Default 1 MiB. */
   maxBufferBytes?: number;
@@ -28,28 +32,6 @@ export interface HubOptions {
    * resume may read; past it, as `maxReplayEntries`. Default 16 MiB: a 1,000-token answer of 30 KB fits.
    */
   maxReplayBytes?: number;
-  /** Called once when a stream closes, for logs and metrics. */
-  onStreamClosed?: (stream: ClientStream, reason: CloseReason) => void;
-  /** Called once when a stream goes live, with what was written while it opened; for metrics. */
-  onStreamLive?: (stream: ClientStream, opening: StreamOpening) => void;
-  /** Called for each broker message after it was written to `written` live streams; for metrics. */
-  onMessage?: (message: ParsedPayload, written: number) => void;
-}
-
-/** What a stream got before it went live. */
-export interface StreamOpening {
-  /** Messages written while opening: the replay, and live ones held back meanwhile. */
-  events: number;
-  /** True when the stream came with a `Last-Event-ID`. */
-  resumed: boolean;
-  /** Log entries replayed after `Last-Event-ID`; 0 without one. On reset, those written before it. */
-  replayed: number;
-  /**
-   * Set when a `reset` was sent instead of (the rest of) the replay: the log no longer covered `Last-Event-ID`
-   * (`expired`, also when it was trimmed between two pages of the replay), or never did (`unknown_id`), or what
-   * follows it is more than a resume may read (`too_long`, see {@link HubOptions.maxReplayEntries}).
-   */
-  reset: 'expired' | 'unknown_id' | 'too_long' | undefined;
 }
 
 export interface OpenRequest {
@@ -87,9 +69,7 @@ export class Hub {
   readonly #maxPending: number;
   readonly #maxReplayEntries: number;
   readonly #maxReplayBytes: number;
-  readonly #onStreamClosed: HubOptions['onStreamClosed'];
-  readonly #onStreamLive: HubOptions['onStreamLive'];
-  readonly #onMessage: HubOptions['onMessage'];
+  readonly #events = new HubEvents();
   readonly #topics = new Map<string, Topic>();
   readonly #streams = new Set<ClientStream>();
   readonly #perClient = new Map<string, number>();
@@ -100,20 +80,25 @@ export class Hub {
 
   constructor(options: HubOptions) {
     this.#broker = options.broker;
-    this.#heartbeatMs = options.heartbeatMs ?? 15_000;
-    this.#retryMs = options.retryMs ?? 3_000;
-    this.#maxBufferBytes = options.maxBufferBytes ?? 1024 * 1024;
-    this.#maxPending = options.maxPending ?? 10_000;
-    this.#maxReplayEntries = options.maxReplayEntries ?? 10_000;
-    this.#maxReplayBytes = options.maxReplayBytes ?? 16 * 1024 * 1024;
-    this.#onStreamClosed = options.onStreamClosed;
-    this.#onStreamLive = options.onStreamLive;
-    this.#onMessage = options.onMessage;
+    this.#heartbeatMs = options.heartbeatMs ?? DEFAULTS.heartbeatMs;
+    this.#retryMs = options.retryMs ?? DEFAULTS.retryMs;
+    this.#maxBufferBytes = options.maxBufferBytes ?? DEFAULTS.maxBufferBytes;
+    this.#maxPending = options.maxPending ?? DEFAULTS.maxPending;
+    this.#maxReplayEntries = options.maxReplayEntries ?? DEFAULTS.maxReplayEntries;
+    this.#maxReplayBytes = options.maxReplayBytes ?? DEFAULTS.maxReplayBytes;
     // Messages published while the broker's subscriber was down were logged but not delivered live:
     // end every stream, and each client resumes from the log with its Last-Event-ID.
     this.#stopListening = this.#broker.onInterruption(() => {
       for (const stream of [...this.#streams]) stream.close('broker_error');
     });
+  }
+
+  /**
+   * What the hub announces: `stream-opened`, `stream-live`, `stream-closed` and `message` (see HubEventMap).
+   * Metrics and logs listen here.
+   */
+  get events(): HubEventSource {
+    return this.#events;
   }
 
   /** Open streams in this process. */
@@ -143,9 +128,15 @@ export class Hub {
   /**
    * Streams the project (or one stage) to `res`: subscribes, sends `connected`, replays after
    * `lastEventId` (or sends `reset` when the log no longer covers it), then goes live.
-   * Rejects, before any byte is written, when the broker cannot subscribe.
+   * Rejects, before any byte is written, when the broker cannot subscribe. Announces `stream-opened` when done.
    */
   async open(res: ServerResponse, request: OpenRequest): Promise<ClientStream> {
+    const stream = await this.#open(res, request);
+    this.#events.emit('stream-opened', stream, request.lastEventId !== undefined);
+    return stream;
+  }
+
+  async #open(res: ServerResponse, request: OpenRequest): Promise<ClientStream> {
     const { projectId, stage, lastEventId } = request;
     const clientKey = request.clientKey ?? '';
     const topicKey = stage === null ? projectPattern(this.#broker.prefix, projectId) : stageChannel(this.#broker.prefix, projectId, stage);
@@ -156,6 +147,7 @@ export class Hub {
       requestId: request.requestId,
       maxBufferBytes: this.#maxBufferBytes,
       maxPending: this.#maxPending,
+      ids: this.#broker,
       compact: request.compact ?? false,
       expiresAt: request.expiresAt,
       onClose: (closed, reason) => this.#release(closed, topicKey, reason),
@@ -213,7 +205,7 @@ export class Hub {
   }
 
   #wentLive(stream: ClientStream, opening: Omit<StreamOpening, 'events'>): void {
-    if (stream.state === 'live') this.#onStreamLive?.(stream, { events: stream.events, ...opening });
+    if (stream.state === 'live') this.#events.emit('stream-live', stream, { events: stream.events, ...opening });
   }
 
   /**
@@ -333,7 +325,7 @@ export class Hub {
       if (client.state === 'live') written++;
       client.deliverBatch(messages, fullBytes, compactBytes);
     }
-    if (this.#onMessage) for (const message of messages) this.#onMessage(message, written);
+    if (this.#events.has('message')) for (const message of messages) this.#events.emit('message', message, written);
   }
 
   #release(stream: ClientStream, topicKey: string, reason: CloseReason): void {
@@ -352,7 +344,7 @@ export class Hub {
         .finally(() => this.#unsubscribing.delete(unsubscribing));
       this.#unsubscribing.add(unsubscribing);
     }
-    this.#onStreamClosed?.(stream, reason);
+    this.#events.emit('stream-closed', stream, reason);
   }
 
   /** One timer for all clients, running only while there are any. */

@@ -2,6 +2,7 @@
  * The SSE wire format as pure functions. Every frame the server writes is built here, so
  * nothing a worker or a user sends can add a field or break the framing.
  */
+import { encodeCompactToken } from '../../../protocol/compact.js';
 
 /** Headers of every stream. `X-Accel-Buffering: no` tells nginx not to hold events back. */
 export const SSE_HEADERS = {
@@ -97,12 +98,8 @@ export function parsePayload(payload: string): ParsedPayload {
  */
 export function compactTokenFrame(message: ParsedPayload): string | null {
   if (message.compactFrame !== undefined) return message.compactFrame;
-  const fields = message.fields;
-  let frame: string | null = null;
-  if (message.type === 'token' && fields && typeof fields.content === 'string' && typeof fields.full_text === 'string' && fields.full_text.endsWith(fields.content)) {
-    const { full_text: fullText, ...rest } = fields;
-    frame = formatEvent({ id: message.id, event: 'token', data: JSON.stringify({ ...rest, offset: fullText.length - fields.content.length }) });
-  }
+  const compact = message.type === 'token' && message.fields ? encodeCompactToken(message.fields) : null;
+  const frame = compact && formatEvent({ id: message.id, event: 'token', data: JSON.stringify(compact) });
   message.compactFrame = frame;
   return frame;
 }

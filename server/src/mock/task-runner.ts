@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Broker } from '../broker/broker.js';
 import { stageChannel } from '../channels.js';
+import { DEFAULTS } from '../defaults.js';
 import { StreamPublisher } from '../publisher.js';
 import { runMockStage, type MockStage } from './mock-stage.js';
 
@@ -11,7 +12,7 @@ export interface StartedTask {
 }
 
 /** Mock stages that may run at once by default: a demo, not a load generator anyone on the network can start. */
-export const DEFAULT_MAX_TASKS = 16;
+export const DEFAULT_MAX_TASKS = DEFAULTS.maxDemoTasks;
 
 export class TaskRunner {
   /** Runs that may be under way at once; `start` beyond it throws (the route answers 429 first). */

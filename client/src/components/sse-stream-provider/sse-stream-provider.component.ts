@@ -2,8 +2,9 @@ import { ContextProvider } from '@lit/context';
 import { LitElement, html, type TemplateResult } from 'lit';
 import { property } from 'lit/decorators.js';
 import { streamHubContext } from '../../context.js';
-import { createSSEClient, type SSEClient, type TokenSource } from '../../sse-client.js';
+import { createSSEClient, type SSEClient } from '../../sse-client.js';
 import { StreamHub } from '../../stream-hub.js';
+import { liveToken, type TokenSource } from '../../token-source.js';
 import styles from './sse-stream-provider.styles.js';
 
 /**
@@ -60,10 +61,7 @@ export class SseStreamProvider extends LitElement {
     let hub: StreamHub | undefined;
     if (this.projectId) {
       try {
-        const token = this.token === undefined ? undefined : async () => {
-          const current = this.token;
-          return typeof current === 'function' ? await current() : current;
-        };
+        const token = liveToken(() => this.token);
         hub = new StreamHub(createSSEClient(this.projectId, null, { baseUrl: this.baseUrl, token }));
       } catch (error) {
         console.error(error);

@@ -1,4 +1,4 @@
-import { LitElement, html, nothing, type PropertyValues, type TemplateResult } from 'lit';
+import { LitElement, html, nothing, type TemplateResult } from 'lit';
 import { property } from 'lit/decorators.js';
 import { ref } from 'lit/directives/ref.js';
 import { repeat } from 'lit/directives/repeat.js';
@@ -14,10 +14,12 @@ import {
   type ResetMessage,
   type StageUpdateMessage,
   type TokenMessage,
-} from '../../messages.js';
-import { ConnectionState, DisconnectReason, type DisconnectedEvent, type TokenSource } from '../../sse-client.js';
+} from '../../../../protocol/messages.js';
+import { EventLogController, type LogEntry } from '../../event-log-controller.js';
+import { ConnectionState, DisconnectReason, type DisconnectedEvent } from '../../sse-client.js';
 import type { StageView } from '../../stage-store.js';
-import { StreamController, type LogEntry } from '../../stream-controller.js';
+import { StreamController } from '../../stream-controller.js';
+import type { TokenSource } from '../../token-source.js';
 import styles from './sse-stream-viewer.styles.js';
 
 /** The DOM events of `<sse-stream-viewer>`: one per message, `detail` being the message. */
@@ -162,9 +164,9 @@ export class SseStreamViewer extends LitElement {
   /** Overrides of the built-in labels (English or Chinese, picked from `lang`). Default none. */
   @property({ attribute: false }) labels: Partial<ViewerLabels> | undefined = undefined;
 
-  readonly #stream = new StreamController(this);
+  readonly #log = new EventLogController(this, () => this.renderRoot?.querySelector('.log-list'));
+  readonly #stream = new StreamController(this, (event) => this.#log.record(event));
   readonly #textRefs = new Map<string, (element: Element | undefined) => void>();
-  #logFollows = true;
 
   /** The connection state as shown by the badge. */
   get connectionState(): ConnectionState {
@@ -216,21 +218,6 @@ export class SseStreamViewer extends LitElement {
         ${this.showLogs ? this.#renderLogs(labels) : nothing}
       </div>
     `;
-  }
-
-  protected override willUpdate(changed: PropertyValues<this>): void {
-    super.willUpdate(changed);
-    const list = this.showLogs ? this.renderRoot.querySelector?.('.log-list') : null;
-    this.#logFollows = !list || list.scrollHeight - list.scrollTop - list.clientHeight < 24;
-  }
-
-  protected override updated(changed: PropertyValues<this>): void {
-    super.updated(changed);
-    if (!this.showLogs) return;
-    this.#stream.logsRendered();
-    // Keep the newest log line in view unless the reader scrolled up.
-    const list = this.renderRoot.querySelector('.log-list');
-    if (list && this.#logFollows) list.scrollTop = list.scrollHeight;
   }
 
   #notice(labels: ViewerLabels): string {
@@ -335,7 +322,7 @@ export class SseStreamViewer extends LitElement {
   }
 
   #renderLogs(labels: ViewerLabels): TemplateResult {
-    const entries: LogEntry[] = this.#stream.logs;
+    const entries: LogEntry[] = this.#log.entries;
     return html`
       <details part="logs" class="logs" open>
         <summary>${labels.logs} (${entries.length})</summary>

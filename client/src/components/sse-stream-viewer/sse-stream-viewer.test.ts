@@ -22,6 +22,17 @@ function stageOrder(viewer: SseStreamViewer): string[] {
   return [...viewer.shadowRoot!.querySelectorAll<HTMLElement>('[part="stage"]')].map((panel) => panel.dataset['stage'] ?? '');
 }
 
+/**
+ * A `<div>` (with `attributes`) in the page, for a viewer fixture inside it: `fixture(template, { parentNode })`.
+ * Not `fixture(html`<div>…</div>`)`: for an element without `updateComplete` that waits for an animation frame, and
+ * the runner runs two test files at once in one browser, so this page may be a background tab that gets none.
+ */
+function wrapperDiv(attributes: Record<string, string> = {}): HTMLDivElement {
+  const wrapper = document.createElement('div');
+  for (const [name, value] of Object.entries(attributes)) wrapper.setAttribute(name, value);
+  return wrapper;
+}
+
 /** Streams `text` as one token per character, the way the worker does, ids `${start + i}-0`. */
 function tokens(stage: string, text: string, start = 1, before = ''): Array<[ReturnType<typeof token>, string]> {
   return [...text].map((char, i) => [token(stage, before + text.slice(0, i + 1), char, `${start + i}-0`), `${start + i}-0`]);
@@ -81,8 +92,8 @@ describe('<sse-stream-viewer>', () => {
   });
 
   it('dispatches one DOM event per message, with the message as detail, that does not bubble out', async () => {
-    const wrapper = await fixture<HTMLDivElement>(html`<div><sse-stream-viewer project-id="1" stage-name="rewrite" auto-connect></sse-stream-viewer></div>`);
-    const viewer = wrapper.querySelector('sse-stream-viewer')!;
+    const wrapper = wrapperDiv();
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" stage-name="rewrite" auto-connect></sse-stream-viewer>`, { parentNode: wrapper });
     const seen: string[] = [];
     const leaked: string[] = [];
     for (const type of ['connected', 'token', 'stage_update', 'progress', 'done', 'error'] as const) {
@@ -308,8 +319,7 @@ describe('<sse-stream-viewer>', () => {
   });
 
   it('picks Chinese labels from lang and lets `labels` override them', async () => {
-    const wrapper = await fixture<HTMLDivElement>(html`<div lang="zh-CN"><sse-stream-viewer project-id="1" stage-name="rewrite"></sse-stream-viewer></div>`);
-    const viewer = wrapper.querySelector('sse-stream-viewer')!;
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" stage-name="rewrite"></sse-stream-viewer>`, { parentNode: wrapperDiv({ lang: 'zh-CN' }) });
     expect(part(viewer, '[part="badge"]').textContent).to.equal('已关闭');
     expect(part(viewer, '[part="stage-title"]').textContent).to.equal('改写');
     expect(part(viewer, '[part="connect-button"]').textContent).to.equal('连接');

@@ -1,4 +1,4 @@
-import type { ConnectedMessage, DoneMessage, StageUpdateMessage, TokenMessage } from '../../messages.js';
+import type { ConnectedMessage, DoneMessage, StageUpdateMessage, TokenMessage } from '../../../../protocol/messages.js';
 import type { DisconnectedEvent } from '../../sse-client.js';
 import { SseStreamViewer } from './sse-stream-viewer.component.js';
 

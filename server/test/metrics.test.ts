@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
-import { SseMetrics } from './metrics.js';
-import { StreamPublisher } from './publisher.js';
-import { startHarness, streamUrl, type Harness } from '../test/harness.js';
-import { openStream, type StreamReader } from '../test/sse-reader.js';
+import { SseMetrics } from '../src/metrics.js';
+import { StreamPublisher } from '../src/publisher.js';
+import { startHarness, streamUrl, type Harness } from './harness.js';
+import { openStream, type StreamReader } from './sse-reader.js';
+import { waitUntil } from './wait-until.js';
 
 /** The value of one sample of Prometheus's text format, or undefined when there is no such sample. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -18,14 +19,6 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
   }
   return undefined;
 }
-
-const waitUntil = async (check: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
 
 describe('SseMetrics', () => {
   it('starts every labelled series at 0 and reads its gauges from the hub and broker at each scrape', async () => {

@@ -6,12 +6,16 @@ import { Writable } from 'node:stream';
 import { after, afterEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import polka from 'polka';
-import { MemoryBroker } from './broker/memory-broker.js';
-import { mountSse, type SseMount } from './mount.js';
-import { StreamPublisher } from './publisher.js';
-import { startServer, type RunningServer } from './server.js';
-import { TEST_SETTINGS, streamUrl } from '../test/harness.js';
-import { openStream, requestJson, type StreamReader } from '../test/sse-reader.js';
+import { MemoryBroker } from '../src/broker/memory-broker.js';
+import type { CloseReason } from '../src/hub/client-stream.js';
+import type { StreamOpening } from '../src/hub/hub-events.js';
+import { mountDemo } from '../src/mock/mount-demo.js';
+import { mountSse, type SseMount } from '../src/mount.js';
+import { StreamPublisher } from '../src/publisher.js';
+import { startServer, type RunningServer } from '../src/server.js';
+import { TEST_SETTINGS, streamUrl } from './harness.js';
+import { openStream, requestJson, type StreamReader } from './sse-reader.js';
+import { waitUntil } from './wait-until.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -130,13 +134,9 @@ describe('the log lines of a stream', () => {
     await broker.close();
   });
   const waitForLine = async (predicate: (line: Record<string, unknown>) => boolean) => {
-    const deadline = Date.now() + 5000;
-    for (;;) {
-      const found = lines.find(predicate);
-      if (found) return found;
-      if (Date.now() > deadline) throw new Error(`no such log line; got ${JSON.stringify(lines)}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    let found: Record<string, unknown> | undefined;
+    await waitUntil(() => (found = lines.find(predicate)) !== undefined, () => `such a log line is written; got ${JSON.stringify(lines)}`, 5000);
+    return found!;
   };
 
   it('are one line at open and one at close with the same request id, its duration and event count', async () => {
@@ -174,5 +174,69 @@ describe('the log lines of a stream', () => {
     odd.close();
     await waitForLine((l) => l.msg === 'stream closed' && l.req_id === 'nginx-7f3a');
     await waitForLine((l) => l.msg === 'stream closed' && l.req_id === oddId);
+  });
+});
+
+describe('the events of the hub', () => {
+  it('announce each stream once as it opens, goes live and closes, and each message once however many watch it', async () => {
+    const server = createServer();
+    const broker = memoryBroker();
+    const sse = track(mountSse(server, { broker }));
+    const seen: string[] = [];
+    const openings: StreamOpening[] = [];
+    const messages: Array<{ type: string; written: number }> = [];
+    const closed: CloseReason[] = [];
+    sse.hub.events.on('stream-opened', (stream, resumed) => seen.push(`opened ${stream.projectId} ${resumed}`));
+    sse.hub.events.on('stream-live', (_stream, opening) => openings.push(opening));
+    sse.hub.events.on('message', (message, written) => messages.push({ type: message.type, written }));
+    sse.hub.events.on('stream-closed', (_stream, reason) => closed.push(reason));
+    const base = await listen(server);
+
+    const readers = [await watch(streamUrl(base, 'ev1', 'rewrite')), await watch(streamUrl(base, 'ev1'))];
+    await waitUntil(() => seen.length === 2, 'both streams are announced');
+    assert.deepEqual(seen, ['opened ev1 false', 'opened ev1 false']);
+    assert.deepEqual(openings, [
+      { events: 0, resumed: false, replayed: 0, reset: undefined },
+      { events: 0, resumed: false, replayed: 0, reset: undefined },
+    ]);
+    await using pub = new StreamPublisher({ projectId: 'ev1', stage: 'rewrite', broker });
+    await pub.publishToken('Hi', 'Hi');
+    await Promise.all(readers.map((reader) => reader.waitFor((e) => e.event === 'token')));
+    // Two topics (the stage, the project), one message each, each written to its one stream.
+    assert.deepEqual(messages, [
+      { type: 'token', written: 1 },
+      { type: 'token', written: 1 },
+    ]);
+    for (const reader of readers) reader.close();
+    await waitUntil(() => closed.length === 2, 'both streams are closed');
+    assert.deepEqual(closed, ['client_gone', 'client_gone']);
+  });
+});
+
+describe('mountDemo beside mountSse', () => {
+  it('runs the mock pipeline and cuts a project\'s streams on the same polka app', async () => {
+    const app = polka();
+    const broker = memoryBroker();
+    const sse = track(mountSse(app, { broker }));
+    const demo = mountDemo(app, { hub: sse.hub, broker, maxDemoTasks: 1 });
+    cleanups.push(() => demo.close());
+    app.listen(0, '127.0.0.1');
+    const server = app.server;
+    await new Promise<void>((resolve) => (server.listening ? resolve() : server.once('listening', () => resolve())));
+    cleanups.unshift(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+    const reader = await watch(streamUrl(base, 'dm1', 'rewrite'));
+    const json = { 'Content-Type': 'application/json' };
+    const run = await requestJson(`${base}/api/v1/projects/dm1/execute_stage/`, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ stage_name: 'rewrite', input_data: { speed: 1000 } }),
+    });
+    assert.equal(run.status, 202);
+    await reader.waitFor((e) => e.event === 'stage_update');
+    const cut = await requestJson(`${base}/api/v1/demo/projects/dm1/cut/`, { method: 'POST', headers: json, body: '{}' });
+    assert.deepEqual(cut.body, { cut: 1 });
+    await reader.ended;
   });
 });

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
-import type { Broker } from './broker/broker.js';
-import { recorder, stagesOf, uniqueProject } from './broker/broker.contract.js';
-import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError } from './broker/errors.js';
-import { MemoryBroker } from './broker/memory-broker.js';
-import { RedisBroker } from './broker/redis-broker.js';
-import { StreamPublisher } from './publisher.js';
-import { stageChannel } from './channels.js';
-import { freePort, startRedis, type TestRedis } from '../test/redis-server.js';
+import type { Broker } from '../src/broker/broker.js';
+import { recorder, stagesOf, uniqueProject } from './broker.contract.js';
+import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError } from '../src/broker/errors.js';
+import { MemoryBroker } from '../src/broker/memory-broker.js';
+import { RedisBroker } from '../src/broker/redis-broker.js';
+import { StreamPublisher } from '../src/publisher.js';
+import { stageChannel } from '../src/channels.js';
+import { freePort, startRedis, type TestRedis } from './redis-server.js';
 
 let redis: TestRedis;
 let broker: RedisBroker;
@@ -154,7 +154,7 @@ describe('StreamPublisher', () => {
       await shared.publishToken('b', 'b');
     }
     assert.equal(broker.healthy, true);
-    await broker.publish(project, 'rewrite', '{}');
+    await broker.publish(project, 'rewrite', 'message', '{}');
   });
 
   it('works on the in-process broker the same way', async () => {

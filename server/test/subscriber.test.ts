@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { uniqueProject } from './broker/broker.contract.js';
-import { BrokerClosedError, InvalidArgumentError, SubscriberOverflowError } from './broker/errors.js';
-import { MemoryBroker } from './broker/memory-broker.js';
-import { RedisBroker } from './broker/redis-broker.js';
-import { StreamPublisher } from './publisher.js';
-import { StreamSubscriber, type SubscriberMessage } from './subscriber.js';
-import { projectPattern, stageChannel } from './channels.js';
-import { startRedis, type TestRedis } from '../test/redis-server.js';
+import { uniqueProject } from './broker.contract.js';
+import { BrokerClosedError, InvalidArgumentError, SubscriberOverflowError } from '../src/broker/errors.js';
+import { MemoryBroker } from '../src/broker/memory-broker.js';
+import { RedisBroker } from '../src/broker/redis-broker.js';
+import { StreamPublisher } from '../src/publisher.js';
+import { StreamSubscriber, type SubscriberMessage } from '../src/subscriber.js';
+import { projectPattern, stageChannel } from '../src/channels.js';
+import { startRedis, type TestRedis } from './redis-server.js';
 
 let redis: TestRedis;
 let broker: RedisBroker;
@@ -61,9 +61,9 @@ describe('StreamSubscriber', () => {
     assert.equal(subscriber.stage, null);
     assert.equal(subscriber.channel, projectPattern(broker.prefix, project));
     await subscriber.subscribe();
-    await broker.publish(`${project}x`, 'rewrite', '{"type":"token"}');
-    await broker.publish(project, 'rewrite', '{"type":"token"}');
-    await broker.publish(project, 'image_generation', '{"type":"progress"}');
+    await broker.publish(`${project}x`, 'rewrite', 'token', '{"type":"token"}');
+    await broker.publish(project, 'rewrite', 'token', '{"type":"token"}');
+    await broker.publish(project, 'image_generation', 'progress', '{"type":"progress"}');
     const messages = await take(subscriber, 2);
     assert.deepEqual(messages.map((m) => m.type), ['token', 'progress']);
     assert.equal(subscriber.getMessage(), null);
@@ -75,7 +75,7 @@ describe('StreamSubscriber', () => {
     const started = Date.now();
     assert.deepEqual(await take(subscriber, 1, 100), []);
     assert.ok(Date.now() - started >= 95, `ended after ${Date.now() - started} ms`);
-    await broker.publish(project, 'rewrite', '{"type":"token"}');
+    await broker.publish(project, 'rewrite', 'token', '{"type":"token"}');
     assert.equal((await take(subscriber, 1)).length, 1);
   });
 
@@ -90,7 +90,7 @@ describe('StreamSubscriber', () => {
         if (seen.length === 1) await subscriber.unsubscribe();
       }
     })();
-    await broker.publish(project, 'rewrite', '{"type":"a"}');
+    await broker.publish(project, 'rewrite', 'a', '{"type":"a"}');
     await listening;
     assert.deepEqual(seen, ['a']);
     assert.equal(await admin.call('PUBSUB', 'NUMSUB', stageChannel(broker.prefix, project, 'rewrite')).then((r) => (r as unknown[])[1]), 0);
@@ -103,7 +103,7 @@ describe('StreamSubscriber', () => {
     assert.equal(subscriber.getMessage(), null);
     const watcher = make(new StreamSubscriber({ projectId: project, stage: 'rewrite', broker }));
     await watcher.ready;
-    await broker.publish(project, 'rewrite', '{"type":"token"}');
+    await broker.publish(project, 'rewrite', 'token', '{"type":"token"}');
     await take(watcher, 1); // the same dispatch reached `subscriber`
     assert.equal(subscriber.getMessage()?.type, 'token');
     assert.equal(subscriber.getMessage(), null);
@@ -134,7 +134,7 @@ describe('StreamSubscriber', () => {
     await subscriber.unsubscribe();
     assert.equal(await admin.call('PUBSUB', 'NUMPAT'), 0);
     await subscriber.subscribe();
-    await broker.publish(project, 'rewrite', '{"type":"again"}');
+    await broker.publish(project, 'rewrite', 'again', '{"type":"again"}');
     assert.equal((await take(subscriber, 1))[0]?.type, 'again');
   });
 
@@ -145,7 +145,7 @@ describe('StreamSubscriber', () => {
     await subscriber.ready;
     const sentinel = make(new StreamSubscriber({ projectId: project, stage: 's', broker: memory }));
     await sentinel.ready;
-    for (let i = 0; i < 5; i++) await memory.publish(project, 's', `{"type":"t${i}"}`);
+    for (let i = 0; i < 5; i++) await memory.publish(project, 's', `t${i}`, `{"type":"t${i}"}`);
     await take(sentinel, 5);
     const seen: string[] = [];
     await assert.rejects(async () => {
@@ -161,7 +161,7 @@ describe('StreamSubscriber', () => {
       await using scoped = new StreamSubscriber({ projectId: project, stage: 'rewrite', redisUrl: redis.url });
       own = scoped;
       await scoped.ready;
-      await broker.publish(project, 'rewrite', '{"type":"token"}');
+      await broker.publish(project, 'rewrite', 'token', '{"type":"token"}');
       assert.equal((await take(scoped, 1)).length, 1);
     }
     assert.equal(own.broker.healthy, false);

@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { brokerContract, recorder, uniqueProject } from './broker.contract.js';
-import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError } from './errors.js';
-import { parseClusterNodes, RedisBroker } from './redis-broker.js';
-import { logKey, projectPattern, stageChannel, stateKey } from '../channels.js';
-import { inStepCheck } from '../../test/in-step-check.js';
-import { startRedis, type TestRedis } from '../../test/redis-server.js';
+import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError } from '../src/broker/errors.js';
+import { parseClusterNodes } from '../src/broker/cluster-nodes.js';
+import { RedisBroker } from '../src/broker/redis-broker.js';
+import { logKey, projectPattern, stageChannel, stateKey } from '../src/channels.js';
+import { inStepCheck } from './in-step-check.js';
+import { startRedis, type TestRedis } from './redis-server.js';
+import { waitUntil } from './wait-until.js';
 
 let redis: TestRedis;
 /** A plain client of the test server, to look at it from outside the broker. */
@@ -29,26 +31,16 @@ brokerContract('RedisBroker', () => ({
   async expire(broker, projectId) {
     // Redis expires keys on its own: wait for both keys to be gone (the suite uses a 1 s TTL).
     const keys = [logKey(broker.prefix, projectId), stateKey(broker.prefix, projectId)];
-    const deadline = Date.now() + 5000;
-    while ((await admin.exists(...keys)) > 0) {
-      if (Date.now() > deadline) throw new Error(`${keys.join(', ')} did not expire`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await waitUntil(async () => (await admin.exists(...keys)) === 0, `${keys.join(', ')} expired`, 5000);
+  },
+  async publishForeign(_broker, channel, payload) {
+    await admin.publish(channel, payload);
   },
   async serverSubscriptions(channel) {
     const [, count] = (await admin.call('PUBSUB', 'NUMSUB', channel)) as [string, number];
     return { channel: Number(count), patterns: Number(await admin.call('PUBSUB', 'NUMPAT')) };
   },
 }));
-
-/** Waits for a condition the broker exposes no event for, polling; fails after `ms`. */
-async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 async function connectionsNamed(prefix: string): Promise<number> {
   const list = (await admin.call('CLIENT', 'LIST')) as string;
@@ -82,7 +74,7 @@ describe('RedisBroker', () => {
   it('holds one connection while it only publishes, and one more from the first subscribe on', async () => {
     const broker = create();
     const project = uniqueProject();
-    await broker.publish(project, 'rewrite', message(project, 'rewrite'));
+    await broker.publish(project, 'rewrite', 'token', message(project, 'rewrite'));
     await broker.snapshot(project);
     assert.equal(await connectionsNamed('ai-story-sse:'), 1);
     await broker.subscribe(stageChannel(broker.prefix, project, 'a'), () => {});
@@ -95,7 +87,7 @@ describe('RedisBroker', () => {
   it('trims the log exactly to logMaxLen and sets the TTL of the log and the state', async () => {
     const broker = create({ logMaxLen: 3, logTtlSeconds: 3600 });
     const project = uniqueProject();
-    for (let i = 0; i < 5; i++) await broker.publish(project, 'rewrite', message(project, 'rewrite'));
+    for (let i = 0; i < 5; i++) await broker.publish(project, 'rewrite', 'token', message(project, 'rewrite'));
     assert.equal(await admin.xlen(logKey(broker.prefix, project)), 3);
     for (const key of [logKey(broker.prefix, project), stateKey(broker.prefix, project)]) {
       const ttl = await admin.ttl(key);
@@ -108,7 +100,7 @@ describe('RedisBroker', () => {
     const project = uniqueProject();
     const rec = recorder();
     await broker.subscribe(stageChannel(broker.prefix, project, 'rewrite'), rec.listener);
-    await broker.publish(project, 'rewrite', message(project, 'rewrite'));
+    await broker.publish(project, 'rewrite', 'token', message(project, 'rewrite'));
     await rec.waitFor(1);
     assert.equal(rec.heard[0]!.channel, `ai_story:project:${project}:stage:rewrite`);
     assert.deepEqual((await admin.keys(`*${project}*`)).sort(), [`ai_story:project:{${project}}:log`, `ai_story:project:{${project}}:state`]);
@@ -174,7 +166,7 @@ describe('RedisBroker', () => {
     // Redis holds every write for 600 ms: the publish is written but gets no answer in time.
     await admin.call('CLIENT', 'PAUSE', '600', 'WRITE');
     const started = Date.now();
-    const error = await broker.publish(project, 'rewrite', message(project, 'rewrite')).then(
+    const error = await broker.publish(project, 'rewrite', 'token', message(project, 'rewrite')).then(
       () => assert.fail('publish resolved during CLIENT PAUSE'),
       (e: unknown) => e,
     );
@@ -190,7 +182,7 @@ describe('RedisBroker', () => {
     try {
       const broker = new RedisBroker({ client });
       const project = uniqueProject();
-      await broker.publish(project, 'rewrite', message(project, 'rewrite'));
+      await broker.publish(project, 'rewrite', 'token', message(project, 'rewrite'));
       await broker.subscribe(stageChannel(broker.prefix, project, 'rewrite'), () => {});
       await broker.close();
       assert.equal(client.status, 'ready');
@@ -232,7 +224,7 @@ describe('RedisBroker', () => {
       await admin.publish(`${broker.prefix}:project:${one}:x:stage:rewrite`, 'not a project channel');
       await admin.publish(`${broker.prefix}:project::stage:rewrite`, 'no id');
       await admin.publish(stageChannel(other.prefix, one, 'rewrite'), 'other prefix');
-      await broker.publish(twelve, 'rewrite', message(twelve, 'rewrite'));
+      await broker.publish(twelve, 'rewrite', 'token', message(twelve, 'rewrite'));
       await admin.publish(stageChannel(broker.prefix, one, 'rewrite'), 'one');
       await admin.publish(`${stageChannel(broker.prefix, two, 'a')}:stage:b`, 'two, as its own pattern matches it');
       await recs.one.waitFor(1);
@@ -297,11 +289,11 @@ describe('RedisBroker', () => {
       await broker.subscribe(projectPattern(broker.prefix, kept), keptRec.listener, true);
       const leave = await broker.subscribe(projectPattern(broker.prefix, left), leftRec.listener, true);
       await redis.stop();
-      await until(() => !broker.healthy, 'unhealthy');
+      await waitUntil(() => !broker.healthy, 'unhealthy');
       await leave();
       await redis.restart();
-      await until(() => broker.healthy, 'healthy again');
-      await until(async () => (await numpat()) === 1, 'the shared pattern restored');
+      await waitUntil(() => broker.healthy, 'healthy again');
+      await waitUntil(async () => (await numpat()) === 1, 'the shared pattern restored');
       await admin.publish(stageChannel(broker.prefix, left, 'rewrite'), 'to nobody');
       await admin.publish(stageChannel(broker.prefix, kept, 'rewrite'), 'after the restart');
       await keptRec.waitFor(1);
@@ -316,10 +308,10 @@ describe('RedisBroker', () => {
       await broker.subscribe(channel, () => {});
       const leave = await broker.subscribe(projectPattern(broker.prefix, project), () => {}, true);
       await redis.stop();
-      await until(() => !broker.healthy, 'unhealthy');
+      await waitUntil(() => !broker.healthy, 'unhealthy');
       await leave();
       await redis.restart();
-      await until(async () => broker.healthy && (await numsub(channel)) === 1, 'the channel restored');
+      await waitUntil(async () => broker.healthy && (await numsub(channel)) === 1, 'the channel restored');
       assert.equal(await numpat(), 0);
     });
   });
@@ -328,10 +320,10 @@ describe('RedisBroker', () => {
     it('rejects publish and subscribe within commandTimeoutMs while Redis is down, and works again after it restarts', async () => {
       const broker = create({ commandTimeoutMs: 300 });
       const project = uniqueProject();
-      await broker.publish(project, 'rewrite', message(project, 'rewrite'));
+      await broker.publish(project, 'rewrite', 'token', message(project, 'rewrite'));
       await redis.stop();
       for (const attempt of [
-        () => broker.publish(project, 'rewrite', message(project, 'rewrite')),
+        () => broker.publish(project, 'rewrite', 'token', message(project, 'rewrite')),
         () => broker.subscribe(stageChannel(broker.prefix, project, 'rewrite'), () => {}),
         () => broker.ping(),
       ]) {
@@ -344,15 +336,15 @@ describe('RedisBroker', () => {
       const warnings: Error[] = [];
       const onWarning = (warning: Error) => warnings.push(warning);
       process.on('warning', onWarning);
-      const many = await Promise.allSettled(Array.from({ length: 30 }, () => broker.publish(project, 'rewrite', message(project, 'rewrite'))));
+      const many = await Promise.allSettled(Array.from({ length: 30 }, () => broker.publish(project, 'rewrite', 'token', message(project, 'rewrite'))));
       process.off('warning', onWarning);
       assert.ok(many.every((r) => r.status === 'rejected' && r.reason instanceof BrokerUnavailableError));
       assert.deepEqual(warnings, []);
       await redis.restart();
-      await until(() => broker.healthy, 'healthy again');
+      await waitUntil(() => broker.healthy, 'healthy again');
       // The restarted server has an empty script cache: this also proves the EVAL fallback.
-      const id = await broker.publish(project, 'rewrite', message(project, 'rewrite'));
-      const next = await broker.publish(project, 'rewrite', message(project, 'rewrite'));
+      const id = await broker.publish(project, 'rewrite', 'token', message(project, 'rewrite'));
+      const next = await broker.publish(project, 'rewrite', 'token', message(project, 'rewrite'));
       assert.deepEqual((await broker.replay(project, id)).entries.map((e) => e.id), [next]);
       // The subscribe that failed during the outage left nothing behind.
       assert.equal(await numsub(stageChannel(broker.prefix, project, 'rewrite')), 0);
@@ -370,11 +362,11 @@ describe('RedisBroker', () => {
       const leave = await broker.subscribe(left, leftRec.listener);
       await broker.subscribe(projectPattern(broker.prefix, project), patternRec.listener, true);
       await redis.stop();
-      await until(() => !broker.healthy, 'unhealthy');
+      await waitUntil(() => !broker.healthy, 'unhealthy');
       await leave();
       await redis.restart();
-      await until(() => broker.healthy, 'healthy again');
-      await until(async () => (await numsub(kept)) === 1 && Number(await admin.call('PUBSUB', 'NUMPAT')) === 1, 'resubscribed');
+      await waitUntil(() => broker.healthy, 'healthy again');
+      await waitUntil(async () => (await numsub(kept)) === 1 && Number(await admin.call('PUBSUB', 'NUMPAT')) === 1, 'resubscribed');
       assert.equal(await numsub(left), 0);
       await admin.publish(left, 'to nobody');
       await admin.publish(kept, 'after the restart');
@@ -394,13 +386,13 @@ describe('RedisBroker', () => {
       const stop = broker.onInterruption(() => interruptions++);
       await broker.subscribe(channel, rec.listener);
       await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-      await until(() => interruptions === 1, 'the interruption reported');
-      await until(async () => (await numsub(channel)) === 1, 'resubscribed');
+      await waitUntil(() => interruptions === 1, 'the interruption reported');
+      await waitUntil(async () => (await numsub(channel)) === 1, 'resubscribed');
       await admin.publish(channel, 'after the drop');
       await rec.waitFor(1);
       stop();
       await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-      await until(async () => (await numsub(channel)) === 1, 'resubscribed again');
+      await waitUntil(async () => (await numsub(channel)) === 1, 'resubscribed again');
       assert.equal(interruptions, 1);
     });
 
@@ -411,7 +403,7 @@ describe('RedisBroker', () => {
       const leave = await broker.subscribe(stageChannel(broker.prefix, uniqueProject(), 'rewrite'), () => {});
       await leave();
       await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-      await until(() => broker.healthy, 'reconnected');
+      await waitUntil(() => broker.healthy, 'reconnected');
       await broker.subscribe('another-channel', () => {});
       await broker.close();
       assert.equal(interruptions, 0);
@@ -422,7 +414,7 @@ describe('RedisBroker', () => {
       await broker.ping();
       await broker.subscribe('some-channel', () => {});
       await redis.stop();
-      await until(() => !broker.healthy, 'unhealthy');
+      await waitUntil(() => !broker.healthy, 'unhealthy');
       const pending = assert.rejects(broker.ping(), BrokerClosedError);
       const started = Date.now();
       await broker.close();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { freePort, startRedis, type TestRedis } from '../../test/redis-server.js';
-import { chooseBroker } from './choose-broker.js';
+import { freePort, startRedis, type TestRedis } from './redis-server.js';
+import { chooseBroker } from '../src/broker/choose-broker.js';
 
 const settings = { prefix: 'ai_story', logMaxLen: 10, logTtlSeconds: 60 };
 let redis: TestRedis;

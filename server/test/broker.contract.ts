@@ -4,16 +4,18 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import type { Broker, Snapshot } from './broker.js';
-import { BrokerClosedError, InvalidArgumentError } from './errors.js';
-import { compareLogIds, isLogId } from './log-id.js';
-import { projectPattern, stageChannel } from '../channels.js';
+import type { Broker, Snapshot } from '../src/broker/broker.js';
+import { BrokerClosedError, InvalidArgumentError } from '../src/broker/errors.js';
+import { compareLogIds, isLogId } from '../src/broker/log-id.js';
+import { projectPattern, stageChannel } from '../src/channels.js';
 
 export interface BrokerHarness {
   /** A new broker; the suite closes it after the test. */
   create(options?: { logMaxLen?: number; logTtlSeconds?: number }): Promise<Broker>;
   /** Lets a project's log and state reach their TTL: advance a fake clock, or wait for Redis to expire the keys. */
   expire(broker: Broker, projectId: string): Promise<void>;
+  /** A plain PUBLISH on `channel`, as another program does it: no log, no id. */
+  publishForeign(broker: Broker, channel: string, payload: string): Promise<void>;
   /** How many subscriptions the server holds for `channel`, and patterns in all; absent for brokers without a server. */
   serverSubscriptions?(channel: string): Promise<{ channel: number; patterns: number }>;
 }
@@ -92,7 +94,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const rec = recorder();
       await broker.subscribe(stageChannel(broker.prefix, project, 'rewrite'), rec.listener);
       const ids: string[] = [];
-      for (const [type, fields] of SAMPLES) ids.push(await broker.publish(project, 'rewrite', message(type, 'rewrite', project, fields)));
+      for (const [type, fields] of SAMPLES) ids.push(await broker.publish(project, 'rewrite', type, message(type, 'rewrite', project, fields)));
       await rec.waitFor(SAMPLES.length);
       SAMPLES.forEach(([type, fields], i) => {
         const { payload, channel } = rec.heard[i]!;
@@ -107,8 +109,8 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const project = uniqueProject();
       const rec = recorder();
       await broker.subscribe(projectPattern(broker.prefix, project), rec.listener, true);
-      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
-      await broker.publish(project, 'image_generation', message('progress', 'image_generation', project));
+      await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
+      await broker.publish(project, 'image_generation', 'progress', message('progress', 'image_generation', project));
       await rec.waitFor(2);
       assert.deepEqual(
         rec.heard.map((h) => h.channel),
@@ -122,8 +124,8 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const other = `${mine}x`;
       const rec = recorder();
       await broker.subscribe(projectPattern(broker.prefix, mine), rec.listener, true);
-      await broker.publish(other, 'rewrite', message('token', 'rewrite', other));
-      await broker.publish(mine, 'rewrite', message('token', 'rewrite', mine));
+      await broker.publish(other, 'rewrite', 'token', message('token', 'rewrite', other));
+      await broker.publish(mine, 'rewrite', 'token', message('token', 'rewrite', mine));
       await rec.waitFor(1);
       assert.equal(JSON.parse(rec.heard[0]!.payload).project_id, mine);
     });
@@ -133,9 +135,21 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const project = uniqueProject();
       const stages = ['rewrite', 'storyboard', 'image_generation', 'rewrite', 'video_generation', 'storyboard'];
       const ids: string[] = [];
-      for (const stage of stages) ids.push(await broker.publish(project, stage, message('token', stage, project)));
+      for (const stage of stages) ids.push(await broker.publish(project, stage, 'token', message('token', stage, project)));
       for (const id of ids) assert.ok(isLogId(id), id);
       for (let i = 1; i < ids.length; i++) assert.ok(compareLogIds(ids[i - 1]!, ids[i]!) < 0, `${ids[i - 1]} < ${ids[i]}`);
+    });
+
+    it('tells its ids from others with isId, and orders them with compareIds as it logged them', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const first = await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
+      const second = await broker.publish(project, 'other', 'token', message('token', 'other', project));
+      assert.ok(broker.isId(first) && broker.isId(second));
+      for (const foreign of ['job-7', '', '1', '1-0 ', 42, undefined]) assert.equal(broker.isId(foreign), false, String(foreign));
+      assert.ok(broker.compareIds(first, second) < 0 && broker.compareIds(second, first) > 0);
+      assert.equal(broker.compareIds(second, second), 0);
+      assert.throws(() => broker.compareIds('job-7', first), TypeError);
     });
 
     it('delivers concurrent publishes in the order of their ids', async () => {
@@ -144,7 +158,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const rec = recorder();
       await broker.subscribe(projectPattern(broker.prefix, project), rec.listener, true);
       const ids = await Promise.all(
-        Array.from({ length: 50 }, (_, i) => broker.publish(project, i % 2 ? 'a' : 'b', message('token', i % 2 ? 'a' : 'b', project, { n: i }))),
+        Array.from({ length: 50 }, (_, i) => broker.publish(project, i % 2 ? 'a' : 'b', 'token', message('token', i % 2 ? 'a' : 'b', project, { n: i }))),
       );
       await rec.waitFor(50);
       const heardIds = rec.heard.map((h) => JSON.parse(h.payload).id as string);
@@ -160,7 +174,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const ids: string[] = [];
       for (let i = 0; i < 6; i++) {
         const stage = i % 2 ? 'storyboard' : 'rewrite';
-        ids.push(await broker.publish(project, stage, message('token', stage, project, { content: `t${i}\n"quoted" ünïcödé`, full_text: '' })));
+        ids.push(await broker.publish(project, stage, 'token', message('token', stage, project, { content: `t${i}\n"quoted" ünïcödé`, full_text: '' })));
       }
       await rec.waitFor(6);
       const result = await broker.replay(project, ids[1]!);
@@ -176,8 +190,8 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const project = uniqueProject();
       const rec = recorder();
       await broker.subscribe(stageChannel(broker.prefix, project, 's'), rec.listener);
-      const first = await broker.publish(project, 's', '{}');
-      const second = await broker.publish(project, 's', '{ }');
+      const first = await broker.publish(project, 's', 'message', '{}');
+      const second = await broker.publish(project, 's', 'message', '{ }');
       await rec.waitFor(2);
       assert.deepEqual(rec.payloads(), [`{"id":"${first}"}`, `{"id":"${second}"}`]);
       assert.deepEqual((await broker.replay(project, first)).entries, [{ id: second, stage: 's', data: `{"id":"${second}"}` }]);
@@ -186,7 +200,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
     it('replay after the newest id is covered and empty', async () => {
       const broker = await create();
       const project = uniqueProject();
-      const id = await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      const id = await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
       assert.deepEqual(await broker.replay(project, id), { covered: true, entries: [], more: false });
     });
 
@@ -194,7 +208,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const broker = await create();
       const project = uniqueProject();
       const ids: string[] = [];
-      for (let i = 0; i < 8; i++) ids.push(await broker.publish(project, i % 2 ? 'a' : 'b', message('token', i % 2 ? 'a' : 'b', project, { n: i })));
+      for (let i = 0; i < 8; i++) ids.push(await broker.publish(project, i % 2 ? 'a' : 'b', 'token', message('token', i % 2 ? 'a' : 'b', project, { n: i })));
       const whole = await broker.replay(project, ids[0]!);
       assert.deepEqual([whole.covered, whole.more, whole.entries.map((e) => e.id)], [true, false, ids.slice(1)]);
       const pages: { ids: string[]; more: boolean }[] = [];
@@ -220,11 +234,11 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const broker = await create({ logMaxLen: 5 });
       const project = uniqueProject();
       const ids: string[] = [];
-      for (let i = 0; i < 5; i++) ids.push(await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { n: i })));
+      for (let i = 0; i < 5; i++) ids.push(await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project, { n: i })));
       const first = await broker.replay(project, ids[0]!, { limit: 2 });
       assert.deepEqual([first.covered, first.more, first.entries.map((e) => e.id)], [true, true, ids.slice(1, 3)]);
       // Three more trim ids[0..2]: the next page's afterId, ids[2], is gone, although what follows it is still there.
-      for (let i = 5; i < 8; i++) ids.push(await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { n: i })));
+      for (let i = 5; i < 8; i++) ids.push(await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project, { n: i })));
       assert.deepEqual(await broker.replay(project, ids[2]!, { limit: 2 }), { covered: false, entries: [], more: false });
       assert.equal((await broker.replay(project, ids[3]!, { limit: 2 })).covered, true);
     });
@@ -232,7 +246,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
     it('refuses a replay limit that is not a positive integer', async () => {
       const broker = await create();
       const project = uniqueProject();
-      const id = await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      const id = await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
       for (const limit of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
         await assert.rejects(broker.replay(project, id, { limit }), InvalidArgumentError, String(limit));
       }
@@ -241,7 +255,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
     it('replay after a malformed id is not covered', async () => {
       const broker = await create();
       const project = uniqueProject();
-      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
       for (const bad of ['', 'abc', '1-', '-1', '1', '1-2-3', ' 1-0', '1-0 ', '18446744073709551616-0', '0-1; FLUSHALL', '+', '-', '(1-0']) {
         assert.deepEqual(await broker.replay(project, bad), { covered: false, entries: [], more: false }, JSON.stringify(bad));
       }
@@ -250,7 +264,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
     it('replay after an id that was never in the log, or of a project without a log, is not covered', async () => {
       const broker = await create();
       const project = uniqueProject();
-      const id = await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      const id = await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
       const [ms, seq] = id.split('-').map(BigInt) as [bigint, bigint];
       assert.equal((await broker.replay(project, '1-0')).covered, false);
       assert.equal((await broker.replay(project, `${ms}-${seq + 7n}`)).covered, false);
@@ -264,7 +278,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const broker = await create({ logMaxLen: 3 });
       const project = uniqueProject();
       const ids: string[] = [];
-      for (let i = 0; i < 5; i++) ids.push(await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { n: i })));
+      for (let i = 0; i < 5; i++) ids.push(await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project, { n: i })));
       assert.equal((await broker.replay(project, ids[0]!)).covered, false);
       assert.equal((await broker.replay(project, ids[1]!)).covered, false);
       const kept = await broker.replay(project, ids[2]!);
@@ -275,8 +289,8 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
     it('forgets a project’s log and state once logTtlSeconds pass without a message', async () => {
       const broker = await create({ logTtlSeconds: 1 });
       const project = uniqueProject();
-      const id = await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
-      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      const id = await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
+      await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
       assert.equal((await broker.replay(project, id)).covered, true);
       await harness().expire(broker, project);
       assert.equal((await broker.replay(project, id)).covered, false);
@@ -288,10 +302,10 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const project = uniqueProject();
       const rec = recorder();
       await broker.subscribe(projectPattern(broker.prefix, project), rec.listener, true);
-      await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { content: 'a' }));
-      await broker.publish(project, 'rewrite', message('stage_update', 'rewrite', project, { status: 'processing' }));
-      await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { content: 'b' }));
-      const last = await broker.publish(project, 'image_generation', message('progress', 'image_generation', project));
+      await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project, { content: 'a' }));
+      await broker.publish(project, 'rewrite', 'stage_update', message('stage_update', 'rewrite', project, { status: 'processing' }));
+      await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project, { content: 'b' }));
+      const last = await broker.publish(project, 'image_generation', 'progress', message('progress', 'image_generation', project));
       await rec.waitFor(4);
       const [, update, token, progress] = rec.payloads();
       assert.deepEqual(await broker.snapshot(project), {
@@ -305,7 +319,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       assert.deepEqual(await broker.snapshot(uniqueProject()), { lastId: null, stages: stagesOf() });
     });
 
-    it('delivers publishRaw payloads as they are, to channel and pattern subscribers, and logs nothing', async () => {
+    it('delivers a foreign PUBLISH as it is, to channel and pattern subscribers, and logs nothing', async () => {
       const broker = await create();
       const project = uniqueProject();
       const channel = stageChannel(broker.prefix, project, 'rewrite');
@@ -314,8 +328,8 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       await broker.subscribe(channel, byChannel.listener);
       await broker.subscribe(projectPattern(broker.prefix, project), byPattern.listener, true);
       const foreign = '{"type":"token","content":"x","stage":"rewrite","project_id":"' + project + '"}';
-      await broker.publishRaw(channel, 'not json\ndata: injected');
-      await broker.publishRaw(channel, foreign);
+      await harness().publishForeign(broker, channel, 'not json\ndata: injected');
+      await harness().publishForeign(broker, channel, foreign);
       await byChannel.waitFor(2);
       await byPattern.waitFor(2);
       assert.deepEqual(byChannel.payloads(), ['not json\ndata: injected', foreign]);
@@ -331,11 +345,11 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const staying = recorder();
       const leave = await broker.subscribe(channel, leaving.listener);
       await broker.subscribe(channel, staying.listener);
-      await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { n: 1 }));
+      await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project, { n: 1 }));
       await leaving.waitFor(1);
       await staying.waitFor(1);
       await leave();
-      await broker.publish(project, 'rewrite', message('token', 'rewrite', project, { n: 2 }));
+      await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project, { n: 2 }));
       await staying.waitFor(2);
       assert.equal(leaving.heard.length, 1);
       const counts = await harness().serverSubscriptions?.(channel);
@@ -349,15 +363,15 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const rec = recorder();
       const first = await broker.subscribe(channel, rec.listener);
       await broker.subscribe(channel, rec.listener);
-      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
       await rec.waitFor(2);
       await first();
       await first(); // idempotent: must not remove the second subscription
-      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
       await rec.waitFor(3);
       const sentinel = recorder();
       await broker.subscribe(channel, sentinel.listener);
-      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
       await sentinel.waitFor(1);
       await rec.waitFor(4);
       assert.equal(rec.heard.length, 4);
@@ -378,8 +392,8 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       // A sentinel on another channel, published after: once it arrives, the first message had its chance.
       const sentinel = recorder();
       await broker.subscribe(stageChannel(broker.prefix, project, 'other'), sentinel.listener);
-      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
-      await broker.publish(project, 'other', message('token', 'other', project));
+      await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
+      await broker.publish(project, 'other', 'token', message('token', 'other', project));
       await sentinel.waitFor(1);
       assert.equal(gone.heard.length, 0);
     });
@@ -397,7 +411,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
           throw new Error('listener bug');
         });
         await broker.subscribe(channel, rec.listener);
-        await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+        await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
         await rec.waitFor(1);
       } finally {
         console.error = original;
@@ -409,27 +423,39 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const broker = await create();
       const project = uniqueProject();
       const ok = message('token', 'rewrite', project);
-      for (const [projectId, stage, text] of [
-        ['bad id', 'rewrite', ok],
-        ['p*', 'rewrite', ok],
-        [project, 'a:b', ok],
-        [project, 'x'.repeat(65), ok],
-        [project, 'rewrite', ' {"type":"token"}'],
-        [project, 'rewrite', '["token"]'],
-        [project, 'rewrite', '{"type":'],
-        [project, 'rewrite', '{"id":"1-0","type":"token"}'],
+      for (const [projectId, stage, type, text] of [
+        ['bad id', 'rewrite', 'token', ok],
+        ['p*', 'rewrite', 'token', ok],
+        [project, 'a:b', 'token', ok],
+        [project, 'x'.repeat(65), 'token', ok],
+        [project, 'rewrite', 'bad type', ok],
+        [project, 'rewrite', 'a|b', ok],
+        [project, 'rewrite', 'token', ' {"type":"token"}'],
+        [project, 'rewrite', 'token', '["token"]'],
+        [project, 'rewrite', 'token', '{"type":'],
+        [project, 'rewrite', 'token', '{"id":"1-0","type":"token"}'],
+        [project, 'rewrite', 'token', '{"type":"token","\\u0069d":"1-0"}'],
         // Names of an object's internals: as keys of a snapshot they would rewrite every object of the process.
-        ['__proto__', 'rewrite', ok],
-        ['constructor', 'rewrite', ok],
-        [project, '__proto__', ok],
-        [project, 'prototype', ok],
-        [project, 'rewrite', message('__proto__', 'rewrite', project)],
-        [project, 'rewrite', message('constructor', 'rewrite', project)],
-        [project, 'rewrite', message('prototype', 'rewrite', project)],
+        ['__proto__', 'rewrite', 'token', ok],
+        ['constructor', 'rewrite', 'token', ok],
+        [project, '__proto__', 'token', ok],
+        [project, 'prototype', 'token', ok],
+        [project, 'rewrite', '__proto__', message('__proto__', 'rewrite', project)],
+        [project, 'rewrite', 'constructor', message('constructor', 'rewrite', project)],
+        [project, 'rewrite', 'prototype', message('prototype', 'rewrite', project)],
       ] as const) {
-        await assert.rejects(broker.publish(projectId, stage, text), InvalidArgumentError, `${projectId} ${stage} ${text}`);
+        await assert.rejects(broker.publish(projectId, stage, type, text), InvalidArgumentError, `${projectId} ${stage} ${type} ${text}`);
       }
       assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: stagesOf() });
+    });
+
+    it('accepts an "id" below the top level of a message, and "id" as a value or in a text', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      for (const fields of [{ metadata: { id: 'x' } }, { full_text: 'the "id" \u0069s a word' }, { item_name: 'id' }, { list: [{ id: 1 }] }]) {
+        const id = await broker.publish(project, 'rewrite', 'done', message('done', 'rewrite', project, fields));
+        assert.ok(broker.isId(id), JSON.stringify(fields));
+      }
     });
 
     it('answers ping and is healthy while open; after close it rejects every call with BrokerClosedError', async () => {
@@ -440,7 +466,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       await broker.close(); // idempotent
       assert.equal(broker.healthy, false);
       const project = uniqueProject();
-      await assert.rejects(broker.publish(project, 'rewrite', message('token', 'rewrite', project)), BrokerClosedError);
+      await assert.rejects(broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project)), BrokerClosedError);
       await assert.rejects(broker.subscribe(stageChannel(broker.prefix, project, 'rewrite'), () => {}), BrokerClosedError);
       await assert.rejects(broker.ping(), BrokerClosedError);
     });
@@ -451,7 +477,7 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const project = uniqueProject();
       const rec = recorder();
       await broker.subscribe(projectPattern(broker.prefix, project), rec.listener, true);
-      await broker.publish(project, 'rewrite', message('token', 'rewrite', project));
+      await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
       await rec.waitFor(1);
       await broker.replay(project, '1-0');
       await broker.snapshot(project);

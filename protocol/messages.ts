@@ -1,6 +1,7 @@
 /**
- * The wire format: one JSON object per Redis message and per SSE event.
- * Shared by the server (type-only imports) and the client, so both sides agree by construction.
+ * The messages: one JSON object per Redis message and per SSE event, and the events the server adds
+ * (`connected`, `reset`, `token_expired`). Shared by the server, the client, the demo and the tests,
+ * so every side agrees by construction.
  */
 
 /** Values of `stage_update.status`. */
@@ -78,6 +79,12 @@ export interface ConnectedMessage {
 }
 
 /**
+ * Why a resume got a `reset`: `unknown_id`, never in the log; `expired`, trimmed from it or expired; `too_long`,
+ * more than one resume may replay (`SSE_MAX_REPLAY_ENTRIES` / `SSE_MAX_REPLAY_BYTES`).
+ */
+export type ResetReason = 'unknown_id' | 'expired' | 'too_long';
+
+/**
  * Sent instead of a replay when the requested `Last-Event-ID` is no longer (`expired`) or never was (`unknown_id`)
  * in the replay log, or instead of the rest of a replay longer than the server's caps (`too_long`).
  * `stages` maps each stage to the latest message of each type the log knows, so a viewer can redraw its state.
@@ -86,22 +93,42 @@ export interface ResetMessage {
   type: 'reset';
   project_id: string;
   stage: string | null;
-  reason: 'unknown_id' | 'expired' | 'too_long';
+  reason: ResetReason;
   stages: Record<string, Partial<Record<StageMessageType, StageMessage>>>;
   timestamp: number;
   [extra: string]: unknown;
+}
+
+/** Sent when the stream's token expires, just before the server ends the stream. It has no id. */
+export interface TokenExpiredMessage {
+  type: 'token_expired';
+  project_id: string;
+  stage: string | null;
+  timestamp: number;
+  [extra: string]: unknown;
+}
+
+/** A token event of a compact stream (`?compact=1`): no `full_text`; `offset` is where `content` starts in it. */
+export interface CompactTokenMessage extends BaseMessage {
+  type: 'token';
+  content: string;
+  /** In UTF-16 code units (JavaScript string length). 0 starts a new run of the stage. */
+  offset: number;
+}
+
+/** The body of every HTTP error answer. */
+export interface ErrorBody {
+  error: { code: string; message: string };
 }
 
 /** The event names a stream can carry, mapped to their data. */
 export interface StreamEventMap {
   connected: ConnectedMessage;
   reset: ResetMessage;
+  token_expired: TokenExpiredMessage;
   token: TokenMessage;
   stage_update: StageUpdateMessage;
   progress: ProgressMessage;
   done: DoneMessage;
   error: ErrorMessage;
 }
-
-/** Pipeline order of the mock AI story pipeline; viewers show known stages in this order. */
-export const PIPELINE_STAGES = ['rewrite', 'storyboard', 'image_generation', 'video_generation'] as const;

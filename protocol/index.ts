@@ -1,0 +1,23 @@
+/** The wire protocol every side shares: messages, ids, routes, log ids and compact tokens. */
+export { ID_PATTERN, ID_RULE, RESERVED_IDS, isValidId } from './ids.js';
+export { compareLogIds, isLogId, parseLogId } from './log-id.js';
+export { QueryParam, Route, STREAM_ROUTES, executeStagePath, streamPath, streamUrl } from './routes.js';
+export { StageTexts, TokenTexts, continueText, encodeCompactToken, isCompactToken, withFullText, type LinearToken } from './compact.js';
+export { StageStatus } from './messages.js';
+export type {
+  BaseMessage,
+  CompactTokenMessage,
+  ConnectedMessage,
+  DoneMessage,
+  ErrorBody,
+  ErrorMessage,
+  ProgressMessage,
+  ResetMessage,
+  ResetReason,
+  StageMessage,
+  StageMessageType,
+  StageUpdateMessage,
+  StreamEventMap,
+  TokenExpiredMessage,
+  TokenMessage,
+} from './messages.js';
