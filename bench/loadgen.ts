@@ -8,6 +8,7 @@ import { createParser } from 'eventsource-parser';
 import type { Browser, Page } from 'playwright-core';
 import { LatencyHistogram } from './lib/histogram.js';
 import { tokenPieces } from './lib/tokens.js';
+import { RATE_WINDOW, longAnswerPieces, type LongPublishResult, type LongStream, type LongViewResult, type RateWindow } from './lib/long-answer.js';
 import { CpuMeter } from './lib/proc.js';
 import type { ChurnResult, Command, OpenResult, RenderResult, Reply, ResumeResult, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
 import { NchanBenchPublisher, RedisBenchPublisher, type BenchPublisher } from './lib/publishers.js';
@@ -405,6 +406,111 @@ async function resume(command: Extract<Command, { cmd: 'resume' }>): Promise<Res
   };
 }
 
+/** The rate over tokens [from, to) of per-token times in ms. */
+function rateWindow(times: Float64Array, from: number, to: number): RateWindow {
+  const slice = Array.from(times.subarray(from, to)).sort((a, b) => a - b);
+  const mid = slice.length >> 1;
+  const median = slice.length % 2 ? slice[mid]! : (slice[mid - 1]! + slice[mid]!) / 2;
+  const total = slice.reduce((a, b) => a + b, 0);
+  return { from, to, median: 1000 / median, mean: (slice.length * 1000) / total };
+}
+
+/**
+ * One answer of the long-answer scenario through the kit's StreamPublisher, each token awaited (so its time is
+ * the publisher's round trip through publish.lua), then its `done`. Returns the per-token times' rates.
+ */
+async function publishLongAnswer(
+  redisUrl: string, project: string, stage: string, count: number, control?: string,
+): Promise<{ textBytes: number; ms: number; times: Float64Array; controlTimes: Float64Array }> {
+  const broker = new RedisBroker({ url: redisUrl, commandTimeoutMs: 30_000 });
+  const pieces = longAnswerPieces(count);
+  const times = new Float64Array(count);
+  const window = Math.min(RATE_WINDOW, count);
+  const controlTimes = new Float64Array(control ? window : 0);
+  let text = '';
+  let controlText = '';
+  const started = now();
+  try {
+    await using publisher = new StreamPublisher({ projectId: project, stage, broker });
+    await using second = control ? new StreamPublisher({ projectId: control, stage, broker }) : undefined;
+    for (let i = 0; i < count; i++) {
+      // The control: over the answer's last tokens, a fresh answer's first ones, one before each, at the same time.
+      const j = i - (count - window);
+      if (second && j >= 0) {
+        controlText += pieces[j]!;
+        const t0 = now();
+        await second.publishToken(pieces[j]!, controlText);
+        controlTimes[j] = now() - t0;
+      }
+      text += pieces[i]!;
+      const t0 = now();
+      await publisher.publishToken(pieces[i]!, text);
+      times[i] = now() - t0;
+    }
+    await publisher.publishDone(text, { tokens_used: count });
+  } finally {
+    await broker.close();
+  }
+  return { textBytes: Buffer.byteLength(text), ms: now() - started, times, controlTimes };
+}
+
+function rates(times: Float64Array) {
+  const n = times.length;
+  const w = Math.min(RATE_WINDOW, n);
+  const w500 = Math.min(500, n);
+  return { first: rateWindow(times, 0, w), last: rateWindow(times, n - w, n), first500: rateWindow(times, 0, w500), last500: rateWindow(times, n - w500, n) };
+}
+
+async function longPublish(command: Extract<Command, { cmd: 'longPublish' }>): Promise<LongPublishResult> {
+  const { textBytes, ms, times, controlTimes } = await publishLongAnswer(command.redisUrl, command.project, command.stage, command.tokens, command.control);
+  return { tokens: command.tokens, textBytes, ms, ...rates(times), control: controlTimes.length ? rateWindow(controlTimes, 0, controlTimes.length) : undefined };
+}
+
+/** The same answer read by two browser-like streams of our server, one plain and one compact. */
+async function longView(command: Extract<Command, { cmd: 'longView' }>): Promise<LongViewResult> {
+  const path = `/api/v1/sse/projects/${command.project}/stages/${command.stage}/`;
+  const needle = Buffer.from('"type":"done"');
+  const streams = [path, `${path}?${command.compactQuery}`].map((p) => {
+    const connection = new SseConnection({ port: command.port, path: p, localAddress: nextSource(), readyOn: 'connected-event' }, tally, true);
+    const state = { connection, body: 0, counting: false, done: undefined as unknown as Promise<void> };
+    state.done = new Promise<void>((resolve) => {
+      let carry: Buffer = Buffer.alloc(0);
+      connection.onBody = (slice) => {
+        if (state.counting) state.body += slice.length;
+        const data = Buffer.concat([carry, slice]);
+        if (data.indexOf(needle) >= 0) resolve();
+        carry = data.subarray(Math.max(0, data.length - needle.length));
+      };
+    });
+    return state;
+  });
+  try {
+    await Promise.all(streams.map((s) => s.connection.whenReady(10_000)));
+    for (const s of streams) s.counting = true;
+    const started = now();
+    const published = await publishLongAnswer(command.redisUrl, command.project, command.stage, command.tokens);
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      Promise.all(streams.map((s) => s.done)).then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 120_000))),
+    ]);
+    clearTimeout(timer);
+    if (!finished) throw new Error('a browser stream did not receive the done within 120 s');
+    const ms = now() - started;
+    const text = longAnswerPieces(command.tokens).join('');
+    let fullTextBytes = Buffer.byteLength(text);
+    for (let i = 0, sofar = 0, pieces = longAnswerPieces(command.tokens); i < pieces.length; i++) fullTextBytes += (sofar += Buffer.byteLength(pieces[i]!));
+    const read = (s: (typeof streams)[number]): LongStream => {
+      const raw = Buffer.concat(s.connection.captured ?? []);
+      const replay = replayAsClient(raw);
+      return { bodyBytes: s.body, wireBytes: raw.length, events: replay.events, withFullText: replay.withFullText, textOk: replay.text === text };
+    };
+    return { tokens: command.tokens, textBytes: published.textBytes, fullTextBytes, original: read(streams[0]!), compact: read(streams[1]!), ms, ...rates(published.times) };
+  } finally {
+    for (const s of streams) s.connection.close();
+  }
+}
+
 /** De-chunks, parses with eventsource-parser, JSON.parses each event and rebuilds the text (compact or not). */
 function replayAsClient(raw: Buffer): { events: number; withFullText: number; text: string } {
   const headEnd = raw.indexOf('\r\n\r\n');
@@ -520,6 +626,10 @@ async function handle(command: Command): Promise<unknown> {
       return tokens(command.project, command.stage, command.path, command.tokens);
     case 'resume':
       return resume(command);
+    case 'longPublish':
+      return longPublish(command);
+    case 'longView':
+      return longView(command);
     case 'renderStart':
       return renderStart(command);
     case 'renderFinish':

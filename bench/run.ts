@@ -4,7 +4,7 @@
  * bench/results/<timestamp>.md (+ .svg, .json) and bench/results/latest.md + latest.svg.
  *
  * Env: BENCH_QUICK=1 (small N, short trials), BENCH_TARGETS=ours,nchan,naive (subset, in order),
- * BENCH_ONLY=fanout,allstages,projects,idle,tokens,render,resume,churn (subset of the scenarios),
+ * BENCH_ONLY=fanout,allstages,projects,idle,tokens,render,resume,long-answer,churn (subset of the scenarios),
  * BENCH_SERVER_CPU / BENCH_LOADGEN_CPU / BENCH_REDIS_CPU (taskset lists; default 0 / 1 / 0),
  * BENCH_P99_LIMIT_MS (what "keeps up" allows, default 200), BENCH_COMPACT_QUERY (the query that asks our
  * server for compact token events, default `compact=1`), BENCH_NO_INSTALL=1 (never apt-get nginx),
@@ -16,6 +16,7 @@ import { meanOtherCpu, writeReport, type BenchRun, type TargetName, type TargetR
 import { Redis } from 'ioredis';
 import { peakRssBytes, resetPeakRss, rssBytes } from './lib/proc.js';
 import { CHROMIUM, renderMissing, startRenderPage } from './lib/render-page.js';
+import { LONG_TOKENS, LONG_WARMUP_TOKENS, PubsubCounter, gitCommit, projectMemory, usedMemory, writeLongAnswerReport, type LongAnswerResult, type LongPublishResult, type LongViewResult } from './lib/long-answer.js';
 import type { ChurnResult, CommandBody, OpenResult, RenderResult, Reply, ResumeResult, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
 import { ROOT, NOFILE, nchanMissing, nginxVersion, pinned, startNaive, startNchan, startOurs, startRedis, type Running } from './lib/targets.js';
 
@@ -274,6 +275,54 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
         log(`    ${r.completed}/${r.clients} got the whole answer (${r.resets} a reset, ${r.dropped} dropped), ${mib(r.bytes)} MiB to clients, ${mib(results.resume.redisBytes)} MiB from Redis, ${(r.ms / 1000).toFixed(1)} s; server RSS ${mib(rssBefore)} -> peak ${mib(results.resume.rssPeak)} MiB`);
       } finally {
         await admin.quit();
+      }
+    });
+
+    // Issue 14: one 5,000-token answer on a fresh redis-server and a fresh server (whatever ran before on this target's).
+    if (name === 'ours' && wanted('long-answer')) await step(results, `one ${LONG_TOKENS}-token answer: Redis memory, pub/sub, publish rate, browser bytes`, async () => {
+      const startedAt = new Date().toISOString();
+      const longRedis = await startRedis(REDIS_CPU);
+      let longServer: Running | undefined;
+      const admin = new Redis(longRedis.url);
+      try {
+        longServer = await startOurs(SERVER_CPU, longRedis.url);
+        const project = 'long';
+        const stage = 'rewrite';
+        await loadgen.call<LongPublishResult>({ cmd: 'longPublish', redisUrl: longRedis.url, project: 'long-warmup', stage, tokens: LONG_WARMUP_TOKENS });
+        const counter = new PubsubCounter(longRedis.url, `ai_story:project:${project}:stage:*`);
+        await counter.start();
+        const memoryBefore = await usedMemory(admin);
+        const publish = await loadgen.call<LongPublishResult>({ cmd: 'longPublish', redisUrl: longRedis.url, project, stage, tokens: LONG_TOKENS, control: 'long-control' });
+        let timer: NodeJS.Timeout | undefined;
+        const heard = await Promise.race([counter.done.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 30_000)))]);
+        clearTimeout(timer);
+        await counter.close();
+        if (!heard) throw new Error('the pub/sub subscriber did not hear the done within 30 s');
+        const usedMemoryDelta = (await usedMemory(admin)) - memoryBefore;
+        const memory = await projectMemory(admin, 'ai_story', project);
+        const fields = counter.textFields();
+        const view = await loadgen.call<LongViewResult>({ cmd: 'longView', redisUrl: longRedis.url, port: longServer.port, project: 'long-view', stage, tokens: LONG_TOKENS, compactQuery: COMPACT_QUERY });
+        const format = fields.tokensWithFullText === fields.tokens ? 'full_text' : fields.tokensWithFullText === 0 ? 'linear' : 'mixed';
+        const r: LongAnswerResult = {
+          tokens: LONG_TOKENS,
+          textBytes: publish.textBytes,
+          format,
+          commit: gitCommit(),
+          started: startedAt,
+          redis: { ...memory, usedMemoryDelta, logEntries: Number(await admin.xlen(`ai_story:project:{${project}}:log`)) },
+          pubsub: { messages: counter.messages, bytes: counter.bytes, textFieldBytes: fields.textFieldBytes, tokensWithFullText: fields.tokensWithFullText },
+          publish,
+          view,
+        };
+        results.longAnswer = r;
+        const file = writeLongAnswerReport(r);
+        const x = (v: number) => `${v.toFixed(2)}×`;
+        log(`    publisher format: ${format}; text ${r.textBytes} B; Redis ${r.redis.total} B (${x(r.redis.total / r.textBytes)}); pub/sub ${r.pubsub.bytes} B (${x(r.pubsub.bytes / r.textBytes)}); rate last 100 ${publish.last.median.toFixed(0)} tokens/s vs ${publish.control!.median.toFixed(0)} of a fresh answer alternately (${x(publish.last.median / publish.control!.median)}), vs its own first 100 ${publish.first.median.toFixed(0)} (${x(publish.last.median / publish.first.median)})`);
+        log(`    browser: original ${view.original.bodyBytes} B (text ${view.original.textOk ? 'exact' : 'WRONG'}), compact ${view.compact.bodyBytes} B (${x(view.compact.bodyBytes / view.textBytes)}, text ${view.compact.textOk ? 'exact' : 'WRONG'}); ${file}`);
+      } finally {
+        await admin.quit().catch(() => admin.disconnect());
+        await longServer?.stop();
+        await longRedis.stop();
       }
     });
 

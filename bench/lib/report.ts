@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChurnResult, OpenResult, RenderResult, ResumeResult, SearchResult, TokensResult, TrialResult } from './protocol.js';
 import { ROOT } from './targets.js';
+import { LONG_TOKENS, longChecks, type LongAnswerResult } from './long-answer.js';
 
 export type TargetName = 'ours' | 'nchan' | 'naive';
 const NAMES: TargetName[] = ['ours', 'nchan', 'naive'];
@@ -25,6 +26,8 @@ export interface TargetResults {
   /** The long-resume scenario, with what Redis sent meanwhile and the server's RSS before and at its peak. */
   resume?: ResumeResult & { redisBytes: number; rssBefore: number; rssPeak: number };
   render?: RenderResult;
+  /** The long-answer scenario (issue 14): one 5,000-token answer's cost to Redis, pub/sub, the publisher and a browser. */
+  longAnswer?: LongAnswerResult;
   /** The live load generator while running; removed before the report. */
   loadgen?: { call(command: { cmd: 'closeAll' }): Promise<unknown> } | undefined;
 }
@@ -83,6 +86,11 @@ function rows(run: BenchRun): Row[] {
     { label: `One ${n(tokens)}-token generation, original format: bytes on the wire`, better: 'lower', value: (t) => t.tokens?.wireBytes, format: int },
     { label: `  the same, compact mode (\`?${run.compactQuery}\`): bytes on the wire`, better: 'lower', value: (t) => (t.tokensCompact && compactHonoured(t.tokensCompact) ? t.tokensCompact.wireBytes : undefined), format: int },
     { label: `  client CPU to parse it, original format (ms)`, better: 'lower', value: (t) => t.tokens?.clientCpuMs, format: ms },
+    { label: `One ${n(LONG_TOKENS)}-token answer (issue 14): Redis memory of its project (bytes)`, better: 'lower', value: (t) => t.longAnswer?.redis.total, format: int },
+    { label: `  pub/sub bytes per hub process`, better: 'lower', value: (t) => t.longAnswer?.pubsub.bytes, format: int },
+    { label: `  publish rate over its last 100 tokens ÷ a fresh answer's first 100 (alternately)`, better: 'higher', value: (t) => (t.longAnswer ? t.longAnswer.publish.last.median / (t.longAnswer.publish.control ?? t.longAnswer.publish.first).median : undefined), format: (v) => `${v.toFixed(2)}×` },
+    { label: `  body bytes to a browser, original format`, better: 'lower', value: (t) => t.longAnswer?.view.original.bodyBytes, format: int },
+    { label: `  body bytes to a browser, compact mode`, better: 'lower', value: (t) => t.longAnswer?.view.compact.bodyBytes, format: int },
     { label: `Connection churn: streams opened and closed per second`, chart: `churn, opens+closes/s`, better: 'higher', value: (t) => t.churn?.perSec, format: int },
     { label: `Events lost or repeated in the reported trials`, better: 'lower', value: (t) => lostOrRepeated(t), format: int },
     { label: `Load generator CPU in the reported trials, highest (% of its core)`, better: 'lower', value: (t) => maxLoadgenCpu(t), format: (v) => `${Math.round(v * 100)}%` },
@@ -215,6 +223,16 @@ function checks(run: BenchRun): Check[] {
   return out;
 }
 
+/** The issue-14 targets of the long-answer scenario, when it ran. */
+function longAnswerTargets(run: BenchRun): string {
+  const r = run.targets.find((t) => t.name === 'ours' && !t.skipped)?.longAnswer;
+  if (!r) return '';
+  const formats = { full_text: 'tokens with full_text (before)', linear: 'tokens as piece + offset (after)', mixed: 'some tokens with full_text' };
+  return `\n## Targets of issue 14 (publisher: ${formats[r.format]}; text ${int(r.textBytes)} bytes)\n${longChecks(r)
+    .map((c) => `- **${c.status}** — ${c.target}: ${c.value}, ${c.ratio.includes('(') ? c.ratio : `${c.ratio} the text`} (${c.framed})`)
+    .join('\n')}\n`;
+}
+
 function trialLine(r: TrialResult, pidLabels: string[] = []): string {
   const cpu = r.targetCpu.map((c, i) => `${pidLabels[i] ?? 'pid'} ${Math.round(c * 100)}%`).join(', ');
   return `| ${r.rate.toFixed(1)} | ${int(r.eventsPerSec)} | ${ms(r.p50)} | ${ms(r.p99)} | ${ms(r.max)} | ${r.missing} / ${r.dupes} | ${(r.received / Math.max(1, r.reads)).toFixed(1)} | ${Math.round(r.loadgenCpu * 100)}% | ${cpu} | ${Math.round(r.otherCpu * 100)}% | ${r.pass ? 'kept up' : r.why} |`;
@@ -257,6 +275,10 @@ function details(run: BenchRun): string {
       const r = t.resume;
       const mib = (v: number) => (v / 1024 / 1024).toFixed(0);
       out.push(`**Long resume**: ${r.clients} non-compact clients resume a ${n(r.tokens)}-token answer from its first token at once: ${r.completed} got all of it, ${r.resets} a reset instead, ${r.dropped} dropped; ${mib(r.bytes)} MiB to the clients, ${mib(r.redisBytes)} MiB from Redis, in ${(r.ms / 1000).toFixed(1)} s; server RSS ${mib(r.rssBefore)} MiB before, ${mib(r.rssPeak)} MiB at the peak`);
+    }
+    if (t.longAnswer) {
+      const r = t.longAnswer;
+      out.push(`**Long answer**: ${n(r.tokens)} tokens, text ${int(r.textBytes)} bytes, publisher format ${r.format}; Redis ${r.redis.keys.map((k) => `${k.key} ${int(k.bytes)}`).join(', ')} (bytes); pub/sub ${int(r.pubsub.messages)} messages, ${int(r.pubsub.bytes)} bytes; publish ${int(r.publish.first.median)} → ${int(r.publish.last.median)} tokens/s (median, first and last 100), ${int(r.publish.first500.median)} → ${int(r.publish.last500.median)} (500); browser original ${int(r.view.original.bodyBytes)}, compact ${int(r.view.compact.bodyBytes)} body bytes`);
     }
     if (t.errors.length) out.push(`**Errors**: ${t.errors.join('; ')}`);
   }
@@ -330,7 +352,7 @@ The machine is shared with other work: load average ${run.load.before.map((l) =>
 
 ## Targets of issue 6
 ${checkList.map((c) => `- **${c.status}** — ${c.target}: ${c.detail}`).join('\n')}
-${skipped.length ? `\n${skipped.join('\n')}\n` : ''}
+${skipped.length ? `\n${skipped.join('\n')}\n` : ''}${longAnswerTargets(run)}
 ## How it was measured
 - Each target runs as a child process: our server (\`server/src/main.ts\`, \`LOG_LEVEL=warn\`, stream limits raised) and the naive peer (\`bench/peers/naive-server.ts\`, one ioredis subscriber per SSE client) on a private redis-server; nginx ${run.machine.nginx ?? ''} with one worker and nchan in memory mode (\`bench/nchan/nginx.conf\`, no Redis).
 - Publishing: our server and the naive peer get messages from the kit's \`StreamPublisher\` (publish.lua: replay log + state + PUBLISH, ids \`<ms>-<seq>\`), auto-pipelined on one Redis connection. nchan gets the same JSON through its HTTP publisher endpoint (\`POST /pub/{project}/{stage}\`), pipelined on one keep-alive socket. Every message is about 200 bytes of JSON and carries \`"seq"\` and the publish time \`"t"\`.
@@ -340,6 +362,7 @@ ${skipped.length ? `\n${skipped.join('\n')}\n` : ''}
 - Tokens: ${n(run.sizes.tokens)} tokens published with \`full_text\` as the original format has it, one client; every byte its socket received is counted. Client CPU: the captured bytes replayed through de-chunking, eventsource-parser and JSON.parse (best of 3).
 - Render: a page with the kit's single-file build (\`scripts/build-client.mjs\`) and one \`<sse-stream-viewer>\` (which asks for compact events) in headless Chromium, alone on core ${run.placement.loadgen}; \`bench/token-publisher.ts\` publishes the tokens with \`full_text\` as fast as Redis takes them from core ${run.placement.server}. Long tasks come from the page's \`PerformanceObserver('longtask')\`, frame gaps from a \`requestAnimationFrame\` loop.
 - Long resume (ours only): an answer of ${n(run.sizes.resumeTokens as number)} tokens of 20 bytes, each with \`full_text\` (about 10 MB of log), then ${run.sizes.resumeClients as number} plain GETs at once with \`Last-Event-ID\` of its first token, as browsers' EventSources reconnecting, each reading at full speed until its \`done\`. Redis's bytes are its \`total_net_output_bytes\`; the server's peak is its VmHWM, reset just before.
+- Long answer (ours only, issue 14): one ${n(LONG_TOKENS)}-token answer of about 30 KB of the mock pipeline's mixed Chinese and English, on a fresh redis-server and server; see \`long-answer.md\`, which this scenario rewrites, for how each figure is taken.
 - Churn: ${run.sizes.churnConcurrency as number} concurrent clients each open a stream, wait for it to be subscribed (our \`connected\` event; nchan's response head), and close it, for ${(run.sizes.churnMs as number) / 1000} s; one other viewer stays on the stage.
 
 ## Details

@@ -82,6 +82,33 @@ describe('SSEClient on Node', () => {
     assert.equal(requests.at(-1)?.headers['last-event-id'], '1-0');
   });
 
+  it('rebuilds full_text of compact tokens, and resumes from before a token that does not continue the text', async () => {
+    scripts.push(
+      (_req, res) => {
+        sse(res);
+        res.write('retry: 10\n\n');
+        send(res, 'token', '1-0', { stage: 'rewrite', content: 'Hello', full_text: 'Hello' });
+        send(res, 'token', '2-0', { stage: 'rewrite', content: ',', offset: 5 });
+        // A piece at the wrong place (a token between them was lost): never rendered as text.
+        send(res, 'token', '4-0', { stage: 'rewrite', content: 'world', offset: 9 });
+      },
+      (_req, res) => {
+        sse(res);
+        send(res, 'token', '3-0', { stage: 'rewrite', content: ' big ', full_text: 'Hello, big ' });
+        send(res, 'token', '4-0', { stage: 'rewrite', content: 'world', offset: 11 });
+        send(res, 'done', '5-0', { stage: 'rewrite', full_text: 'Hello, big world', metadata: {} });
+      },
+    );
+    const client = createSSEClient('1', 'rewrite', { baseUrl, closeOnDone: true });
+    const texts: string[] = [];
+    client.on('token', (message) => texts.push(message.full_text));
+    const closed = next(client, 'disconnected', (detail) => !detail.willReconnect);
+    client.connect();
+    await closed;
+    assert.deepEqual(texts, ['Hello', 'Hello,', 'Hello, big ', 'Hello, big world']);
+    assert.equal(requests.at(-1)?.headers['last-event-id'], '2-0', 'the refused token is asked for again');
+  });
+
   it('stops on 401 without retrying', async () => {
     const before = requests.length;
     scripts.push((_req, res) => {

@@ -356,16 +356,17 @@ export class SSEClient {
   }
 
   #dispatch(event: EventSourceMessage): void {
-    // [spec] The id field sets the last event ID buffer, and an empty id clears it.
-    if (event.id !== undefined) this.#lastEventId = event.id;
     const type = event.event ?? 'message';
     const data = parseData(event.data);
     // A compact token that does not continue its stage's text: out of step, so reconnect (the server sends each
-    // stage's first token of a connection whole, which brings the text back).
+    // stage's first token of a connection whole, which brings the text back). Its id is not taken: the resume
+    // must bring this very token again.
     if (type === 'token' && !this.#texts.apply(data)) {
       this.#fail({ reason: DisconnectReason.protocol });
       return;
     }
+    // [spec] The id field sets the last event ID buffer, and an empty id clears it.
+    if (event.id !== undefined) this.#lastEventId = event.id;
     const generation = this.#generation;
     if (!isClientEvent(type)) this.#emitter.emit(type, data);
     if (generation !== this.#generation) return; // a handler disconnected

@@ -8,10 +8,10 @@ import { ApiError, cutProject, getHealth, mintToken } from './api.js';
 import { EventLog, summarize } from './event-log.js';
 import { runPipeline, STAGES } from './pipeline.js';
 import { emptyCounts, StreamAudit, type AuditCounts } from './stream-audit.js';
+import { isValidId } from '../../protocol/ids.js';
 
 type Viewer = SseStreamViewer;
 
-const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 /** The viewer's DOM events the page listens to: one per message, plus the connection's. */
 const VIEWER_EVENTS = ['connected', 'token', 'stage_update', 'progress', 'done', 'error', 'reset', 'disconnected'] as const;
 const HEALTH_EVERY_MS = 5000;
@@ -51,13 +51,13 @@ const slot = (name: Slot['name']): Slot => slots.find((s) => s.name === name)!;
 
 function initialProject(): string {
   const fromUrl = new URLSearchParams(location.search).get('project');
-  if (fromUrl && ID_PATTERN.test(fromUrl)) return fromUrl;
+  if (fromUrl && isValidId(fromUrl)) return fromUrl;
   return `story-${Math.floor(1000 + Math.random() * 9000)}`;
 }
 
 function projectId(): string | undefined {
   const value = projectInput.value.trim();
-  return ID_PATTERN.test(value) ? value : undefined;
+  return isValidId(value) ? value : undefined;
 }
 
 function showProject(id: string): void {

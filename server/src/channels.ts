@@ -29,8 +29,8 @@ export function projectPattern(prefix: string, projectId: string): string {
 
 /*
  * Key names (internal; the channel names above are the external contract). The project id is wrapped in a
- * Redis Cluster hash tag, `{project_id}`, so that a project's log and state live in one hash slot and
- * publish.lua can touch both atomically on a cluster. Every publisher derives the keys by this one rule
+ * Redis Cluster hash tag, `{project_id}`, so that a project's log, state and texts live in one hash slot and
+ * publish.lua can touch them atomically on a cluster. Every publisher derives the keys by this one rule
  * (workers/python/ai_story_stream.py too; publish.lua documents it). Ids never hold braces, so the tag is
  * always exactly the project id. Channels carry no tag: classic PUBLISH reaches every node of a cluster.
  */
@@ -46,4 +46,21 @@ export function logKey(prefix: string, projectId: string): string {
  */
 export function stateKey(prefix: string, projectId: string): string {
   return `${prefix}:project:{${projectId}}:state`;
+}
+
+/**
+ * The length of each stage's text so far and the id of its last token (a Redis hash; field `{stage}`: the length
+ * in UTF-16 code units, `{stage}|id`: the id): `{prefix}:project:{<project_id>}:texts`, in the slot of the log.
+ * Written by publish.lua for linear tokens (a piece and its offset, no `full_text`).
+ */
+export function textsKey(prefix: string, projectId: string): string {
+  return `${prefix}:project:{${projectId}}:texts`;
+}
+
+/**
+ * One stage's text so far (a Redis string grown by APPEND, one per linear token):
+ * `{prefix}:project:{<project_id>}:text:{stage}`, in the slot of the log.
+ */
+export function textKey(prefix: string, projectId: string, stage: string): string {
+  return `${prefix}:project:{${projectId}}:text:${stage}`;
 }

@@ -14,8 +14,8 @@ export { RedisBroker } from './broker/redis-broker.js';
 export type { RedisBrokerOptions } from './broker/redis-broker.js';
 export { MemoryBroker } from './broker/memory-broker.js';
 export type { MemoryBrokerOptions } from './broker/memory-broker.js';
-export type { Broker, BrokerKind, LogEntry, ReplayResult, Snapshot, MessageListener, Unsubscribe } from './broker/broker.js';
-export { BrokerUnavailableError, BrokerClosedError, InvalidArgumentError, SubscriberOverflowError } from './broker/errors.js';
+export type { Broker, BrokerKind, LogEntry, ReplayResult, Snapshot, StageText, TokenPiece, MessageListener, Unsubscribe } from './broker/broker.js';
+export { BrokerUnavailableError, BrokerClosedError, InvalidArgumentError, SubscriberOverflowError, TokenOffsetError } from './broker/errors.js';
 
 // The hub in your own server, its metrics, and the tokens of its authenticated endpoints.
 export { mountSse } from './mount.js';

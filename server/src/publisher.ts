@@ -3,7 +3,7 @@
  * original Python `RedisStreamPublisher` (and of workers/python/ai_story_stream.py), with the same messages.
  */
 import type { Broker } from './broker/broker.js';
-import { BrokerClosedError, InvalidArgumentError } from './broker/errors.js';
+import { BrokerClosedError, InvalidArgumentError, type TokenOffsetError } from './broker/errors.js';
 import { RedisBroker } from './broker/redis-broker.js';
 import { ID_RULE, checkPrefix, isValidId, stageChannel } from './channels.js';
 import type { StageStatus } from '../../protocol/messages.js';
@@ -25,6 +25,12 @@ export interface StreamPublisherOptions {
   logTtlSeconds?: number;
   /** The clock for `timestamp`, in milliseconds. Default `Date.now`. */
   now?: () => number;
+  /**
+   * Publish tokens in linear form: each token carries its piece and its `offset` instead of `full_text`, and the
+   * broker keeps each stage's text once, so a long answer costs about its own size. Default true. Set false for
+   * the original format while hubs of an older version still run (deploy/README.md, "Upgrading to linear tokens").
+   */
+  linearTokens?: boolean;
 }
 
 /** Keys every message gets from the publisher; `fields` cannot set them. */
@@ -66,11 +72,38 @@ export class StreamPublisher {
       new RedisBroker({ url: options.redisUrl, prefix: options.prefix, logMaxLen: options.logMaxLen, logTtlSeconds: options.logTtlSeconds });
     this.channel = stageChannel(this.broker.prefix, this.projectId, this.stage);
     this.#now = options.now ?? Date.now;
+    this.#linearTokens = options.linearTokens ?? true;
   }
 
-  /** A piece of generated text (`content`) and everything generated so far (`fullText`). */
-  async publishToken(content: string, fullText: string): Promise<string> {
-    return this.publish('token', { content: text('content', content), full_text: text('fullText', fullText) });
+  /**
+   * A piece of generated text (`content`) and everything generated so far (`fullText`, which ends with `content`).
+   *
+   * In linear form (the default) the message carries `offset`, where the piece starts in `fullText` (in UTF-16
+   * code units), in place of `full_text`, and the broker appends the piece to the stage's text. A `fullText` that
+   * is just `content` starts the stage over. The first token of this publisher that continues a text (a retried
+   * task, or a worker that takes over a stage) also gives the broker the whole `fullText`, so the text is right
+   * whoever wrote it before. Rejects with {@link TokenOffsetError} when a later token does not continue the
+   * stage's text (another publisher wrote the stage meanwhile): nothing is published then.
+   *
+   * An empty `fullText` (workers of the original API often send none) means "this piece after what this publisher
+   * sent so far": the publisher keeps its own text, so its first such token starts the stage over.
+   */
+  async publishToken(content: string, fullText = ''): Promise<string> {
+    text('content', content);
+    text('fullText', fullText);
+    if (fullText === '' && content !== '') fullText = this.#text + content;
+    if (!fullText.endsWith(content)) throw new InvalidArgumentError('fullText', 'must end with content: it is everything generated so far, this piece included');
+    if (!this.#linearTokens) {
+      const id = await this.publish('token', { content, full_text: fullText });
+      this.#text = fullText;
+      return id;
+    }
+    const offset = fullText.length - content.length;
+    const wholeText = this.#joined || offset === 0 ? undefined : fullText;
+    const id = await this.broker.publish(this.projectId, this.stage, 'token', this.#message('token', { content, offset }), { content, offset, wholeText });
+    this.#joined = true;
+    this.#text = fullText;
+    return id;
   }
 
   /** The stage's status, its progress (0-100) and a line for humans. */
@@ -107,18 +140,7 @@ export class StreamPublisher {
    * `project_id` and `timestamp` (seconds, float). Unknown types reach viewers as they are.
    */
   async publish(type: string, fields: Record<string, unknown> = {}): Promise<string> {
-    if (this.#closed) throw new BrokerClosedError('publisher');
-    if (!isValidId(type)) throw new InvalidArgumentError('type', `${JSON.stringify(type)} must be ${ID_RULE}`);
-    if (!isPlainObject(fields)) throw new InvalidArgumentError('fields', 'must be a plain object');
-    const reserved = RESERVED.find((key) => Object.hasOwn(fields, key));
-    if (reserved) throw new InvalidArgumentError('fields', `must not set "${reserved}": the publisher sets it`);
-    let message: string;
-    try {
-      message = JSON.stringify({ type, stage: this.stage, project_id: this.projectId, timestamp: this.#now() / 1000, ...fields });
-    } catch (error) {
-      throw new InvalidArgumentError('fields', `cannot be written as JSON: ${(error as Error).message}`);
-    }
-    return this.broker.publish(this.projectId, this.stage, type, message);
+    return this.broker.publish(this.projectId, this.stage, type, this.#message(type, fields));
   }
 
   /** Closes the broker if the publisher opened it. Idempotent. */
@@ -134,7 +156,26 @@ export class StreamPublisher {
 
   readonly #ownsBroker: boolean;
   readonly #now: () => number;
+  readonly #linearTokens: boolean;
+  /** True once a linear token of this publisher was published: the broker's text of the stage is then its own. */
+  #joined = false;
+  /** The stage's text as this publisher last published it (for tokens sent without a `fullText`). */
+  #text = '';
   #closed = false;
+
+  /** The message JSON: `type`, `stage`, `project_id`, `timestamp`, then `fields` in their order. */
+  #message(type: string, fields: Record<string, unknown>): string {
+    if (this.#closed) throw new BrokerClosedError('publisher');
+    if (!isValidId(type)) throw new InvalidArgumentError('type', `${JSON.stringify(type)} must be ${ID_RULE}`);
+    if (!isPlainObject(fields)) throw new InvalidArgumentError('fields', 'must be a plain object');
+    const reserved = RESERVED.find((key) => Object.hasOwn(fields, key));
+    if (reserved) throw new InvalidArgumentError('fields', `must not set "${reserved}": the publisher sets it`);
+    try {
+      return JSON.stringify({ type, stage: this.stage, project_id: this.projectId, timestamp: this.#now() / 1000, ...fields });
+    } catch (error) {
+      throw new InvalidArgumentError('fields', `cannot be written as JSON: ${(error as Error).message}`);
+    }
+  }
 }
 
 function text(name: string, value: unknown): string {

@@ -6,6 +6,7 @@ import type { Broker, MessageListener, Unsubscribe } from './broker/broker.js';
 import { BrokerClosedError, InvalidArgumentError, SubscriberOverflowError } from './broker/errors.js';
 import { RedisBroker } from './broker/redis-broker.js';
 import { ID_RULE, checkPrefix, isValidId, projectPattern, stageChannel } from './channels.js';
+import { LiveTexts } from './hub/live-texts.js';
 import type { StageMessage } from '../../protocol/messages.js';
 
 /**
@@ -93,12 +94,29 @@ export class StreamSubscriber {
     return this.subscribe();
   }
 
-  /** Subscribes, if not already, and clears a past overflow; resolves once the broker has acknowledged. Idempotent. */
+  /**
+   * Subscribes, if not already, and clears a past overflow; resolves once the broker has acknowledged and the
+   * stages' texts were read (they give linear tokens their `full_text` back). Idempotent.
+   */
   async subscribe(): Promise<void> {
     if (this.#closed) throw new BrokerClosedError('subscriber');
     if (!this.#subscription) {
       this.#failure = undefined;
-      const started = this.broker.subscribe(this.channel, this.#onMessage, this.stage === null);
+      const texts = (this.#texts = new LiveTexts(this.broker));
+      const started = this.broker.subscribe(this.channel, this.#onMessage, this.stage === null).then(async (unsubscribe) => {
+        try {
+          // Messages heard while the texts were read wait for them, then go in order.
+          const kept = await this.broker.texts(this.projectId, this.stage);
+          const waiting = this.#held;
+          this.#held = [];
+          texts.prime(kept, waiting.filter((m) => !isRaw(m)).map(tracked));
+          for (const message of waiting) this.#push(message);
+        } catch (error) {
+          await unsubscribe().catch(() => {});
+          throw error;
+        }
+        return unsubscribe;
+      });
       this.#subscription = started;
       started.catch(() => {
         if (this.#subscription === started) this.#subscription = undefined;
@@ -163,17 +181,40 @@ export class StreamSubscriber {
   #subscription: Promise<Unsubscribe> | undefined;
   #failure: SubscriberOverflowError | undefined;
   #closed = false;
+  /** The stages' texts of the current subscription. */
+  #texts: LiveTexts | undefined;
+  /** Messages heard before the texts were read. */
+  #held: SubscriberMessage[] = [];
 
   readonly #onMessage: MessageListener = (payload, channel) => {
     if (!this.#subscription) return;
-    if (this.#buffer.length >= this.#maxBuffered) {
+    if (this.#buffer.length + this.#held.length >= this.#maxBuffered) {
       this.#failure = new SubscriberOverflowError(this.#maxBuffered);
       void this.unsubscribe();
       return;
     }
-    this.#buffer.push(parse(payload, channel));
-    this.#wake();
+    const message = parse(payload, channel);
+    if (this.#texts?.primed) this.#push(message);
+    else this.#held.push(message);
   };
+
+  /**
+   * Buffers a message for the reader, a linear token with its `full_text` rebuilt (and no `offset`), as the
+   * original format had it. One whose text cannot be known (a message was lost) is passed on as it came, with
+   * `offset` and without `full_text`: never with a wrong text.
+   */
+  #push(message: SubscriberMessage): void {
+    let out = message;
+    if (!isRaw(message) && this.#texts) {
+      const fullText = this.#texts.track(tracked(message));
+      if (typeof fullText === 'string') {
+        const { offset: _offset, ...rest } = message as StageMessage & { offset?: unknown };
+        out = { ...rest, full_text: fullText } as StageMessage;
+      }
+    }
+    this.#buffer.push(out);
+    this.#wake();
+  }
 
   #wake(): void {
     for (const wake of this.#waiters) wake();
@@ -193,6 +234,15 @@ export class StreamSubscriber {
       this.#waiters.add(wake);
     });
   }
+}
+
+function isRaw(message: SubscriberMessage): message is RawMessage {
+  return message.type === 'message' && typeof (message as { channel?: unknown }).channel === 'string' && typeof (message as { data?: unknown }).data === 'string';
+}
+
+function tracked(message: SubscriberMessage): { stage: string | undefined; id: string | undefined; fields: Record<string, unknown> } {
+  const fields = message as unknown as Record<string, unknown>;
+  return { stage: typeof fields.stage === 'string' ? fields.stage : undefined, id: typeof fields.id === 'string' ? fields.id : undefined, fields };
 }
 
 function parse(payload: string, channel: string): SubscriberMessage {

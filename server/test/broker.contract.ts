@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { Broker, Snapshot } from '../src/broker/broker.js';
-import { BrokerClosedError, InvalidArgumentError } from '../src/broker/errors.js';
+import { BrokerClosedError, InvalidArgumentError, TokenOffsetError } from '../src/broker/errors.js';
 import { compareLogIds, isLogId } from '../src/broker/log-id.js';
 import { projectPattern, stageChannel } from '../src/channels.js';
 
@@ -18,6 +18,8 @@ export interface BrokerHarness {
   publishForeign(broker: Broker, channel: string, payload: string): Promise<void>;
   /** How many subscriptions the server holds for `channel`, and patterns in all; absent for brokers without a server. */
   serverSubscriptions?(channel: string): Promise<{ channel: number; patterns: number }>;
+  /** The `data` of every entry of the project's log as the server stores it (XRANGE); absent for brokers without a server. */
+  storedLog?(broker: Broker, projectId: string): Promise<string[]>;
 }
 
 /** A listener that records what it hears and lets a test wait for the n-th message. */
@@ -66,6 +68,16 @@ export function stagesOf(stages: Record<string, Record<string, string>> = {}): S
 
 function message(type: string, stage: string, projectId: string, fields: Record<string, unknown> = {}): string {
   return JSON.stringify({ type, stage, project_id: projectId, timestamp: 1700000000.5, ...fields });
+}
+
+/** A token in linear form, as every publisher of the kit writes it: `offset` its last field, no `full_text`. */
+function linearToken(stage: string, projectId: string, content: string, offset: number): string {
+  return message('token', stage, projectId, { content, offset });
+}
+
+/** Publishes `content` at `offset` of `stage`'s text, in linear form. */
+function publishPiece(broker: Broker, projectId: string, stage: string, content: string, offset: number, wholeText?: string): Promise<string> {
+  return broker.publish(projectId, stage, 'token', linearToken(stage, projectId, content, offset), { content, offset, wholeText });
 }
 
 const SAMPLES: [string, Record<string, unknown>][] = [
@@ -292,9 +304,12 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       const id = await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
       await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project));
       assert.equal((await broker.replay(project, id)).covered, true);
+      await publishPiece(broker, project, 'rewrite', 'text', 0);
+      assert.equal((await broker.texts(project, null)).size, 1);
       await harness().expire(broker, project);
       assert.equal((await broker.replay(project, id)).covered, false);
       assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: stagesOf() });
+      assert.deepEqual(await broker.texts(project, null), new Map());
     });
 
     it('snapshots the latest message of each stage and type, with the newest id', async () => {
@@ -458,6 +473,165 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       }
     });
 
+    it('keeps a 5,000-token answer linear: no log entry or channel message holds full_text, and texts() holds the whole text', async () => {
+      const broker = await create({ logMaxLen: 10_000 });
+      const project = uniqueProject();
+      const rec = recorder();
+      await broker.subscribe(stageChannel(broker.prefix, project, 'rewrite'), rec.listener);
+      let text = '';
+      const ids: string[] = [];
+      for (let i = 0; i < 5000; i++) {
+        const piece = i % 7 === 0 ? ` 词${i}` : ` w${i}`;
+        ids.push(await publishPiece(broker, project, 'rewrite', piece, text.length));
+        text += piece;
+      }
+      await rec.waitFor(5000, 30_000);
+      const live = rec.payloads().map((payload) => JSON.parse(payload) as Record<string, unknown>);
+      assert.equal(live.filter((m) => 'full_text' in m).length, 0);
+      assert.deepEqual(live.slice(0, 2).map((m) => [m.id, m.content, m.offset]), [[ids[0], ' 词0', 0], [ids[1], ' w1', 3]]);
+      assert.ok(rec.payloads()[4999]!.endsWith(`,"content":" w4999","offset":${text.length - 6}}`), rec.payloads()[4999]);
+      const stored = (await harness().storedLog?.(broker, project)) ?? (await broker.replay(project, ids[0]!, { limit: 5000 })).entries.map((e) => e.data);
+      assert.ok(stored.length >= 4999, `${stored.length} log entries`);
+      assert.equal(stored.filter((data) => data.includes('"full_text"')).length, 0);
+      assert.deepEqual(await broker.texts(project, 'rewrite'), new Map([['rewrite', { text, id: ids.at(-1) }]]));
+      assert.deepEqual(await broker.texts(project, null), new Map([['rewrite', { text, id: ids.at(-1) }]]));
+    });
+
+    it('counts mixed-width text in UTF-16 code units, as JavaScript does: Chinese, emoji and ASCII pieces all continue', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const pieces = ['从前', '😀', ' once', '有一座山😀😀', '', 'é\u0301 ok', '🇫🇷', '\n"quoted"'];
+      let text = '';
+      let id = '';
+      for (const piece of pieces) {
+        id = await publishPiece(broker, project, 'rewrite', piece, text.length);
+        text += piece;
+      }
+      assert.deepEqual(await broker.texts(project, 'rewrite'), new Map([['rewrite', { text, id }]]));
+      // An offset in UTF-8 bytes or in code points does not continue it.
+      const bytes = Buffer.byteLength(text);
+      const codePoints = [...text].length;
+      for (const wrong of [bytes, codePoints]) {
+        await assert.rejects(publishPiece(broker, project, 'rewrite', 'x', wrong), (error: unknown) => {
+          assert.ok(error instanceof TokenOffsetError, String(error));
+          assert.deepEqual([error.stage, error.expected, error.got], ['rewrite', text.length, wrong]);
+          return true;
+        });
+      }
+      await publishPiece(broker, project, 'rewrite', '!', text.length);
+    });
+
+    it('starts a stage over at offset 0, and keeps the texts of stages apart', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      await publishPiece(broker, project, 'rewrite', 'abc', 0);
+      await publishPiece(broker, project, 'rewrite', 'def', 3);
+      const other = await publishPiece(broker, project, 'storyboard', 'scene 1', 0);
+      const restart = await publishPiece(broker, project, 'rewrite', 'X', 0);
+      assert.deepEqual(
+        await broker.texts(project, null),
+        new Map([
+          ['rewrite', { text: 'X', id: restart }],
+          ['storyboard', { text: 'scene 1', id: other }],
+        ]),
+      );
+      assert.deepEqual(await broker.texts(project, 'storyboard'), new Map([['storyboard', { text: 'scene 1', id: other }]]));
+      assert.deepEqual(await broker.texts(project, 'image_generation'), new Map());
+    });
+
+    it('refuses a token whose offset does not continue the text with TokenOffsetError, and logs and publishes nothing', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const rec = recorder();
+      await broker.subscribe(projectPattern(broker.prefix, project), rec.listener, true);
+      await assert.rejects(publishPiece(broker, project, 'rewrite', 'lost', 4), { name: 'TokenOffsetError', expected: 0, got: 4 });
+      const first = await publishPiece(broker, project, 'rewrite', 'Once', 0);
+      const second = await publishPiece(broker, project, 'rewrite', ' upon', 4);
+      const before = await broker.snapshot(project);
+      for (const [piece, offset, expected] of [[' a', 4, 9], [' a', 10, 9], [' upon', 4, 9]] as const) {
+        await assert.rejects(publishPiece(broker, project, 'rewrite', piece, offset), (error: unknown) => {
+          assert.ok(error instanceof TokenOffsetError, String(error));
+          assert.deepEqual([error.expected, error.got], [expected, offset]);
+          assert.match(error.message, /token offset \d+ does not continue the text of stage "rewrite", which has 9 UTF-16 code units/);
+          return true;
+        });
+      }
+      assert.deepEqual(await broker.snapshot(project), before);
+      assert.deepEqual(await broker.replay(project, second), { covered: true, entries: [], more: false });
+      assert.deepEqual(await broker.texts(project, 'rewrite'), new Map([['rewrite', { text: 'Once upon', id: second }]]));
+      // A sentinel published after: once it arrives, a refused token had its chance to be heard.
+      const sentinel = await publishPiece(broker, project, 'rewrite', ' a', 9);
+      await rec.waitFor(3);
+      assert.deepEqual(rec.heard.map((h) => JSON.parse(h.payload).id), [first, second, sentinel]);
+    });
+
+    it('refuses a piece that is no piece with InvalidArgumentError before it reaches the broker', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      for (const [content, offset, wholeText] of [
+        ['a', -1, undefined],
+        ['a', 1.5, undefined],
+        ['a', Number.NaN, undefined],
+        [42 as unknown as string, 0, undefined],
+        ['a', 1, 'xya'], // the whole text must hold the piece at its offset
+        ['a', 0, 'xyb'],
+      ] as const) {
+        await assert.rejects(publishPiece(broker, project, 'rewrite', content, offset, wholeText), InvalidArgumentError, `${content} ${offset} ${wholeText}`);
+      }
+      assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: stagesOf() });
+      assert.deepEqual(await broker.texts(project, null), new Map());
+    });
+
+    it('sets the text to wholeText when a publisher joins a stage mid-run, whatever it held before', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      await publishPiece(broker, project, 'rewrite', 'written by a worker that died', 0);
+      // A retried task: its text so far differs, and it continues at its own offset.
+      const joined = await publishPiece(broker, project, 'rewrite', ' 😀', 'Once upon a time'.length, 'Once upon a time 😀');
+      assert.deepEqual(await broker.texts(project, 'rewrite'), new Map([['rewrite', { text: 'Once upon a time 😀', id: joined }]]));
+      // A stage nobody wrote yet, too.
+      await publishPiece(broker, project, 'storyboard', 'b', 1, 'ab');
+      const next = await publishPiece(broker, project, 'rewrite', '!', 'Once upon a time 😀'.length);
+      assert.equal((await broker.texts(project, 'rewrite')).get('rewrite')?.text, 'Once upon a time 😀!');
+      assert.deepEqual((await broker.texts(project, 'storyboard')).get('storyboard')?.text, 'ab');
+      assert.equal((await broker.texts(project, 'rewrite')).get('rewrite')?.id, next);
+    });
+
+    it('replays and snapshots linear tokens like any message, byte for byte as the live channel carried them', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      const rec = recorder();
+      await broker.subscribe(projectPattern(broker.prefix, project), rec.listener, true);
+      const ids = [
+        await broker.publish(project, 'rewrite', 'stage_update', message('stage_update', 'rewrite', project, { status: 'processing' })),
+        await publishPiece(broker, project, 'rewrite', 'Once', 0),
+        // A token in the original format, as an older worker writes it, between linear ones.
+        await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project, { content: ' upon', full_text: 'Once upon' })),
+        await publishPiece(broker, project, 'rewrite', ' 从前', 4),
+      ];
+      await rec.waitFor(4);
+      const live = rec.payloads();
+      assert.deepEqual((await broker.replay(project, ids[0]!)).entries, ids.slice(1).map((id, i) => ({ id, stage: 'rewrite', data: live[i + 1] })));
+      assert.deepEqual(await broker.snapshot(project), {
+        lastId: ids[3],
+        stages: stagesOf({ rewrite: { stage_update: live[0]!, token: live[3]! } }),
+      });
+      // The original-format token is logged as it is and leaves the linear text alone.
+      assert.equal((await broker.texts(project, 'rewrite')).get('rewrite')?.text, 'Once 从前');
+    });
+
+    it('reads no texts for ids that break the id rule, and none for a project without linear tokens', async () => {
+      const broker = await create();
+      const project = uniqueProject();
+      await broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project, { content: 'a', full_text: 'a' }));
+      assert.deepEqual(await broker.texts(project, null), new Map());
+      assert.deepEqual(await broker.texts(project, 'rewrite'), new Map());
+      await publishPiece(broker, project, 'rewrite', 'a', 0);
+      for (const [projectId, stage] of [['not a project*', null], ['__proto__', null], [project, 'a:b'], [project, '__proto__'], [project, '*']] as const) {
+        assert.deepEqual(await broker.texts(projectId, stage), new Map(), `${projectId} ${stage}`);
+      }
+    });
+
     it('answers ping and is healthy while open; after close it rejects every call with BrokerClosedError', async () => {
       const broker = await create();
       await broker.ping();
@@ -469,6 +643,8 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       await assert.rejects(broker.publish(project, 'rewrite', 'token', message('token', 'rewrite', project)), BrokerClosedError);
       await assert.rejects(broker.subscribe(stageChannel(broker.prefix, project, 'rewrite'), () => {}), BrokerClosedError);
       await assert.rejects(broker.ping(), BrokerClosedError);
+      await assert.rejects(publishPiece(broker, project, 'rewrite', 'a', 0), BrokerClosedError);
+      await assert.rejects(broker.texts(project, null), BrokerClosedError);
     });
 
     it('leaves no socket or timer behind after close', async () => {
@@ -481,6 +657,8 @@ export function brokerContract(name: string, harness: () => BrokerHarness): void
       await rec.waitFor(1);
       await broker.replay(project, '1-0');
       await broker.snapshot(project);
+      await publishPiece(broker, project, 'rewrite', 'a', 0);
+      await broker.texts(project, null);
       await broker.close();
       assert.deepEqual(handles(), before);
     });

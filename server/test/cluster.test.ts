@@ -89,6 +89,10 @@ brokerContract('RedisBroker on a Redis Cluster', () => ({
       patterns: await sumOverNodes((client) => client.call('PUBSUB', 'NUMPAT')),
     };
   },
+  async storedLog(broker, projectId) {
+    const entries = await nodeClient(await masterOf(projectId)).xrange(logKey(broker.prefix, projectId), '-', '+');
+    return entries.map(([, fields]) => fields[fields.indexOf('data') + 1]!);
+  },
 }));
 
 describe('the server on a Redis Cluster', () => {
@@ -159,13 +163,13 @@ describe('the server on a Redis Cluster', () => {
         await using pub = publisher(project, 'rewrite');
         const first = await watch(project, 'rewrite');
         const ids: string[] = [];
-        for (let i = 0; i < 3; i++) ids.push(await pub.publishToken(String(i), ''));
+        for (let i = 0; i < 3; i++) ids.push(await pub.publishToken(String(i), String(i)));
         await first.waitFor((e) => e.id === ids[2]);
         first.close();
-        for (let i = 3; i < 8; i++) ids.push(await pub.publishToken(String(i), ''));
+        for (let i = 3; i < 8; i++) ids.push(await pub.publishToken(String(i), String(i)));
         const resumed = await watch(project, 'rewrite', { 'Last-Event-ID': ids[2]! });
         assert.equal(resumed.events[0]!.json?.resumed, true);
-        ids.push(await pub.publishToken('8', ''));
+        ids.push(await pub.publishToken('8', '8'));
         await resumed.waitFor((e) => e.id === ids[8]);
         assert.deepEqual(resumed.events.slice(1).map((e) => e.json?.content), ['3', '4', '5', '6', '7', '8']);
         resumed.close();
@@ -181,7 +185,10 @@ describe('the server on a Redis Cluster', () => {
         const first = await watch(project);
         let published = 0;
         const burst = async (n: number) => {
-          for (let i = 0; i < n; i++) await pub.publishToken(String(published++), '');
+          for (let i = 0; i < n; i++) {
+            const piece = String(published++);
+            await pub.publishToken(piece, piece);
+          }
         };
         await burst(30);
         await first.waitFor((e) => e.json?.content === '29');
@@ -201,10 +208,10 @@ describe('the server on a Redis Cluster', () => {
     const [project] = await projectsOnEveryMaster('stages');
     await using a = publisher(project!, 'rewrite');
     await using b = publisher(project!, 'storyboard');
-    const from = await a.publishToken('a1', '');
-    await b.publishToken('b1', '');
-    await a.publishToken('a2', '');
-    const last = await b.publishToken('b2', '');
+    const from = await a.publishToken('a1', 'a1');
+    await b.publishToken('b1', 'b1');
+    await a.publishToken('a2', 'a2');
+    const last = await b.publishToken('b2', 'b2');
     const reader = await watch(project!, undefined, { 'Last-Event-ID': from });
     await reader.waitFor((e) => e.id === last);
     assert.deepEqual(reader.events.slice(1).map((e) => e.json?.content), ['b1', 'a2', 'b2']);

@@ -53,7 +53,7 @@ describe('a client that cannot keep up', () => {
     const chunk = 'x'.repeat(32 * 1024);
     let last = '';
     // Far more than the kernel's socket buffers plus the 256 KB bound.
-    for (let i = 0; i < 600; i++) last = await pub.publishToken(chunk, String(i));
+    for (let i = 0; i < 600; i++) last = await pub.publishToken(chunk, chunk);
     await reader.waitFor((e) => e.id === last, 30_000);
     assert.equal(reader.events.filter((e) => e.event === 'token').length, 600);
     await waitUntil(() => h.server.hub.size === 1, 'the stalled stream is dropped');

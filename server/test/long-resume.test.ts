@@ -238,8 +238,9 @@ async function hubServer(options: Omit<HubOptions, 'broker'>, hubBroker: RedisBr
   };
 }
 
+/** Tokens in the original format (each carries its own `full_text`), so the entries are as large as `fields` makes them. */
 async function publishTokens(projectId: string, count: number, fields = ''): Promise<string[]> {
-  await using publisher = new StreamPublisher({ projectId, stage: 'rewrite', broker });
+  await using publisher = new StreamPublisher({ projectId, stage: 'rewrite', broker, linearTokens: false });
   const ids: string[] = [];
   for (let i = 0; i < count; i++) ids.push(await publisher.publishToken(String(i), `${fields}${i}`));
   return ids;

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
-import type { Broker } from '../src/broker/broker.js';
+import type { Broker, TokenPiece } from '../src/broker/broker.js';
 import { recorder, stagesOf, uniqueProject } from './broker.contract.js';
-import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError } from '../src/broker/errors.js';
+import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError, TokenOffsetError } from '../src/broker/errors.js';
 import { MemoryBroker } from '../src/broker/memory-broker.js';
 import { RedisBroker } from '../src/broker/redis-broker.js';
 import { StreamPublisher } from '../src/publisher.js';
@@ -53,7 +53,7 @@ describe('StreamPublisher', () => {
     ];
     await rec.waitFor(ids.length);
     assert.deepEqual(rec.payloads(), [
-      `${head(ids[0]!, 'token')},"content":"Once","full_text":"Once"}`,
+      `${head(ids[0]!, 'token')},"content":"Once","offset":0}`,
       `${head(ids[1]!, 'stage_update')},"status":"processing","progress":40,"message":"halfway"}`,
       `${head(ids[2]!, 'progress')},"current":1,"total":3,"progress":33,"item_name":"image 1"}`,
       `${head(ids[3]!, 'done')},"full_text":"Once upon a time","metadata":{"tokens_used":4}}`,
@@ -168,6 +168,104 @@ describe('StreamPublisher', () => {
     assert.equal(JSON.parse(rec.payloads()[0]!).id, id);
   });
 
+  it('publishes tokens linearly: offset in place of full_text as the last field, the text kept once by the broker', async () => {
+    const project = uniqueProject();
+    const rec = await listen(project);
+    const pub = publisher(project);
+    const head = (id: string) => `{"id":"${id}","type":"token","stage":"rewrite","project_id":"${project}","timestamp":1700000000.123`;
+    const ids = [await pub.publishToken('从前', '从前'), await pub.publishToken(' 😀', '从前 😀'), await pub.publishToken('!', '从前 😀!')];
+    const done = await pub.publishDone('从前 😀!');
+    await rec.waitFor(4);
+    assert.deepEqual(rec.payloads(), [
+      `${head(ids[0]!)},"content":"从前","offset":0}`,
+      `${head(ids[1]!)},"content":" 😀","offset":2}`,
+      `${head(ids[2]!)},"content":"!","offset":5}`,
+      `{"id":"${done}","type":"done","stage":"rewrite","project_id":"${project}","timestamp":1700000000.123,"full_text":"从前 😀!","metadata":{}}`,
+    ]);
+    assert.deepEqual(await broker.texts(project, 'rewrite'), new Map([['rewrite', { text: '从前 😀!', id: ids[2] }]]));
+  });
+
+  it('gives the broker the whole text with its first token only, when it joins a stage mid-run', async () => {
+    const memory = new RecordingBroker();
+    open.push(memory);
+    const project = uniqueProject();
+    // Another worker (say of an older version, or a task that died) wrote the stage before.
+    await publisher(project, 'rewrite', memory).publishToken('lost text', 'lost text');
+    const retried = publisher(project, 'rewrite', memory);
+    await retried.publishToken(' upon', 'Once upon');
+    await retried.publishToken(' a time', 'Once upon a time');
+    const starting = publisher(project, 'storyboard', memory);
+    await starting.publishToken('Scene', 'Scene');
+    await starting.publishToken(' 1', 'Scene 1');
+    assert.deepEqual(memory.pieces, [
+      { content: 'lost text', offset: 0, wholeText: undefined },
+      { content: ' upon', offset: 4, wholeText: 'Once upon' },
+      { content: ' a time', offset: 9, wholeText: undefined },
+      { content: 'Scene', offset: 0, wholeText: undefined },
+      { content: ' 1', offset: 5, wholeText: undefined },
+    ]);
+    const texts = await memory.texts(project, null);
+    assert.deepEqual([texts.get('rewrite')?.text, texts.get('storyboard')?.text], ['Once upon a time', 'Scene 1']);
+  });
+
+  it('syncs again with its first token after a first publish that failed', async () => {
+    const memory = new RecordingBroker();
+    open.push(memory);
+    const project = uniqueProject();
+    const pub = publisher(project, 'rewrite', memory);
+    memory.failNext = true;
+    await assert.rejects(pub.publishToken('b', 'ab'), BrokerUnavailableError);
+    await pub.publishToken('b', 'ab');
+    await pub.publishToken('c', 'abc');
+    assert.deepEqual(memory.pieces.map((piece) => piece?.wholeText), ['ab', 'ab', undefined]);
+    assert.equal((await memory.texts(project, 'rewrite')).get('rewrite')?.text, 'abc');
+  });
+
+  it('refuses a fullText that does not end with the content, publishing nothing', async () => {
+    const project = uniqueProject();
+    const pub = publisher(project);
+    for (const [content, fullText] of [['b', 'a'], ['ab', 'b']] as const) {
+      await assert.rejects(pub.publishToken(content, fullText), InvalidArgumentError, `${content} ${fullText}`);
+    }
+    const original = new StreamPublisher({ projectId: project, stage: 'rewrite', broker, linearTokens: false });
+    open.push(original);
+    await assert.rejects(original.publishToken('b', 'a'), InvalidArgumentError);
+    assert.deepEqual(await broker.snapshot(project), { lastId: null, stages: stagesOf() });
+  });
+
+  it('continues its own text for a token sent without a fullText, as workers of the original API do', async () => {
+    const project = uniqueProject();
+    const pub = publisher(project);
+    await pub.publishToken('从前', '');
+    await pub.publishToken(' 😀', '');
+    await pub.publishToken('!');
+    assert.equal((await broker.texts(project, 'rewrite')).get('rewrite')?.text, '从前 😀!');
+  });
+
+  it('rejects with TokenOffsetError a token that no longer continues the stage, after another publisher wrote it', async () => {
+    const project = uniqueProject();
+    const rec = await listen(project);
+    const mine = publisher(project);
+    const other = publisher(project);
+    await mine.publishToken('a', 'a');
+    await other.publishToken('xy', 'xy');
+    await assert.rejects(mine.publishToken('b', 'ab'), (error) => error instanceof TokenOffsetError && error.expected === 2 && error.got === 1);
+    await rec.waitFor(2);
+    assert.equal((await broker.texts(project, 'rewrite')).get('rewrite')?.text, 'xy');
+  });
+
+  it('publishes the original format with linearTokens: false, and keeps no text', async () => {
+    const project = uniqueProject();
+    const rec = await listen(project);
+    const pub = new StreamPublisher({ projectId: project, stage: 'rewrite', broker, now: () => NOW, linearTokens: false });
+    open.push(pub);
+    const ids = [await pub.publishToken('Once', 'Once'), await pub.publishToken(' upon', 'Once upon')];
+    await rec.waitFor(2);
+    const head = (id: string) => `{"id":"${id}","type":"token","stage":"rewrite","project_id":"${project}","timestamp":1700000000.123`;
+    assert.deepEqual(rec.payloads(), [`${head(ids[0]!)},"content":"Once","full_text":"Once"}`, `${head(ids[1]!)},"content":" upon","full_text":"Once upon"}`]);
+    assert.deepEqual(await broker.texts(project, null), new Map());
+  });
+
   it('rejects with BrokerUnavailableError when Redis cannot be reached, instead of dropping the message', async () => {
     const unreachable = new RedisBroker({ url: `redis://127.0.0.1:${await freePort()}`, commandTimeoutMs: 200 });
     open.push(unreachable);
@@ -177,3 +275,18 @@ describe('StreamPublisher', () => {
     assert.equal(error.sent, false);
   });
 });
+
+/** The in-process broker, recording the pieces of the linear tokens it is given; `failNext` fails the next publish as an outage would. */
+class RecordingBroker extends MemoryBroker {
+  readonly pieces: (TokenPiece | undefined)[] = [];
+  failNext = false;
+
+  override async publish(projectId: string, stage: string, type: string, message: string, linear?: TokenPiece): Promise<string> {
+    this.pieces.push(linear && { content: linear.content, offset: linear.offset, wholeText: linear.wholeText });
+    if (this.failNext) {
+      this.failNext = false;
+      throw new BrokerUnavailableError('Redis was unreachable (a test outage)', { sent: false });
+    }
+    return super.publish(projectId, stage, type, message, linear);
+  }
+}

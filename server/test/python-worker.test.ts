@@ -150,7 +150,7 @@ with RedisStreamPublisher(${JSON.stringify(project)}, "rewrite", redis_url=os.en
     );
   });
 
-  it('shares one id space and one order with Node publishers on the same project', async () => {
+  it('shares one id space, one order and the texts with Node publishers on the same project', async () => {
     const project = uniqueProject();
     const rec = recorder();
     await broker.subscribe(projectPattern(broker.prefix, project), rec.listener, true);
@@ -158,29 +158,40 @@ with RedisStreamPublisher(${JSON.stringify(project)}, "rewrite", redis_url=os.en
     await using node = new StreamPublisher({ projectId: project, stage: 'storyboard', broker });
     const ids: string[] = [];
     const origins: string[] = [];
-    let text = '';
+    // Each stage its own text, pieces of every width: Python counts UTF-16 code units as JavaScript does.
+    let pyText = '';
+    let nodeText = '';
     try {
       for (let round = 0; round < 8; round++) {
-        text += `p${round} `;
-        ids.push(await py.publishToken(round % 2 ? 'rewrite' : 'storyboard', `p${round} `, text));
+        const pyPiece = `p${round} 从前😀 `;
+        ids.push(await py.publishToken('rewrite', pyPiece, (pyText += pyPiece)));
         origins.push('python');
-        text += `n${round} `;
-        ids.push(await node.publishToken(`n${round} `, text));
+        const nodePiece = `n${round} 🇫🇷é `;
+        ids.push(await node.publishToken(nodePiece, (nodeText += nodePiece)));
         origins.push('node');
       }
     } finally {
       await py.close();
     }
     for (let i = 1; i < ids.length; i++) assert.ok(compareLogIds(ids[i - 1]!, ids[i]!) < 0, `${ids[i - 1]} < ${ids[i]}`);
+    assert.deepEqual(
+      await broker.texts(project, null),
+      new Map([
+        ['rewrite', { text: pyText, id: ids.at(-2) }],
+        ['storyboard', { text: nodeText, id: ids.at(-1) }],
+      ]),
+    );
 
-    // Subscribers hear them in that one order.
+    // Subscribers hear them in that one order, in one format: the piece and its offset, no full_text.
     await rec.waitFor(ids.length);
-    const heard = rec.payloads().map((payload) => JSON.parse(payload) as { id: string; content: string });
+    const heard = rec.payloads().map((payload) => JSON.parse(payload) as { id: string; content: string; offset: number; full_text?: string });
     assert.deepEqual(heard.map((m) => m.id), ids);
     assert.deepEqual(
       heard.map((m) => m.content[0]),
       origins.map((origin) => (origin === 'python' ? 'p' : 'n')),
     );
+    assert.ok(heard.every((m) => m.full_text === undefined && Number.isInteger(m.offset)));
+    assert.deepEqual(heard.slice(0, 4).map((m) => m.offset), [0, 0, 'p0 从前😀 '.length, 'n0 🇫🇷é '.length]);
 
     // Replay after any id, whoever published it, yields exactly the rest, as the live channel carried it.
     for (const after of [3, 8]) {
@@ -188,6 +199,33 @@ with RedisStreamPublisher(${JSON.stringify(project)}, "rewrite", redis_url=os.en
       assert.equal(replay.covered, true);
       assert.deepEqual(replay.entries.map((e) => e.id), ids.slice(after + 1));
       assert.deepEqual(replay.entries.map((e) => e.data), rec.payloads().slice(after + 1));
+    }
+  });
+
+  it('hands a stage over between Python and Node publishers: each joins with the whole text, then continues it', async () => {
+    const project = uniqueProject();
+    const py = pythonPublisher(project);
+    let text = '';
+    try {
+      await py.publishToken('rewrite', '从前', (text += '从前'));
+      await py.publishToken('rewrite', '😀', (text += '😀'));
+      // The Python worker dies; a Node one takes the stage over from its own text so far.
+      await using node = new StreamPublisher({ projectId: project, stage: 'rewrite', broker });
+      text = 'Once 😀';
+      await node.publishToken(' upon', (text += ' upon'));
+      const last = await node.publishToken(' a time', (text += ' a time'));
+      assert.deepEqual(await broker.texts(project, 'rewrite'), new Map([['rewrite', { text, id: last }]]));
+      await node.close();
+    } finally {
+      await py.close();
+    }
+    // And back: a new Python process joins what Node wrote.
+    const again = pythonPublisher(project);
+    try {
+      const last = await again.publishToken('rewrite', '!', (text += '!'));
+      assert.deepEqual(await broker.texts(project, 'rewrite'), new Map([['rewrite', { text, id: last }]]));
+    } finally {
+      await again.close();
     }
   });
 });

@@ -40,7 +40,15 @@ brokerContract('RedisBroker', () => ({
     const [, count] = (await admin.call('PUBSUB', 'NUMSUB', channel)) as [string, number];
     return { channel: Number(count), patterns: Number(await admin.call('PUBSUB', 'NUMPAT')) };
   },
+  async storedLog(broker, projectId) {
+    return storedData(await admin.xrange(logKey(broker.prefix, projectId), '-', '+'));
+  },
 }));
+
+/** The `data` field of each XRANGE entry. */
+function storedData(entries: [string, string[]][]): string[] {
+  return entries.map(([, fields]) => fields[fields.indexOf('data') + 1]!);
+}
 
 async function connectionsNamed(prefix: string): Promise<number> {
   const list = (await admin.call('CLIENT', 'LIST')) as string;

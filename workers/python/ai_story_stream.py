@@ -15,6 +15,11 @@ Unlike the original, which returned False and logged, a failed publish raises (a
 ``redis.exceptions.ConnectionError`` or ``TimeoutError``): a message is never dropped silently.
 Every publish returns the message's id.
 
+Tokens go out in linear form (as the TypeScript publisher's): each carries its piece and its ``offset`` (where the
+piece starts in the stage's text, in UTF-16 code units) instead of ``full_text``, and Redis keeps each stage's
+text once, so a long answer costs about its own size. ``linear_tokens=False`` publishes the original format, for
+as long as hubs of an older version still run (deploy/README.md, "Upgrading to linear tokens").
+
 On a Redis Cluster, pass ``cluster=True`` (``redis_url`` is then any node of the cluster): the project's
 log and state keys share a hash tag, so the script runs on the master of that slot, and the cluster
 forwards the live PUBLISH to every node.
@@ -30,11 +35,22 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import redis
 
-__all__ = ["RedisStreamPublisher", "DEFAULT_LUA_PATH", "STATUSES", "stage_channel", "log_key", "state_key"]
+__all__ = [
+    "RedisStreamPublisher",
+    "TokenOffsetError",
+    "DEFAULT_LUA_PATH",
+    "STATUSES",
+    "stage_channel",
+    "log_key",
+    "state_key",
+    "texts_key",
+    "text_key",
+    "utf16_length",
+]
 
 #: ``project_id``, ``stage_name``, message types and the prefix: no glob characters, no separators, bounded length.
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -71,6 +87,47 @@ def state_key(prefix: str, project_id: str) -> str:
     return f"{prefix}:project:{{{project_id}}}:state"
 
 
+def texts_key(prefix: str, project_id: str) -> str:
+    """The length of each stage's text (UTF-16 code units) and the id of its last token, in the slot of the log."""
+    return f"{prefix}:project:{{{project_id}}}:texts"
+
+
+def text_key(prefix: str, project_id: str, stage_name: str) -> str:
+    """One stage's text so far, grown by APPEND, in the slot of the log."""
+    return f"{prefix}:project:{{{project_id}}}:text:{stage_name}"
+
+
+def utf16_length(text: str) -> int:
+    """The length of ``text`` in UTF-16 code units, as JavaScript's ``length`` and publish.lua count it."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+class TokenOffsetError(ValueError):
+    """A token that does not continue its stage's text: a token was lost, or sent twice (or another publisher
+    wrote the stage meanwhile). Nothing was logged or published.
+
+    :ivar stage: the stage.
+    :ivar expected: the length of the stage's text so far, in UTF-16 code units: the offset that continues it.
+    :ivar got: the token's offset.
+    """
+
+    def __init__(self, stage: str, expected: int, got: int) -> None:
+        super().__init__(
+            f"token offset {got} does not continue the text of stage {stage!r}, which has {expected} UTF-16 code "
+            f"units: a token was lost or sent twice; publish from offset {expected}, or start over with "
+            "full_text == content"
+        )
+        self.stage = stage
+        self.expected = expected
+        self.got = got
+
+
+#: publish.lua's refusal of a token offset (its message, after the "ERR" that redis-py strips or keeps).
+_OFFSET_REFUSAL = re.compile(
+    r'publish\.lua: token offset (\d+) does not continue the text of stage "([^"]*)", which has (\d+) UTF-16 code units'
+)
+
+
 class RedisStreamPublisher:
     """Publishes the messages of one stage of one project. Use it as a context manager, or call ``close()``.
 
@@ -85,6 +142,8 @@ class RedisStreamPublisher:
     :param cluster: ``redis_url`` is a node of a Redis Cluster: open a ``redis.cluster.RedisCluster``.
     :param lua_path: where ``publish.lua`` is; default ``$AI_STORY_PUBLISH_LUA`` or :data:`DEFAULT_LUA_PATH`.
     :param socket_timeout: seconds to wait for Redis to connect or answer before raising.
+    :param linear_tokens: publish tokens in linear form (``offset`` instead of ``full_text``; see the module's
+        doc). Default True; False for the original format while hubs of an older version still run.
     :raises ValueError: for an invalid id or option.
     :raises FileNotFoundError: when ``publish.lua`` is not where it should be.
     """
@@ -102,6 +161,7 @@ class RedisStreamPublisher:
         lua_path: Union[str, os.PathLike, None] = None,
         socket_timeout: float = 5.0,
         cluster: bool = False,
+        linear_tokens: bool = True,
     ) -> None:
         _check_id("project_id", project_id)
         _check_id("stage_name", stage_name)
@@ -116,6 +176,13 @@ class RedisStreamPublisher:
         self.channel = stage_channel(prefix, project_id, stage_name)
         self.log_key = log_key(prefix, project_id)
         self.state_key = state_key(prefix, project_id)
+        self.texts_key = texts_key(prefix, project_id)
+        self.text_key = text_key(prefix, project_id, stage_name)
+        self.linear_tokens = bool(linear_tokens)
+        # True once a linear token of this publisher went out: the stage's text in Redis is then its own.
+        self._joined = False
+        #: The stage's text as this publisher last published it (for tokens sent without ``full_text``).
+        self._text = ""
 
         path = Path(lua_path or os.environ.get("AI_STORY_PUBLISH_LUA") or DEFAULT_LUA_PATH)
         if not path.is_file():
@@ -136,8 +203,47 @@ class RedisStreamPublisher:
     # -- the original API ---------------------------------------------------------------------------
 
     def publish_token(self, content: str, full_text: str = "") -> str:
-        """A piece of generated text, and everything generated so far."""
-        return self.publish("token", {"content": _text("content", content), "full_text": _text("full_text", full_text)})
+        """A piece of generated text, and everything generated so far (``full_text``, which ends with ``content``).
+
+        In linear form (the default) the message carries ``offset`` (where the piece starts in ``full_text``, in
+        UTF-16 code units) in place of ``full_text``, and Redis appends the piece to the stage's text. A
+        ``full_text`` that is just ``content`` starts the stage over. The first token of this publisher that
+        continues a text (a retried task, or a worker that takes over a stage) also sends the whole ``full_text``,
+        so the text is right whoever wrote it before.
+
+        Without ``full_text`` (as workers of the original API often call it) the piece continues what this
+        publisher sent so far: the publisher keeps its own text, so its first such token starts the stage over.
+
+        :raises ValueError: when ``full_text`` does not end with ``content``.
+        :raises TokenOffsetError: when a later token does not continue the stage's text (another publisher wrote
+            it meanwhile); nothing is published then.
+        """
+        _text("content", content)
+        _text("full_text", full_text)
+        if full_text == "" and content != "":
+            full_text = self._text + content
+        if not full_text.endswith(content):
+            raise ValueError("full_text: must end with content: it is everything generated so far, this piece included")
+        if not self.linear_tokens:
+            message_id = self.publish("token", {"content": content, "full_text": full_text})
+            self._text = full_text
+            return message_id
+        offset = utf16_length(full_text) - utf16_length(content)
+        # offset is the last field: the hub puts full_text back in its place (protocol/compact.ts, withFullText).
+        text = self._message("token", {"content": content, "offset": offset})
+        args = [content, offset]
+        if not self._joined and offset > 0:
+            args.append(full_text)
+        try:
+            message_id = self._run("token", text, [self.texts_key, self.text_key], args)
+        except redis.exceptions.ResponseError as error:
+            refusal = _OFFSET_REFUSAL.search(str(error))
+            if refusal is None:
+                raise
+            raise TokenOffsetError(refusal.group(2), int(refusal.group(3)), int(refusal.group(1))) from None
+        self._joined = True
+        self._text = full_text
+        return message_id
 
     def publish_stage_update(self, status: str, progress: float, message: str = "") -> str:
         """The stage's status (one of :data:`STATUSES`), its progress (0-100) and a line for humans."""
@@ -178,6 +284,10 @@ class RedisStreamPublisher:
         The message gets ``type``, ``stage``, ``project_id`` and ``timestamp`` (seconds, float) first;
         ``fields`` may not set those, nor ``id`` (Redis assigns it).
         """
+        return self._run(message_type, self._message(message_type, fields))
+
+    def _message(self, message_type: str, fields: Optional[Mapping[str, Any]]) -> str:
+        """The message JSON: ``type``, ``stage``, ``project_id``, ``timestamp``, then ``fields`` in their order."""
         if self._closed:
             raise RuntimeError("the publisher is closed; create a new one")
         _check_id("message_type", message_type)
@@ -193,10 +303,13 @@ class RedisStreamPublisher:
             **fields,
         }
         # Compact and starting with "{": publish.lua inserts the id right after the brace.
-        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+    def _run(self, message_type: str, text: str, linear_keys: Sequence[str] = (), linear_args: Sequence[Any] = ()) -> str:
+        """Runs publish.lua (its KEYS and ARGV are documented at its top); returns the new id."""
         message_id = self._publish_script(
-            keys=[self.log_key, self.state_key],
-            args=[self.channel, self.stage_name, message_type, text, self.log_maxlen, self.log_ttl],
+            keys=[self.log_key, self.state_key, *linear_keys],
+            args=[self.channel, self.stage_name, message_type, text, self.log_maxlen, self.log_ttl, *linear_args],
         )
         return message_id.decode() if isinstance(message_id, bytes) else str(message_id)
 

@@ -13,7 +13,18 @@ import unittest
 
 import redis
 
-from ai_story_stream import DEFAULT_LUA_PATH, RESERVED_IDS, RedisStreamPublisher, log_key, stage_channel, state_key
+from ai_story_stream import (
+    DEFAULT_LUA_PATH,
+    RESERVED_IDS,
+    RedisStreamPublisher,
+    TokenOffsetError,
+    log_key,
+    stage_channel,
+    state_key,
+    text_key,
+    texts_key,
+    utf16_length,
+)
 
 URL = os.environ.get("AI_STORY_TEST_REDIS_URL")
 _projects = itertools.count()
@@ -88,6 +99,67 @@ class RedisStreamPublisherTest(unittest.TestCase):
         self.assertEqual(self.redis.hget(publisher.state_key, "rewrite|token").decode("utf-8"), live[2])
         self.assertTrue(0 < self.redis.ttl(publisher.log_key) <= 60)
 
+    def test_publishes_tokens_linearly_and_keeps_the_text_once_with_cjk_and_emoji(self):
+        pieces = ["从前", "😀", " once", "有一座山😀😀", "", " é\u0301", "🇫🇷", '\n"quoted"']
+        with RedisStreamPublisher(self.project, "rewrite", redis_url=URL) as publisher:
+            full_text = ""
+            ids = []
+            for piece in pieces:
+                full_text += piece
+                ids.append(publisher.publish_token(piece, full_text))
+        live = self.received(len(pieces))
+        offset = 0
+        for payload, piece, message_id in zip(live, pieces, ids):
+            # The fields in the order of the original format, with offset (UTF-16 code units) last in place of full_text.
+            self.assertTrue(payload.startswith(f'{{"id":"{message_id}","type":"token","stage":"rewrite",'), payload)
+            self.assertTrue(payload.endswith(f',"content":{json.dumps(piece, ensure_ascii=False)},"offset":{offset}}}'), payload)
+            offset += utf16_length(piece)
+        stored = [fields[b"data"].decode("utf-8") for _, fields in self.redis.xrange(publisher.log_key)]
+        self.assertEqual(len(stored), len(pieces))
+        self.assertFalse(any('"full_text"' in data for data in stored))
+        self.assertEqual(self.redis.get(text_key("ai_story", self.project, "rewrite")).decode("utf-8"), full_text)
+        texts = self.redis.hgetall(texts_key("ai_story", self.project))
+        self.assertEqual(texts, {b"rewrite": str(utf16_length(full_text)).encode(), b"rewrite|id": ids[-1].encode()})
+        self.assertEqual(utf16_length(full_text), 2 + 2 + 5 + 8 + 0 + 3 + 4 + 9)
+        self.assertTrue(0 < self.redis.ttl(publisher.text_key) <= 86400)
+
+    def test_refuses_a_token_that_does_not_continue_the_text_with_token_offset_error(self):
+        with RedisStreamPublisher(self.project, "rewrite", redis_url=URL) as mine, RedisStreamPublisher(
+            self.project, "rewrite", redis_url=URL
+        ) as other:
+            mine.publish_token("a", "a")
+            other.publish_token("xy", "xy")
+            length = self.redis.xlen(mine.log_key)
+            with self.assertRaises(TokenOffsetError) as refused:
+                mine.publish_token("b", "ab")
+            self.assertIsInstance(refused.exception, ValueError)
+            self.assertEqual((refused.exception.stage, refused.exception.expected, refused.exception.got), ("rewrite", 2, 1))
+            self.assertIn("does not continue the text", str(refused.exception))
+            self.assertEqual(self.redis.xlen(mine.log_key), length)
+            self.assertEqual(self.redis.get(mine.text_key), b"xy")
+            # Starting over always works.
+            mine.publish_token("again", "again")
+        self.assertEqual(self.redis.get(mine.text_key), b"again")
+
+    def test_sends_the_whole_text_with_its_first_token_when_it_joins_a_stage_mid_run(self):
+        with RedisStreamPublisher(self.project, "rewrite", redis_url=URL, linear_tokens=False) as old:
+            old.publish_token("Once", "Once")  # an old worker: no text kept
+        with RedisStreamPublisher(self.project, "rewrite", redis_url=URL) as retried:
+            retried.publish_token(" 😀", "Once 😀")
+            retried.publish_token(" upon", "Once 😀 upon")
+        *_, first, second = [json.loads(payload) for payload in self.received(3)]
+        self.assertEqual((first["offset"], second["offset"]), (4, 7))
+        self.assertEqual(self.redis.get(retried.text_key).decode("utf-8"), "Once 😀 upon")
+        self.assertEqual(int(self.redis.hget(retried.texts_key, "rewrite")), utf16_length("Once 😀 upon"))
+
+    def test_publishes_the_original_format_with_linear_tokens_false(self):
+        with RedisStreamPublisher(self.project, "rewrite", redis_url=URL, linear_tokens=False) as publisher:
+            publisher.publish_token("Once", "Once")
+            publisher.publish_token(" upon", "Once upon")
+        payloads = self.received(2)
+        self.assertTrue(payloads[1].endswith(',"content":" upon","full_text":"Once upon"}'), payloads[1])
+        self.assertEqual(self.redis.exists(publisher.texts_key, publisher.text_key), 0)
+
     def test_refuses_invalid_arguments_before_touching_redis(self):
         with self.assertRaises(ValueError):
             RedisStreamPublisher("bad id", "rewrite", redis_url=URL)
@@ -100,6 +172,8 @@ class RedisStreamPublisherTest(unittest.TestCase):
                 lambda: publisher.publish_stage_update("processing", float("nan")),
                 lambda: publisher.publish_progress(-1, 3),
                 lambda: publisher.publish_token(42, ""),
+                lambda: publisher.publish_token("b", "a"),
+                lambda: publisher.publish_token("b", "a"),
                 lambda: publisher.publish_error("x", -1),
                 lambda: publisher.publish("bad type"),
                 lambda: publisher.publish("note", {"id": "1-0"}),
@@ -108,6 +182,14 @@ class RedisStreamPublisherTest(unittest.TestCase):
                 with self.assertRaises(ValueError):
                     attempt()
         self.assertEqual(self.redis.exists(publisher.log_key), 0)
+
+    def test_a_token_without_full_text_continues_what_this_publisher_sent(self):
+        with RedisStreamPublisher(self.project, "rewrite", redis_url=URL) as publisher:
+            publisher.publish_token("从前")
+            publisher.publish_token(" 😀")
+            publisher.publish_token("!")
+            self.assertEqual(self.redis.get(publisher.text_key).decode("utf-8"), "从前 😀!")
+            self.assertEqual(int(self.redis.hget(publisher.texts_key, "rewrite")), len("从前 😀!".encode("utf-16-le")) // 2)
 
     def test_refuses_names_of_an_objects_internals_and_a_prefix_that_breaks_the_id_rule(self):
         for name in RESERVED_IDS:
@@ -155,6 +237,8 @@ class RedisStreamPublisherTest(unittest.TestCase):
         self.assertEqual(stage_channel("ai_story", "42", "rewrite"), "ai_story:project:42:stage:rewrite")
         self.assertEqual(log_key("ai_story", "42"), "ai_story:project:{42}:log")
         self.assertEqual(state_key("ai_story", "42"), "ai_story:project:{42}:state")
+        self.assertEqual(texts_key("ai_story", "42"), "ai_story:project:{42}:texts")
+        self.assertEqual(text_key("ai_story", "42", "rewrite"), "ai_story:project:{42}:text:rewrite")
         with RedisStreamPublisher(self.project, "rewrite", redis_url=URL, prefix="other") as publisher:
             self.assertEqual(publisher.channel, f"other:project:{self.project}:stage:rewrite")
             self.assertEqual(publisher.log_key, f"other:project:{{{self.project}}}:log")

@@ -1,4 +1,5 @@
 /** The checks of what callers give both brokers, so that both refuse the same arguments with the same messages. */
+import type { TokenPiece } from './broker.js';
 import { InvalidArgumentError } from './errors.js';
 import { ID_RULE, isValidId } from '../channels.js';
 
@@ -33,6 +34,23 @@ export function checkPublishArguments(projectId: string, stage: string, type: st
   }
   // Own fields only: what the JSON says, whatever Object.prototype holds.
   if (Object.hasOwn(parsed, 'id')) throw new InvalidArgumentError('message', 'must not carry an "id" field: the broker assigns it');
+}
+
+/**
+ * Checks the `linear` argument of `Broker.publish`, before anything is sent: a string piece, an integer offset
+ * >= 0, and a whole text, when given, that ends with the piece at that offset. Whether the offset continues the
+ * stage's text only the broker knows (TokenOffsetError).
+ */
+export function checkTokenPiece(linear: TokenPiece): void {
+  if (typeof linear !== 'object' || linear === null) throw new InvalidArgumentError('linear', 'must be an object { content, offset, wholeText? }');
+  const { content, offset, wholeText } = linear;
+  if (typeof content !== 'string') throw new InvalidArgumentError('linear.content', `must be a string, got ${typeof content}`);
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidArgumentError('linear.offset', `${String(offset)} must be an integer >= 0`);
+  if (wholeText === undefined || wholeText === '') return;
+  if (typeof wholeText !== 'string') throw new InvalidArgumentError('linear.wholeText', `must be a string, got ${typeof wholeText}`);
+  if (!wholeText.endsWith(content) || wholeText.length - content.length !== offset) {
+    throw new InvalidArgumentError('linear.wholeText', `must end with the piece, at its offset ${offset} (it has ${wholeText.length} UTF-16 code units)`);
+  }
 }
 
 /** Entries one `Broker.replay` call returns when the caller gives no `limit`. */

@@ -47,6 +47,34 @@ export interface Snapshot {
   stages: Record<string, Record<string, string>>;
 }
 
+/**
+ * A token published in linear form ({@link Broker.publish}): its piece and where the piece starts in the stage's
+ * text, so the broker keeps the text once per stage instead of once per token.
+ */
+export interface TokenPiece {
+  /** The piece, the message's `content`. */
+  content: string;
+  /**
+   * Where the piece starts in the stage's text so far, in UTF-16 code units (JavaScript's `length`): the message's
+   * `offset`. 0 starts a new run of the stage; any other offset must be the text's length.
+   */
+  offset: number;
+  /**
+   * The whole text including the piece, when a publisher joins a stage mid-run (a retried task, or a worker of an
+   * older version wrote the text before): the kept text becomes it, whatever it was. Must end with `content`, at
+   * `offset`. An empty string counts as absent.
+   */
+  wholeText?: string;
+}
+
+/** One stage's text so far, as {@link Broker.texts} reads it. */
+export interface StageText {
+  /** Every piece of the stage's current run, in order. */
+  text: string;
+  /** The log id of the last token in `text`; undefined when the broker holds none (a partly expired project). */
+  id: string | undefined;
+}
+
 /** Receives a payload exactly as published, and the channel it was published on. */
 export type MessageListener = (payload: string, channel: string) => void;
 export type Unsubscribe = () => Promise<void>;
@@ -65,8 +93,22 @@ export interface Broker {
    * learn it. `message` is a JSON object text without an `id` field, starting with `{`. Throws
    * InvalidArgumentError (errors.ts) before anything is sent for an id, stage or type that breaks the id rule,
    * and for a message that is no such text (see checkPublishArguments in arguments.ts for what is checked).
+   *
+   * With `linear`, `message` is a token in linear form: its `content` and `offset` (the last field) are `linear`'s,
+   * and it has no `full_text`. The broker also appends the piece to the stage's text (see {@link Broker.texts}),
+   * in the same atomic step. A piece whose offset is neither 0 nor the text's length is refused with
+   * {@link TokenOffsetError} (errors.ts), and nothing is logged or published: a lost or repeated token never
+   * becomes a silently wrong text. Without `linear` the message is logged and published as it is.
    */
-  publish(projectId: string, stage: string, type: string, message: string): Promise<string>;
+  publish(projectId: string, stage: string, type: string, message: string, linear?: TokenPiece): Promise<string>;
+
+  /**
+   * Each stage's text so far, from the linear tokens published, with the id of its last token: of `stage`, or of
+   * every stage of the project when `stage` is null. Each stage's text and id are read in one atomic step, so
+   * they agree. Stages without linear tokens (or whose text expired) are absent; so is everything for an id or
+   * stage that breaks the id rule.
+   */
+  texts(projectId: string, stage: string | null): Promise<Map<string, StageText>>;
 
   /**
    * One page of the log entries after `afterId`, oldest first, read in one atomic step with the check that

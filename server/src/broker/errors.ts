@@ -48,3 +48,28 @@ export class SubscriberOverflowError extends Error {
     super(`more than ${maxBuffered} unread messages: the subscriber was unsubscribed; read faster or raise maxBuffered`);
   }
 }
+
+/**
+ * A linear token (a piece and its offset) that does not continue its stage's text: a token was lost, or sent
+ * twice. Nothing was logged or published. Publish from offset `expected`, start the stage over at offset 0, or
+ * pass the whole text so far (`wholeText`) to set it.
+ */
+export class TokenOffsetError extends Error {
+  override readonly name = 'TokenOffsetError';
+  /** The stage whose text the token was meant to continue. */
+  readonly stage: string;
+  /** The length of the stage's text so far, in UTF-16 code units: the offset a token that continues it has. */
+  readonly expected: number;
+  /** The offset the token had. */
+  readonly got: number;
+
+  constructor(stage: string, expected: number, got: number) {
+    super(
+      `token offset ${got} does not continue the text of stage ${JSON.stringify(stage)}, which has ${expected} UTF-16 code units: ` +
+        `a token was lost or sent twice; publish from offset ${expected}, start over at offset 0, or pass the whole text`,
+    );
+    this.stage = stage;
+    this.expected = expected;
+    this.got = got;
+  }
+}

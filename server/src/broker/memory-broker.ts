@@ -3,14 +3,14 @@
  * capped and expiring replay log, the same state, glob patterns, the same listener table; only this process's
  * publishers reach it.
  */
-import { checkPublishArguments, checkReplayLimit, positiveInteger } from './arguments.js';
-import type { Broker, LogEntry, MessageListener, ReplayOptions, ReplayResult, Snapshot, Unsubscribe } from './broker.js';
-import { BrokerClosedError } from './errors.js';
+import { checkPublishArguments, checkReplayLimit, checkTokenPiece, positiveInteger } from './arguments.js';
+import type { Broker, LogEntry, MessageListener, ReplayOptions, ReplayResult, Snapshot, StageText, TokenPiece, Unsubscribe } from './broker.js';
+import { BrokerClosedError, TokenOffsetError } from './errors.js';
 import { globToRegExp } from './glob-to-regexp.js';
 import { compareLogIds, isLogId, nextLogId, withId } from './log-id.js';
 import { snapshotStages, stateField } from './state-field.js';
 import { SubscriptionTable, subscriptionKey } from './subscription-table.js';
-import { DEFAULT_PREFIX, checkPrefix, stageChannel } from '../channels.js';
+import { DEFAULT_PREFIX, checkPrefix, isValidId, stageChannel } from '../channels.js';
 import { DEFAULTS } from '../defaults.js';
 
 export interface MemoryBrokerOptions {
@@ -32,6 +32,13 @@ interface ProjectLog {
   /** State field (`<stage>|<type>`) -> the latest message of that type, with its id. */
   state: Map<string, string>;
   expiresAt: number;
+  /**
+   * Stage -> its text so far (its length is the text's, in UTF-16 code units, as publish.lua counts) and the id of
+   * its last token: the texts hash and text keys of Redis. They expire together, at `textsExpireAt`: set by linear
+   * tokens only, as publish.lua refreshes their TTL, so never later than the log.
+   */
+  texts: Map<string, { text: string; lastId: string }>;
+  textsExpireAt: number;
 }
 
 /** A {@link Broker} inside this process. Listeners are called asynchronously, in publish order. */
@@ -70,15 +77,32 @@ export class MemoryBroker implements Broker {
     return !this.#closed;
   }
 
-  async publish(projectId: string, stage: string, type: string, message: string): Promise<string> {
+  /** What publish.lua does, in the same order: the piece is checked against the stage's text before anything is written. */
+  async publish(projectId: string, stage: string, type: string, message: string, linear?: TokenPiece): Promise<string> {
     this.#assertOpen();
     checkPublishArguments(projectId, stage, type, message);
+    if (linear !== undefined) checkTokenPiece(linear);
     const now = this.#now();
     this.#sweep(now);
     let log = this.#log(projectId, now);
-    if (!log) this.#projects.set(projectId, (log = { entries: [], state: new Map(), expiresAt: 0 }));
+    if (!log) this.#projects.set(projectId, (log = { entries: [], state: new Map(), expiresAt: 0, texts: new Map(), textsExpireAt: 0 }));
+    const texts = this.#texts(log, now);
+    let text: string | undefined;
+    if (linear) {
+      if (linear.wholeText) text = linear.wholeText;
+      else if (linear.offset === 0) text = linear.content;
+      else {
+        const known = texts.get(stage)?.text ?? '';
+        if (linear.offset !== known.length) throw new TokenOffsetError(stage, known.length, linear.offset);
+        text = known + linear.content;
+      }
+    }
     // One id space for the whole broker: monotonic per project a fortiori, even if the clock goes back.
     const id = (this.#lastId = nextLogId(this.#lastId, now));
+    if (text !== undefined) {
+      texts.set(stage, { text, lastId: id });
+      log.textsExpireAt = now + this.#ttlMs;
+    }
     log.entries.push({ id, stage, data: message });
     if (log.entries.length > this.#logMaxLen) log.entries.splice(0, log.entries.length - this.#logMaxLen);
     const live = withId(message, id);
@@ -113,6 +137,19 @@ export class MemoryBroker implements Broker {
     this.#assertOpen();
     const log = this.#log(projectId, this.#now());
     return { lastId: log?.entries.at(-1)?.id ?? null, stages: snapshotStages(log?.state ?? []) };
+  }
+
+  async texts(projectId: string, stage: string | null): Promise<Map<string, StageText>> {
+    this.#assertOpen();
+    const result = new Map<string, StageText>();
+    if (!isValidId(projectId) || (stage !== null && !isValidId(stage))) return result;
+    const now = this.#now();
+    const log = this.#log(projectId, now);
+    if (!log) return result;
+    for (const [name, { text, lastId }] of this.#texts(log, now)) {
+      if (stage === null || name === stage) result.set(name, { text, id: lastId });
+    }
+    return result;
   }
 
   async subscribe(channelOrPattern: string, listener: MessageListener, pattern = false): Promise<Unsubscribe> {
@@ -167,6 +204,12 @@ export class MemoryBroker implements Broker {
       return undefined;
     }
     return log;
+  }
+
+  /** The project's texts, emptied first when they expired (their TTL is refreshed by linear tokens only). */
+  #texts(log: ProjectLog, now: number): ProjectLog['texts'] {
+    if (now >= log.textsExpireAt) log.texts.clear();
+    return log.texts;
   }
 
   /** Forgets expired projects now and then, as Redis's active expiry does, so idle projects do not pile up. */

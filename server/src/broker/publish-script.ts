@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ReplyError } from 'ioredis';
+import { TokenOffsetError } from './errors.js';
 import type { CommandClient } from './redis-connections.js';
 
 /** Loaded from disk once: Node and Python run the very same file. */
@@ -19,4 +20,13 @@ export async function runPublishScript(client: CommandClient, keys: readonly str
     }
     throw error;
   }
+}
+
+/** publish.lua's refusal of a linear token that does not continue its stage's text. */
+const OFFSET_REFUSAL = /publish\.lua: token offset (\d+) does not continue the text of stage "([^"]*)", which has (\d+) UTF-16 code units/;
+
+/** The script's refusal of a token offset as a {@link TokenOffsetError}; any other error as it is. */
+export function publishScriptError(error: unknown): unknown {
+  const match = error instanceof ReplyError ? OFFSET_REFUSAL.exec(String((error as Error).message)) : null;
+  return match ? new TokenOffsetError(match[2]!, Number(match[3]), Number(match[1])) : error;
 }

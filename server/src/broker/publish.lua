@@ -1,8 +1,9 @@
 -- The one atomic log-and-publish step of the live-progress kit. Every publisher (Node, Python, any
 -- language) runs this file with EVALSHA/EVAL; it is the single source of truth, never copy it.
 --
--- Key names: the project id in braces, a Redis Cluster hash tag, so both keys live in one hash slot and
--- this script runs on a cluster too. With prefix "ai_story" and project "42": ai_story:project:{42}:log.
+-- Key names (logKey, stateKey, textsKey and textKey in server/src/channels.ts): the project id in braces, a Redis
+-- Cluster hash tag, so all four keys live in one hash slot and this script runs on a cluster too. With prefix
+-- "ai_story" and project "42": ai_story:project:{42}:log, ai_story:project:{42}:text:rewrite.
 -- The channel is not a key and has no braces (its name is the external contract); PUBLISH is not bound
 -- to a slot: a cluster forwards it to every node, so subscribers on any node hear it.
 --

@@ -9,19 +9,19 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Cluster, type ClusterOptions, type Redis, type RedisOptions } from 'ioredis';
-import { checkPublishArguments, checkReplayLimit, positiveInteger } from './arguments.js';
-import type { Broker, LogEntry, MessageListener, ReplayOptions, ReplayResult, Snapshot, Unsubscribe } from './broker.js';
+import { checkPublishArguments, checkReplayLimit, checkTokenPiece, positiveInteger } from './arguments.js';
+import type { Broker, LogEntry, MessageListener, ReplayOptions, ReplayResult, Snapshot, StageText, TokenPiece, Unsubscribe } from './broker.js';
 import type { RedisClusterSettings } from './cluster-nodes.js';
 import { CommandRunner } from './command-runner.js';
 import { BrokerClosedError, InvalidArgumentError } from './errors.js';
 import { compareLogIds, isLogId, withId } from './log-id.js';
-import { runPublishScript } from './publish-script.js';
+import { publishScriptError, runPublishScript } from './publish-script.js';
 import { CLUSTER_OPTIONS, CONNECTION_OPTIONS, openCluster, openRedis, quit, type CommandClient } from './redis-connections.js';
 import { ReplayFence } from './replay-fence.js';
 import { snapshotStages } from './state-field.js';
 import { SubscriberConnection } from './subscriber-connection.js';
 import { SubscriptionTable } from './subscription-table.js';
-import { DEFAULT_PREFIX, checkPrefix, isValidId, logKey, stageChannel, stateKey } from '../channels.js';
+import { DEFAULT_PREFIX, checkPrefix, isValidId, logKey, stageChannel, stateKey, textKey, textsKey } from '../channels.js';
 import { DEFAULTS } from '../defaults.js';
 
 export interface RedisBrokerOptions {
@@ -165,15 +165,57 @@ export class RedisBroker implements Broker {
   }
 
   /**
-   * Runs publish.lua: XADD to the log, HSET of the state, EXPIRE of both, PUBLISH of the id-ful text, atomically.
-   * Throws {@link InvalidArgumentError} before sending anything for a bad id, type or message; rejects within
+   * Runs publish.lua: XADD to the log, HSET of the state, EXPIRE of both, PUBLISH of the id-ful text, atomically;
+   * with `linear`, also the APPEND to the stage's text and the update of its length and last id.
+   * Throws {@link InvalidArgumentError} before sending anything for a bad id, type, message or piece; rejects
+   * with {@link TokenOffsetError} when the piece does not continue the stage's text (nothing written); rejects within
    * `commandTimeoutMs` with {@link BrokerUnavailableError} when Redis is down or silent: never queued, never lost silently.
    */
-  async publish(projectId: string, stage: string, type: string, message: string): Promise<string> {
+  async publish(projectId: string, stage: string, type: string, message: string, linear?: TokenPiece): Promise<string> {
     checkPublishArguments(projectId, stage, type, message);
     const keys = [logKey(this.prefix, projectId), stateKey(this.prefix, projectId)];
-    const args = [stageChannel(this.prefix, projectId, stage), stage, type, message, this.#logMaxLen, this.#logTtlSeconds];
-    return String(await this.#runner.run('commands', (client) => runPublishScript(client, keys, args)));
+    const args: (string | number)[] = [stageChannel(this.prefix, projectId, stage), stage, type, message, this.#logMaxLen, this.#logTtlSeconds];
+    if (linear !== undefined) {
+      checkTokenPiece(linear);
+      keys.push(textsKey(this.prefix, projectId), textKey(this.prefix, projectId, stage));
+      args.push(linear.content, linear.offset);
+      if (linear.wholeText) args.push(linear.wholeText);
+    }
+    try {
+      return String(await this.#runner.run('commands', (client) => runPublishScript(client, keys, args)));
+    } catch (error) {
+      throw publishScriptError(error);
+    }
+  }
+
+  /**
+   * Reads the stages' names from the texts hash (HGETALL, or one stage as asked), then, in one transaction, each
+   * stage's text and the id of its last token, so each text and its id agree even while others publish.
+   */
+  async texts(projectId: string, stage: string | null): Promise<Map<string, StageText>> {
+    const texts = new Map<string, StageText>();
+    // Garbage never reaches Redis: it has no text.
+    if (!isValidId(projectId) || (stage !== null && !isValidId(stage))) return texts;
+    const hash = textsKey(this.prefix, projectId);
+    let stages: string[];
+    if (stage === null) {
+      const fields = (await this.#runner.run('commands', (client) => client.hgetall(hash))) as Record<string, string>;
+      // A field without "|" is a stage's length; anyone who can write the hash chooses the names, so check them.
+      stages = Object.keys(fields).filter((field) => !field.includes('|') && isValidId(field));
+    } else {
+      stages = [stage];
+    }
+    if (stages.length === 0) return texts;
+    const results = await this.#runner.transaction((multi) => {
+      for (const name of stages) multi.get(textKey(this.prefix, projectId, name)).hget(hash, `${name}|id`);
+      return multi;
+    });
+    stages.forEach((name, i) => {
+      const text = results[2 * i];
+      const id = results[2 * i + 1];
+      if (typeof text === 'string') texts.set(name, { text, id: typeof id === 'string' ? id : undefined });
+    });
+    return texts;
   }
 
   async replay(projectId: string, afterId: string, options: ReplayOptions = {}): Promise<ReplayResult> {

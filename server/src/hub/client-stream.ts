@@ -1,7 +1,7 @@
 /** One browser's stream: its response, the messages held back while it resumes, and its one cleanup path. */
 import type { ServerResponse } from 'node:http';
 import type { IdOrder } from '../broker/broker.js';
-import { compactTokenFrame, type ParsedPayload } from './sse-frame.js';
+import { compactTokenFrame, originalFrame, type ParsedPayload } from './sse-frame.js';
 
 export const StreamState = {
   /** Subscribed, replaying: live messages wait in `pending` so replay and live merge without gap or duplicate. */
@@ -144,25 +144,53 @@ export class ClientStream {
     for (const message of pending) this.deliver(message);
   }
 
-  /** Writes one message; in compact mode a stage's first token goes out whole, so the client has its full text. */
-  send(message: ParsedPayload): void {
-    this.events++;
-    const synced = this.#synced;
-    if (synced && message.type === 'token' && message.stage !== undefined) {
-      const compact = compactTokenFrame(message);
-      if (compact !== null && synced.has(message.stage)) return this.write(compact);
-      if (compact !== null) synced.add(message.stage);
-    }
-    this.write(message.frame);
+  /** The client asked for compact token events. */
+  get compact(): boolean {
+    return this.#synced !== undefined;
   }
 
   /**
-   * Live messages that arrived together, as one write: `full()` is their frames joined once for every
-   * client, `compact()` the same with compact token frames. A stream still opening, one still checking for
-   * replayed duplicates, and a compact client that has not yet been sent a stage's first token whole take
-   * them one by one instead.
+   * True when writing `message` needs its text so far: a linear token, to a client in the original format, or to
+   * a compact client that has not been sent its stage's text yet.
    */
-  deliverBatch(messages: readonly ParsedPayload[], full: () => Buffer, compact: () => Buffer): void {
+  needsFullText(message: ParsedPayload): boolean {
+    if (!message.linear) return false;
+    return !this.#synced || message.stage === undefined || !this.#synced.has(message.stage);
+  }
+
+  /**
+   * Writes one message. In the original format a linear token goes with its `full_text` rebuilt (originalFrame);
+   * in compact mode a stage's first token goes out whole, so the client has its full text, and later ones compact.
+   *
+   * A linear token whose text is not known (a message was lost) is never written with a wrong text: a client in
+   * the original format is ended (`broker_error`, as when live delivery is interrupted), and resumes from the log
+   * with its Last-Event-ID, where the text is read again; a compact client gets the token compact, and its own
+   * check of the offset (SSEClient reconnects when a piece does not continue its text) takes over.
+   */
+  send(message: ParsedPayload): void {
+    const synced = this.#synced;
+    if (synced && message.type === 'token' && message.stage !== undefined) {
+      const compact = compactTokenFrame(message);
+      if (compact !== null && synced.has(message.stage)) return this.#count(compact);
+      if (compact !== null) {
+        const whole = originalFrame(message);
+        if (whole === null) return this.#count(compact);
+        synced.add(message.stage);
+        return this.#count(whole);
+      }
+    }
+    const frame = originalFrame(message);
+    if (frame === null) return this.close('broker_error');
+    this.#count(frame);
+  }
+
+  /**
+   * Live messages that arrived together, as one write: `full()` is their frames in the original format joined
+   * once for every client (null when one of them has no such frame), `compact()` the same with compact token
+   * frames. A stream still opening, one still checking for replayed duplicates, and a compact client that has
+   * not yet been sent a stage's first token whole take them one by one instead.
+   */
+  deliverBatch(messages: readonly ParsedPayload[], full: () => Buffer | null, compact: () => Buffer): void {
     if (this.state !== StreamState.live || this.#replayedUpTo !== undefined) {
       for (const message of messages) this.deliver(message);
       return;
@@ -176,8 +204,19 @@ export class ClientStream {
         }
       }
     }
+    const bytes = synced ? compact() : full();
+    if (bytes === null) {
+      // One of them is out of step: write those before it, then end (see send()).
+      for (const message of messages) if ((this.state as StreamState) !== StreamState.closed) this.send(message);
+      return;
+    }
     this.events += messages.length;
-    this.write(synced ? compact() : full());
+    this.write(bytes);
+  }
+
+  #count(frame: string): void {
+    this.events++;
+    this.write(frame);
   }
 
   write(chunk: string | Buffer): void {

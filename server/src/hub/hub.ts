@@ -8,7 +8,10 @@ import { projectPattern, stageChannel } from '../channels.js';
 import { DEFAULTS } from '../defaults.js';
 import { ClientStream, type CloseReason } from './client-stream.js';
 import { HubEvents, type HubEventSource, type StreamOpening } from './hub-events.js';
-import { HEARTBEAT_FRAME, SSE_HEADERS, compactTokenFrame, formatEvent, formatRetry, parsePayload, type ParsedPayload } from './sse-frame.js';
+import { LiveTexts, tokenForm } from './live-texts.js';
+import { ReplayTexts } from './replay-texts.js';
+import { HEARTBEAT_FRAME, SSE_HEADERS, compactTokenFrame, formatEvent, formatRetry, originalFrame, parsePayload, type ParsedPayload } from './sse-frame.js';
+import { TokenTexts, withFullText } from '../../../protocol/compact.js';
 
 export type { StreamOpening } from './hub-events.js';
 
@@ -55,10 +58,12 @@ export interface OpenRequest {
 
 interface Topic {
   clients: Set<ClientStream>;
-  /** Resolves once the broker acknowledged the subscription. */
+  /** Resolves once the broker acknowledged the subscription and the stages' texts were read. */
   ready: Promise<Unsubscribe>;
-  /** Messages that arrived in this tick, written together when it ends. */
+  /** Messages that arrived in this tick, written together when it ends; until `texts` is primed, all of them. */
   batch: ParsedPayload[];
+  /** Each watched stage's text so far, which gives linear tokens their `full_text` back. */
+  texts: LiveTexts;
 }
 
 export class Hub {
@@ -157,7 +162,7 @@ export class Hub {
     this.#startHeartbeat();
 
     try {
-      await this.#join(topicKey, stage === null, stream);
+      await this.#join(topicKey, projectId, stage, stream);
     } catch (error) {
       stream.abandon('broker_error');
       throw error;
@@ -222,12 +227,21 @@ export class Hub {
     if (short === undefined || stream.state !== 'opening') return { coveredUpTo: upTo, replayed, reset: undefined };
     // The id is gone from the log (or never was), or what follows it is too long to replay: say so in-band with
     // the latest state of each stage.
+    // The texts first: a token that the snapshot holds and the texts do not yet was published after them, so it
+    // continues them (or starts over), and its text is exact (see wholeToken).
+    const texts = new TokenTexts((a, b) => this.#broker.compareIds(a, b));
+    for (const [name, kept] of await this.#broker.texts(projectId, stage)) texts.set(name, kept.text, kept.id);
     const snapshot = await this.#broker.snapshot(projectId);
     // Prototype-less, so a stage named "__proto__" stays data instead of replacing the object's prototype.
     const stages: Record<string, Record<string, unknown>> = Object.create(null);
     for (const [stageName, byType] of Object.entries(snapshot.stages)) {
       if (stage !== null && stageName !== stage) continue;
-      stages[stageName] = Object.fromEntries(Object.entries(byType).map(([type, json]) => [type, safeParse(json)]));
+      const latest: Record<string, unknown> = Object.create(null);
+      for (const [type, json] of Object.entries(byType)) {
+        const message = type === 'token' ? this.#wholeToken(texts, stageName, json) : safeParse(json);
+        if (message !== undefined) latest[type] = message;
+      }
+      stages[stageName] = latest;
     }
     const reason = short === 'too_long' ? 'too_long' : snapshot.lastId === null ? 'unknown_id' : 'expired';
     const reset = {
@@ -243,6 +257,20 @@ export class Hub {
   }
 
   /**
+   * The latest token of a stage, as the state holds it, in the original format: a linear token gets its
+   * `full_text` from the stage's text (and loses `offset`); one whose text is not known (the stage's text expired,
+   * or was overwritten by a publisher that joined mid-run after the read) is left out rather than sent wrong.
+   */
+  #wholeToken(texts: TokenTexts, stage: string, json: string): unknown {
+    const message = safeParse(json);
+    const form = tokenForm(message !== null && typeof message === 'object' ? (message as Record<string, unknown>) : undefined);
+    if (!form || !('linear' in form)) return message;
+    const id = (message as { id?: unknown }).id;
+    const fullText = texts.apply(stage, { ...form.linear, id: this.#broker.isId(id) ? id : undefined });
+    return fullText === null ? undefined : JSON.parse(withFullText(json, fullText));
+  }
+
+  /**
    * Writes the log after `lastEventId`, page by page: a page is written out to the socket before the next is
    * read, so a resume holds one page of the log at a time and reads it from the broker no faster than its
    * client takes it. Returns the newest id read, how many entries were written, and why it stopped before the
@@ -251,6 +279,11 @@ export class Hub {
    *
    * Only the last page, not full, is in step with live delivery (see Broker.replay): live copies of what the
    * replay wrote are dropped up to each page (see ClientStream.replayedThrough), and at the end up to the last.
+   *
+   * Linear tokens get their text from a ReplayTexts. One whose text it cannot know (a token of an earlier run of
+   * the stage, whose start is before the resume point and whose text a later run overwrote) stops the replay
+   * there with `not_covered`: the client gets a `reset` with the latest state, as for a log that no longer holds
+   * what it missed (ending the stream instead would only bring the same resume back).
    */
   async #replay(
     stream: ClientStream,
@@ -263,6 +296,7 @@ export class Hub {
     let bytes = 0;
     let replayed = 0;
     let limit = FIRST_PAGE_ENTRIES;
+    const texts = new ReplayTexts({ broker: this.#broker, projectId, stage, maxEntries: this.#maxReplayEntries });
     for (;;) {
       // One entry past the cap is enough to know the resume is too long.
       const page = await this.#broker.replay(projectId, upTo, { limit: Math.min(limit, this.#maxReplayEntries - read + 1) });
@@ -274,10 +308,20 @@ export class Hub {
         largest = Math.max(largest, size);
         bytes += size;
         if (++read > this.#maxReplayEntries || bytes > this.#maxReplayBytes) return { upTo, replayed, short: 'too_long' };
+        const before = upTo;
         upTo = entry.id;
         if (stage !== null && entry.stage !== stage) continue;
+        const message = parsePayload(entry.data);
+        if (message.linear) {
+          const need = stream.needsFullText(message);
+          message.fullText = await texts.track(message, before, need);
+          if (stream.state !== 'opening') return { upTo, replayed, short: undefined };
+          if (message.fullText === null && need && !stream.compact) return { upTo: before, replayed, short: 'not_covered' };
+        } else {
+          texts.note(message);
+        }
         replayed++;
-        stream.send(parsePayload(entry.data));
+        stream.send(message);
         await stream.drained();
         if (stream.state !== 'opening') return { upTo, replayed, short: undefined };
       }
@@ -287,13 +331,29 @@ export class Hub {
     }
   }
 
-  async #join(key: string, pattern: boolean, stream: ClientStream): Promise<void> {
+  /**
+   * Adds the stream to its topic, creating the topic if need be: subscribes, then reads the stages' texts, so
+   * that every linear token heard from then on gets its text (messages heard before the read is back wait for it,
+   * see LiveTexts.prime). A failed read fails the join as a failed subscribe does.
+   */
+  async #join(key: string, projectId: string, stage: string | null, stream: ClientStream): Promise<void> {
     let topic = this.#topics.get(key);
     if (!topic) {
       // The listener runs only after subscribe() returned, so `created` is set by then.
       let created: Topic | undefined;
-      const ready = this.#broker.subscribe(key, (payload) => this.#enqueue(created!, parsePayload(payload)), pattern);
-      created = { clients: new Set(), ready, batch: [] };
+      const subscribed = this.#broker.subscribe(key, (payload) => this.#enqueue(created!, parsePayload(payload)), stage === null);
+      const ready = subscribed.then(async (unsubscribe) => {
+        try {
+          const texts = await this.#broker.texts(projectId, stage);
+          created!.texts.prime(texts, created!.batch);
+        } catch (error) {
+          await unsubscribe().catch(() => {});
+          throw error;
+        }
+        if (created!.batch.length > 0) this.#fanOut(created!);
+        return unsubscribe;
+      });
+      created = { clients: new Set(), ready, batch: [], texts: new LiveTexts(this.#broker) };
       topic = created;
       this.#topics.set(key, topic);
       ready.catch(() => {
@@ -310,15 +370,25 @@ export class Hub {
    * by every client. The flush runs before any other I/O callback, so no resume can go live in between.
    */
   #enqueue(topic: Topic, message: ParsedPayload): void {
-    if (topic.batch.push(message) === 1) process.nextTick(() => this.#fanOut(topic));
+    if (topic.batch.push(message) === 1 && topic.texts.primed) process.nextTick(() => this.#fanOut(topic));
   }
 
   #fanOut(topic: Topic): void {
     const messages = topic.batch;
     topic.batch = [];
-    let full: Buffer | undefined;
+    for (const message of messages) {
+      const fullText = topic.texts.track(message);
+      if (message.linear) message.fullText = fullText;
+    }
+    // Built once, and only if some client wants them: a linear token's frame in the original format costs its
+    // whole text, which is what compact clients never pay.
+    let full: Buffer | null | undefined;
     let compact: Buffer | undefined;
-    const fullBytes = () => (full ??= Buffer.from(messages.length === 1 ? messages[0]!.frame : messages.map((m) => m.frame).join('')));
+    const fullBytes = () => {
+      if (full !== undefined) return full;
+      const frames = messages.map(originalFrame);
+      return (full = frames.includes(null) ? null : Buffer.from(frames.join('')));
+    };
     const compactBytes = () => (compact ??= Buffer.from(messages.map((m) => compactTokenFrame(m) ?? m.frame).join('')));
     let written = 0;
     for (const client of topic.clients) {

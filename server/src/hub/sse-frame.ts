@@ -2,7 +2,7 @@
  * The SSE wire format as pure functions. Every frame the server writes is built here, so
  * nothing a worker or a user sends can add a field or break the framing.
  */
-import { encodeCompactToken } from '../../../protocol/compact.js';
+import { encodeCompactToken, isCompactToken, withFullText } from '../../../protocol/compact.js';
 
 /** Headers of every stream. `X-Accel-Buffering: no` tells nginx not to hold events back. */
 export const SSE_HEADERS = {
@@ -51,8 +51,10 @@ export const HEARTBEAT_FRAME = formatComment('ping');
 
 /** What the hub needs to know about a payload from the broker, computed once per message. */
 export interface ParsedPayload {
-  /** The SSE frame, identical for every client. */
+  /** The SSE frame of the payload as it came, identical for every client. For a linear token, see {@link originalFrame}. */
   frame: string;
+  /** The payload as it came. */
+  data: string;
   id: string | undefined;
   type: string;
   /** The stage the message names, if any. */
@@ -61,6 +63,19 @@ export interface ParsedPayload {
   timestamp: number | undefined;
   /** The parsed message, when it was a JSON object. */
   fields?: Record<string, unknown>;
+  /**
+   * A token in linear form (publish.lua's header): its piece and where it starts in the stage's text, and no
+   * `full_text`. Its frame is the compact one; clients in the original format get {@link originalFrame}.
+   */
+  linear?: { content: string; offset: number };
+  /**
+   * A linear token's text so far, this piece included, set by whoever keeps the stage's text (the topic's
+   * LiveTexts, a resume's ReplayTexts); null when it cannot be known (a message was lost): then no frame in the
+   * original format exists, and none is ever made up.
+   */
+  fullText?: string | null | undefined;
+  /** Cache of {@link originalFrame}. */
+  originalFrame?: string | null;
   /** Cache of {@link compactTokenFrame}: computed once per message, shared by every compact client. */
   compactFrame?: string | null;
 }
@@ -81,14 +96,29 @@ export function parsePayload(payload: string): ParsedPayload {
     message = undefined;
   }
   if (message === null || typeof message !== 'object' || Array.isArray(message)) {
-    return { frame: formatEvent({ event: 'message', data: payload }), id: undefined, type: 'message', stage: undefined, timestamp: undefined };
+    return { frame: formatEvent({ event: 'message', data: payload }), data: payload, id: undefined, type: 'message', stage: undefined, timestamp: undefined };
   }
   const fields = message as Record<string, unknown>;
   const type = typeof fields.type === 'string' && EVENT_NAME.test(fields.type) ? fields.type : 'message';
   const id = typeof fields.id === 'string' && fields.id.length <= 64 ? fields.id : undefined;
   const stage = typeof fields.stage === 'string' ? fields.stage : undefined;
   const timestamp = typeof fields.timestamp === 'number' && Number.isFinite(fields.timestamp) ? fields.timestamp : undefined;
-  return { frame: formatEvent({ id, event: type, data: payload }), id, type, stage, timestamp, fields };
+  const parsed: ParsedPayload = { frame: formatEvent({ id, event: type, data: payload }), data: payload, id, type, stage, timestamp, fields };
+  if (type === 'token' && isCompactToken(fields)) parsed.linear = { content: fields.content, offset: fields.offset };
+  return parsed;
+}
+
+/**
+ * The frame in the original format, the bytes such a client got before tokens went linear: a linear token with
+ * `"offset":N` turned back into `"full_text":…` (see withFullText), built once, and only when some client wants
+ * it; any other message's own frame. Null for a linear token whose text is not known ({@link ParsedPayload.fullText}).
+ */
+export function originalFrame(message: ParsedPayload): string | null {
+  if (!message.linear) return message.frame;
+  if (message.originalFrame !== undefined) return message.originalFrame;
+  const fullText = message.fullText;
+  if (typeof fullText !== 'string') return null;
+  return (message.originalFrame = formatEvent({ id: message.id, event: 'token', data: withFullText(message.data, fullText) }));
 }
 
 /**
@@ -97,6 +127,8 @@ export function parsePayload(payload: string): ParsedPayload {
  * instead of once per token. The client rebuilds `full_text`. Null when the message is not a well-formed token.
  */
 export function compactTokenFrame(message: ParsedPayload): string | null {
+  // A linear token is compact already: the cheap path, end to end.
+  if (message.linear) return message.frame;
   if (message.compactFrame !== undefined) return message.compactFrame;
   const compact = message.type === 'token' && message.fields ? encodeCompactToken(message.fields) : null;
   const frame = compact && formatEvent({ id: message.id, event: 'token', data: JSON.stringify(compact) });
