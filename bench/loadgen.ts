@@ -9,6 +9,7 @@ import type { Browser, Page } from 'playwright-core';
 import { LatencyHistogram } from './lib/histogram.js';
 import { tokenPieces } from './lib/tokens.js';
 import { RATE_WINDOW, longAnswerPieces, type LongPublishResult, type LongStream, type LongViewResult, type RateWindow } from './lib/long-answer.js';
+import { LATE_LOG_MAX_LEN, LATE_SAMPLES, LATE_TIMEOUT_MS, type LateJoinResult, type LateMoment, type ResumeJoin, type SnapshotJoin } from './lib/late-join.js';
 import { CpuMeter } from './lib/proc.js';
 import type { ChurnResult, Command, OpenResult, RenderResult, Reply, ResumeResult, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
 import { NchanBenchPublisher, RedisBenchPublisher, type BenchPublisher } from './lib/publishers.js';
@@ -511,6 +512,210 @@ async function longView(command: Extract<Command, { cmd: 'longView' }>): Promise
   }
 }
 
+/** One raw stream whose de-chunked body is kept, with the time of the request and of each read. */
+function watchStream(port: number, path: string, headers?: Record<string, string>) {
+  const t0 = now();
+  const connection = new SseConnection({ port, path, localAddress: nextSource(), readyOn: 'connected-event', headers }, tally);
+  // One growing buffer (doubled when full), so a long body costs the load generator linear time, not a concat per read.
+  let buffer = Buffer.allocUnsafe(64 * 1024);
+  let length = 0;
+  let waiter: (() => void) | undefined;
+  connection.onBody = (slice) => {
+    if (length + slice.length > buffer.length) {
+      const grown = Buffer.allocUnsafe(Math.max(buffer.length * 2, length + slice.length));
+      buffer.copy(grown, 0, 0, length);
+      buffer = grown;
+    }
+    slice.copy(buffer, length);
+    length += slice.length;
+    waiter?.();
+  };
+  const read = () => buffer.subarray(0, length);
+  /** Waits until `test` (on the body so far) answers a value; undefined after timeoutMs. */
+  const until = <T>(test: (body: Buffer) => T | undefined, timeoutMs: number): Promise<{ value: T; ms: number; wire: number } | undefined> =>
+    new Promise((resolve) => {
+      const check = () => {
+        const value = test(read());
+        if (value === undefined) return false;
+        waiter = undefined;
+        clearTimeout(timer);
+        resolve({ value, ms: now() - t0, wire: connection.bytes });
+        return true;
+      };
+      const timer = setTimeout(() => {
+        waiter = undefined;
+        resolve(undefined);
+      }, timeoutMs);
+      waiter = () => void check();
+      check();
+    });
+  return { connection, t0, read, until };
+}
+
+/** The SSE frames of a body: [start, end) of each complete one (end past its blank line). */
+function frames(body: Buffer): { start: number; end: number; text: string }[] {
+  const out: { start: number; end: number; text: string }[] = [];
+  let start = 0;
+  for (;;) {
+    const blank = body.indexOf('\n\n', start);
+    if (blank < 0) return out;
+    out.push({ start, end: blank + 2, text: body.toString('utf8', start, blank) });
+    start = blank + 2;
+  }
+}
+
+function frameField(text: string, field: string): string | undefined {
+  const lines = text.split('\n').filter((l) => l.startsWith(`${field}:`)).map((l) => l.slice(field.length + 1).replace(/^ /, ''));
+  return lines.length ? lines.join('\n') : undefined;
+}
+
+const findFrame = (event: string) => (body: Buffer) => frames(body).find((f) => frameField(f.text, 'event') === event);
+
+/** Opens fresh streams (no Last-Event-ID) and measures each up to the end of its `snapshot` event. */
+async function joinSnapshot(port: number, path: string, compactQuery: string, text: string, lastId: string, stage: string, keep: (s: ReturnType<typeof watchStream>) => void): Promise<SnapshotJoin> {
+  const samples: number[] = [];
+  const connected: number[] = [];
+  let first: SnapshotJoin | undefined;
+  for (let i = 0; i < LATE_SAMPLES; i++) {
+    const s = watchStream(port, `${path}?${compactQuery}`);
+    const conn = await s.until(findFrame('connected'), LATE_TIMEOUT_MS);
+    const snap = await s.until(findFrame('snapshot'), conn ? LATE_TIMEOUT_MS : 1);
+    if (conn) connected.push(conn.ms);
+    if (!snap) {
+      s.connection.close();
+      const body = s.read();
+      return { snapshot: false, ms: NaN, samplesMs: [], connectedMs: median(connected), snapshotBytes: 0, dataBytes: 0, bodyBytes: body.length, wireBytes: s.connection.bytes, snapshotTextBytes: 0, textOk: false, keys: [], idOk: false };
+    }
+    samples.push(snap.ms);
+    if (!first) {
+      const f = snap.value;
+      const data = frameField(f.text, 'data') ?? '';
+      let state: Record<string, unknown> = {};
+      try {
+        state = ((JSON.parse(data) as { stages?: Record<string, Record<string, unknown>> }).stages ?? {})[stage] ?? {};
+      } catch {}
+      const shown = typeof state.text === 'string' ? state.text : typeof (state.done as { full_text?: unknown } | undefined)?.full_text === 'string' ? (state.done as { full_text: string }).full_text : '';
+      first = {
+        snapshot: true, ms: 0, samplesMs: [], connectedMs: 0,
+        snapshotBytes: f.end - f.start, dataBytes: Buffer.byteLength(data), bodyBytes: f.end, wireBytes: snap.wire,
+        snapshotTextBytes: Buffer.byteLength(shown), textOk: shown === text, keys: Object.keys(state), idOk: frameField(f.text, 'id') === lastId,
+      };
+      keep(s);
+    } else s.connection.close();
+  }
+  // The same from a plain stream (no compact): bytes only.
+  const plain = watchStream(port, path);
+  const snap = await plain.until(findFrame('snapshot'), LATE_TIMEOUT_MS);
+  plain.connection.close();
+  return { ...first!, ms: median(samples), samplesMs: samples, connectedMs: median(connected), plainSnapshotBytes: snap ? snap.value.end - snap.value.start : undefined };
+}
+
+function median(values: number[]): number {
+  if (!values.length) return NaN;
+  const v = [...values].sort((a, b) => a - b);
+  const mid = v.length >> 1;
+  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+/** What a late joiner needed before: a resume from the first token, read until the last published message or a reset. */
+async function resumeFromFirst(port: number, path: string, compactQuery: string, firstId: string, lastId: string): Promise<ResumeJoin> {
+  const s = watchStream(port, `${path}?${compactQuery}`, { 'Last-Event-ID': firstId });
+  const needle = Buffer.from(`id: ${lastId}\n`);
+  const resetNeedle = Buffer.from('event: reset\n');
+  // Each read is scanned from where the last one ended (less a needle's length), not from the start.
+  let from = 0;
+  let found = -1;
+  let reset = false;
+  const got = await s.until((body) => {
+    if (found < 0) {
+      const at = body.indexOf(needle, from);
+      const resetAt = at < 0 ? body.indexOf(resetNeedle, from) : -1;
+      if (at >= 0 || resetAt >= 0) {
+        found = at >= 0 ? at : resetAt;
+        reset = at < 0;
+      } else from = Math.max(0, body.length - needle.length);
+    }
+    if (found < 0) return undefined;
+    const end = body.indexOf('\n\n', found);
+    return end < 0 ? undefined : { reset, end: end + 2 };
+  }, 30_000);
+  s.connection.close();
+  if (!got) throw new Error(`a resume from the first token did not reach ${lastId} within 30 s`);
+  const events = frames(s.read().subarray(0, got.value.end)).filter((f) => frameField(f.text, 'id') !== undefined).length;
+  return { ms: got.ms, bodyBytes: got.value.end, wireBytes: got.wire, events, reset: got.value.reset };
+}
+
+/** With `?snapshot=0`: what the body holds 300 ms after `connected`. */
+async function snapshotOff(port: number, path: string): Promise<LateMoment['off']> {
+  const s = watchStream(port, `${path}?snapshot=0`);
+  await s.until(findFrame('connected'), LATE_TIMEOUT_MS);
+  await sleep(300);
+  s.connection.close();
+  return { snapshot: findFrame('snapshot')(s.read()) !== undefined, bodyBytes: s.read().length };
+}
+
+/** The late-join scenario (issue 15): a fresh stream mid-stage and after the done, against a resume from the start. */
+async function lateJoin(command: Extract<Command, { cmd: 'lateJoin' }>): Promise<Omit<LateJoinResult, 'commit' | 'started'>> {
+  const { port, project, stage, tokens, midAt, compactQuery } = command;
+  const path = `/api/v1/sse/projects/${project}/stages/${stage}/`;
+  const broker = new RedisBroker({ url: command.redisUrl, commandTimeoutMs: 30_000, logMaxLen: LATE_LOG_MAX_LEN });
+  const pieces = longAnswerPieces(tokens);
+  const ids: string[] = [];
+  let text = '';
+  let joiner: ReturnType<typeof watchStream> | undefined;
+  const started = now();
+  try {
+    await using publisher = new StreamPublisher({ projectId: project, stage, broker });
+    const publishUpTo = async (n: number) => {
+      for (let i = ids.length; i < n; i++) {
+        text += pieces[i]!;
+        ids.push(await publisher.publishToken(pieces[i]!, text));
+      }
+    };
+    const moment = async (keep: (s: ReturnType<typeof watchStream>) => void): Promise<LateMoment> => {
+      const lastId = ids.at(-1)!;
+      const join = await joinSnapshot(port, path, compactQuery, text, lastId, stage, keep);
+      const before = await resumeFromFirst(port, path, compactQuery, ids[0]!, lastId);
+      const off = await snapshotOff(port, path);
+      return { tokens: ids.length - (ids.length > tokens ? 1 : 0), textBytes: Buffer.byteLength(text), join, before, off };
+    };
+    await publishUpTo(midAt);
+    const midText = text;
+    const mid = await moment((s) => (joiner = s));
+    await publishUpTo(tokens);
+    ids.push(await publisher.publishDone(text, { tokens_used: tokens }));
+    // The mid-stage joiner read on: rebuild the text from its snapshot and the compact pieces after it.
+    const doneFrame = joiner ? await joiner.until(findFrame('done'), 30_000) : undefined;
+    const continued: LateJoinResult['continued'] = { textOk: false, firstOffset: null, snapshotTextLength: midText.length, tokens: 0, done: doneFrame !== undefined, duplicates: 0 };
+    if (joiner && mid.join.snapshot) {
+      const all = frames(joiner.read());
+      const at = all.findIndex((f) => frameField(f.text, 'event') === 'snapshot');
+      const snapshotId = frameField(all[at]!.text, 'id');
+      let rebuilt = midText;
+      for (const f of all.slice(at + 1)) {
+        const id = frameField(f.text, 'id');
+        if (id !== undefined && snapshotId !== undefined && broker.compareIds(id, snapshotId) <= 0) continued.duplicates++;
+        if (frameField(f.text, 'event') !== 'token') continue;
+        const message = JSON.parse(frameField(f.text, 'data')!) as { content: string; offset?: number; full_text?: string };
+        continued.tokens++;
+        continued.firstOffset ??= message.offset ?? null;
+        if (typeof message.full_text === 'string') rebuilt = message.full_text;
+        else rebuilt = rebuilt.slice(0, message.offset ?? rebuilt.length) + message.content;
+      }
+      const done = all.find((f) => frameField(f.text, 'event') === 'done');
+      const doneText = done ? (JSON.parse(frameField(done.text, 'data')!) as { full_text?: string }).full_text : undefined;
+      continued.textOk = rebuilt === text && doneText === text;
+    }
+    joiner?.connection.close();
+    const after = await moment((s) => s.connection.close());
+    after.tokens = tokens;
+    return { tokens, textBytes: Buffer.byteLength(text), mid, after, continued, ms: now() - started };
+  } finally {
+    joiner?.connection.close();
+    await broker.close();
+  }
+}
+
 /** De-chunks, parses with eventsource-parser, JSON.parses each event and rebuilds the text (compact or not). */
 function replayAsClient(raw: Buffer): { events: number; withFullText: number; text: string } {
   const headEnd = raw.indexOf('\r\n\r\n');
@@ -630,6 +835,8 @@ async function handle(command: Command): Promise<unknown> {
       return longPublish(command);
     case 'longView':
       return longView(command);
+    case 'lateJoin':
+      return lateJoin(command);
     case 'renderStart':
       return renderStart(command);
     case 'renderFinish':

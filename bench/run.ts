@@ -4,7 +4,7 @@
  * bench/results/<timestamp>.md (+ .svg, .json) and bench/results/latest.md + latest.svg.
  *
  * Env: BENCH_QUICK=1 (small N, short trials), BENCH_TARGETS=ours,nchan,naive (subset, in order),
- * BENCH_ONLY=fanout,allstages,projects,idle,tokens,render,resume,long-answer,churn (subset of the scenarios),
+ * BENCH_ONLY=fanout,allstages,projects,idle,tokens,render,resume,long-answer,late-join,churn (subset of the scenarios),
  * BENCH_SERVER_CPU / BENCH_LOADGEN_CPU / BENCH_REDIS_CPU (taskset lists; default 0 / 1 / 0),
  * BENCH_P99_LIMIT_MS (what "keeps up" allows, default 200), BENCH_COMPACT_QUERY (the query that asks our
  * server for compact token events, default `compact=1`), BENCH_NO_INSTALL=1 (never apt-get nginx),
@@ -17,6 +17,7 @@ import { Redis } from 'ioredis';
 import { peakRssBytes, resetPeakRss, rssBytes } from './lib/proc.js';
 import { CHROMIUM, renderMissing, startRenderPage } from './lib/render-page.js';
 import { LONG_TOKENS, LONG_WARMUP_TOKENS, PubsubCounter, gitCommit, projectMemory, usedMemory, writeLongAnswerReport, type LongAnswerResult, type LongPublishResult, type LongViewResult } from './lib/long-answer.js';
+import { LATE_MID_AT, LATE_TOKENS, writeLateJoinReport, type LateJoinResult } from './lib/late-join.js';
 import type { ChurnResult, CommandBody, OpenResult, RenderResult, Reply, ResumeResult, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
 import { ROOT, NOFILE, nchanMissing, nginxVersion, pinned, startNaive, startNchan, startOurs, startRedis, type Running } from './lib/targets.js';
 
@@ -323,6 +324,33 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
         await admin.quit().catch(() => admin.disconnect());
         await longServer?.stop();
         await longRedis.stop();
+      }
+    });
+
+    // Issue 15: a fresh stream's snapshot of a 5,000-token answer, mid-stage and after the done, on a fresh redis-server and server.
+    if (name === 'ours' && wanted('late-join')) await step(results, `late join of a ${LATE_TOKENS}-token answer: snapshot bytes and time`, async () => {
+      const startedAt = new Date().toISOString();
+      const lateRedis = await startRedis(REDIS_CPU);
+      let lateServer: Running | undefined;
+      try {
+        lateServer = await startOurs(SERVER_CPU, lateRedis.url);
+        const r0 = await loadgen.call<Omit<LateJoinResult, 'commit' | 'started'>>({
+          cmd: 'lateJoin', redisUrl: lateRedis.url, port: lateServer.port, project: 'late', stage: 'rewrite', tokens: LATE_TOKENS, midAt: LATE_MID_AT, compactQuery: COMPACT_QUERY,
+        });
+        const r: LateJoinResult = { ...r0, commit: gitCommit(), started: startedAt };
+        results.lateJoin = r;
+        const file = writeLateJoinReport(r);
+        const x = (v: number) => `${v.toFixed(2)}×`;
+        for (const [label, m] of [['mid-stage', r.mid], ['after done', r.after]] as const) {
+          const j = m.join;
+          log(j.snapshot
+            ? `    ${label}: snapshot ${j.snapshotBytes} B (${x(j.snapshotBytes / m.textBytes)} the text's ${m.textBytes} B, text ${j.textOk ? 'exact' : 'WRONG'}), ${j.wireBytes} wire bytes, ${j.ms.toFixed(2)} ms to its last byte; before: resume ${m.before.bodyBytes} B (${x(m.before.bodyBytes / m.textBytes)}) in ${m.before.ms.toFixed(1)} ms`
+            : `    ${label}: NO snapshot event; before: resume ${m.before.bodyBytes} B in ${m.before.ms.toFixed(1)} ms`);
+        }
+        log(`    mid-stage joiner read on: text ${r.continued.textOk ? 'exact' : 'WRONG'}, first offset ${r.continued.firstOffset} vs ${r.continued.snapshotTextLength}; ${file}`);
+      } finally {
+        await lateServer?.stop();
+        await lateRedis.stop();
       }
     });
 

@@ -251,4 +251,86 @@ describe('the demo page', () => {
     }
     assert.ok(docs.includes(`curl -N ${server!.url}/api/v1/sse/projects/${id}/stages/rewrite/`), 'the curl example targets this server and project');
   });
+
+  describe('state on connect (snapshot)', () => {
+    /** What the viewer shows right when its `snapshot` arrived: recorded in the page, before any later token is applied. */
+    async function textAtSnapshot(page: Page, viewer: string, stage: string): Promise<{ snapshotText: string; shown: string; tokensBefore: number }> {
+      const handle = await page.waitForFunction(
+        ([viewer, stage]) => {
+          const events = window.__viewerEvents.filter((e) => e.viewer === viewer);
+          const index = events.findIndex((e) => e.type === 'snapshot');
+          if (index < 0) return undefined;
+          const state = (events[index]!.detail.stages as Record<string, { text?: string; done?: { full_text: string } }>)[stage];
+          return { snapshotText: state?.done?.full_text ?? state?.text ?? '', tokensBefore: events.slice(0, index).filter((e) => e.type === 'token').length };
+        },
+        [viewer, stage] as const,
+        { polling: 'raf', timeout: 10_000 },
+      );
+      const found = (await handle.jsonValue()) as { snapshotText: string; tokensBefore: number };
+      return { ...found, shown: await stageText(page, viewer, stage) };
+    }
+
+    it('reloaded mid-stage, shows the text so far at once, then continues it exactly', async () => {
+      const { page, problems } = await open('reload-mid');
+      await runFromPage(page, { stage: 'rewrite', speed: 1 });
+      await page.waitForFunction(
+        () => (window.__deepQuery('single-viewer', '[data-stage="rewrite"] [part="text"]')?.textContent ?? '').length > 20,
+        undefined,
+        { timeout: 15_000, polling: 50 },
+      );
+      await page.reload();
+      await page.waitForSelector('#state-single[data-state="open"]');
+      const { snapshotText, shown, tokensBefore } = await textAtSnapshot(page, 'single-viewer', 'rewrite');
+      assert.equal(tokensBefore, 0, 'no token reached the reloaded viewer before the snapshot');
+      assert.ok(snapshotText.length > 20, `the snapshot holds the text so far (${snapshotText.length} chars)`);
+      assert.ok(shown.startsWith(snapshotText), 'the viewer shows the snapshot text as soon as it arrived');
+
+      const done = await waitForViewerEvent(page, 'single-viewer', 'done', 'rewrite', 60_000);
+      const events = await viewerEvents(page, 'single-viewer');
+      const after = events.filter((e) => e.type === 'token').map((e) => e.detail.content).join('');
+      assert.equal(snapshotText + after, String(done.full_text), 'snapshot text + the later tokens = the final text: no gap, no duplicate');
+      await waitForStageText(page, 'single-viewer', 'rewrite', String(done.full_text));
+      assert.equal(await counter(page, 'gaps'), 0);
+      assert.equal(await counter(page, 'duplicates'), 0);
+      assertNoPageErrors(problems);
+    });
+
+    it('reloaded after the pipeline is done, shows every stage panel in its final state', async () => {
+      const { page, problems } = await open('reload-done');
+      await runFromPage(page, { stage: 'pipeline', speed: 50 });
+      await page.waitForSelector('#run-status[data-tone="ok"]', { timeout: 30_000 });
+      const finals = new Map<string, string>();
+      for (const stage of PIPELINE_STAGES) finals.set(stage, String((await waitForViewerEvent(page, 'all-viewer', 'done', stage)).full_text));
+
+      await page.reload();
+      await waitForViewerEvent(page, 'all-viewer', 'snapshot');
+      for (const stage of PIPELINE_STAGES) {
+        await waitForStageStatus(page, 'all-viewer', stage, 'completed', 2000);
+        if (TEXT_STAGES.includes(stage)) await waitForStageText(page, 'all-viewer', stage, finals.get(stage)!, 2000);
+      }
+      await waitForStageStatus(page, 'single-viewer', 'rewrite', 'completed', 2000);
+      const replayed = (await viewerEvents(page, 'all-viewer')).filter((e) => ['token', 'done', 'stage_update', 'progress'].includes(e.type));
+      assert.deepEqual(replayed, [], 'the history is not re-fired as message events');
+      assertNoPageErrors(problems);
+    });
+
+    it('a second tab opened late shows the current state at once', async () => {
+      const first = await open('late-tab');
+      await runFromPage(first.page, { stage: 'pipeline', speed: 50 });
+      const rewrite = await waitForViewerEvent(first.page, 'all-viewer', 'done', 'rewrite');
+
+      const second = await openDemo(browser!, server!.url, first.id);
+      contexts.push(second.page.context());
+      const snapshot = await waitForViewerEvent(second.page, 'all-viewer', 'snapshot');
+      assert.ok(Object.hasOwn(snapshot.stages as object, 'rewrite'), 'the snapshot holds the stages so far');
+      await waitForStageStatus(second.page, 'all-viewer', 'rewrite', 'completed', 2000);
+      await waitForStageText(second.page, 'all-viewer', 'rewrite', String(rewrite.full_text), 2000);
+
+      await first.page.waitForSelector('#run-status[data-tone="ok"]', { timeout: 30_000 });
+      for (const stage of PIPELINE_STAGES) await waitForStageStatus(second.page, 'all-viewer', stage, 'completed');
+      assert.equal(await counter(second.page, 'gaps'), 0);
+      assert.equal(await counter(second.page, 'duplicates'), 0);
+      assertNoPageErrors(second.problems);
+    });
+  });
 });

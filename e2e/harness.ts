@@ -66,7 +66,7 @@ declare global {
   }
 }
 
-const RECORDED_TYPES = ['connected', 'token', 'stage_update', 'progress', 'done', 'error', 'reset', 'disconnected'];
+const RECORDED_TYPES = ['connected', 'snapshot', 'token', 'stage_update', 'progress', 'done', 'error', 'reset', 'disconnected'];
 
 /**
  * Records every viewer event from the first moment of the page. A capturing listener on the document

@@ -16,6 +16,8 @@ export type {
   ResetReason,
   StageMessage,
   StageMessageType,
+  StageState,
+  SnapshotMessage,
   StageUpdateMessage,
   StreamEventMap,
   TokenExpiredMessage,

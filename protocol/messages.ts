@@ -99,6 +99,35 @@ export interface ResetMessage {
   [extra: string]: unknown;
 }
 
+/**
+ * What a viewer needs to draw one stage at once: the latest message of each kind, and its text so far.
+ * Tokens are not repeated one by one: the text is there once.
+ */
+export interface StageState {
+  stage_update?: StageUpdateMessage;
+  progress?: ProgressMessage;
+  done?: DoneMessage;
+  error?: ErrorMessage;
+  /** The stage's text so far; absent when `done` is there (its `full_text` is the text) or the stage has none. */
+  text?: string;
+}
+
+/**
+ * Event `snapshot`, the first event of a stream opened without `Last-Event-ID` on a project that has history (unless `?snapshot=0`):
+ * the current state of every stage it watches. Its `id:` is the log id it is current up to, so the live messages
+ * after it follow with no gap and no duplicate, and a reconnect resumes from it exactly. Consumers that know
+ * nothing of it (a plain EventSource listening for `token`) ignore the event type.
+ */
+export interface SnapshotMessage {
+  type: 'snapshot';
+  project_id: string;
+  /** `null` on an all-stages stream. */
+  stage: string | null;
+  stages: Record<string, StageState>;
+  timestamp: number;
+  [extra: string]: unknown;
+}
+
 /** Sent when the stream's token expires, just before the server ends the stream. It has no id. */
 export interface TokenExpiredMessage {
   type: 'token_expired';
@@ -125,6 +154,7 @@ export interface ErrorBody {
 export interface StreamEventMap {
   connected: ConnectedMessage;
   reset: ResetMessage;
+  snapshot: SnapshotMessage;
   token_expired: TokenExpiredMessage;
   token: TokenMessage;
   stage_update: StageUpdateMessage;

@@ -4,6 +4,8 @@
 export const QueryParam = {
   /** `1`: compact token events (no `full_text`, an `offset`); the client rebuilds the text. */
   compact: 'compact',
+  /** `0`: no `snapshot` event first on a stream opened without `Last-Event-ID` (it is sent by default). */
+  snapshot: 'snapshot',
   /** The `Last-Event-ID` for clients that cannot send the header. */
   lastEventId: 'lastEventId',
   /** The token for clients that cannot send `Authorization` (a native EventSource). It lands in URLs: prefer the header. */

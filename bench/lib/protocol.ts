@@ -72,6 +72,7 @@ export type Command =
   | { id: number; cmd: 'resume'; project: string; stage: string; path: string; tokens: number; pieceBytes: number; clients: number }
   | { id: number; cmd: 'longPublish'; redisUrl: string; project: string; stage: string; tokens: number; control?: string }
   | { id: number; cmd: 'longView'; redisUrl: string; port: number; project: string; stage: string; tokens: number; compactQuery: string }
+  | { id: number; cmd: 'lateJoin'; redisUrl: string; port: number; project: string; stage: string; tokens: number; midAt: number; compactQuery: string }
   | { id: number; cmd: 'renderStart'; url: string; chromium: string }
   | { id: number; cmd: 'renderFinish'; tokens: number }
   | { id: number; cmd: 'exit' };

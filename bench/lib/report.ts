@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { ChurnResult, OpenResult, RenderResult, ResumeResult, SearchResult, TokensResult, TrialResult } from './protocol.js';
 import { ROOT } from './targets.js';
 import { LONG_TOKENS, longChecks, type LongAnswerResult } from './long-answer.js';
+import { LATE_MID_AT, LATE_TOKENS, lateChecks, type LateJoinResult } from './late-join.js';
 
 export type TargetName = 'ours' | 'nchan' | 'naive';
 const NAMES: TargetName[] = ['ours', 'nchan', 'naive'];
@@ -28,6 +29,8 @@ export interface TargetResults {
   render?: RenderResult;
   /** The long-answer scenario (issue 14): one 5,000-token answer's cost to Redis, pub/sub, the publisher and a browser. */
   longAnswer?: LongAnswerResult;
+  /** The late-join scenario (issue 15): a fresh stream's snapshot of a 5,000-token answer, mid-stage and after the done. */
+  lateJoin?: LateJoinResult;
   /** The live load generator while running; removed before the report. */
   loadgen?: { call(command: { cmd: 'closeAll' }): Promise<unknown> } | undefined;
 }
@@ -91,6 +94,11 @@ function rows(run: BenchRun): Row[] {
     { label: `  publish rate over its last 100 tokens ÷ a fresh answer's first 100 (alternately)`, better: 'higher', value: (t) => (t.longAnswer ? t.longAnswer.publish.last.median / (t.longAnswer.publish.control ?? t.longAnswer.publish.first).median : undefined), format: (v) => `${v.toFixed(2)}×` },
     { label: `  body bytes to a browser, original format`, better: 'lower', value: (t) => t.longAnswer?.view.original.bodyBytes, format: int },
     { label: `  body bytes to a browser, compact mode`, better: 'lower', value: (t) => t.longAnswer?.view.compact.bodyBytes, format: int },
+    { label: `Late join of a ${n(LATE_TOKENS)}-token answer (issue 15), after ${n(LATE_MID_AT)} tokens: snapshot bytes`, better: 'lower', value: (t) => (t.lateJoin?.mid.join.snapshot ? t.lateJoin.mid.join.snapshotBytes : undefined), format: int },
+    { label: `  the same, ÷ the stage's text`, better: 'lower', value: (t) => (t.lateJoin?.mid.join.snapshot ? t.lateJoin.mid.join.snapshotBytes / t.lateJoin.mid.textBytes : undefined), format: (v) => `${v.toFixed(2)}×` },
+    { label: `  time from the request to the snapshot's last byte (ms)`, better: 'lower', value: (t) => (t.lateJoin?.mid.join.snapshot ? t.lateJoin.mid.join.ms : undefined), format: ms },
+    { label: `  after the done: snapshot bytes`, better: 'lower', value: (t) => (t.lateJoin?.after.join.snapshot ? t.lateJoin.after.join.snapshotBytes : undefined), format: int },
+    { label: `  after the done: time to the snapshot's last byte (ms)`, better: 'lower', value: (t) => (t.lateJoin?.after.join.snapshot ? t.lateJoin.after.join.ms : undefined), format: ms },
     { label: `Connection churn: streams opened and closed per second`, chart: `churn, opens+closes/s`, better: 'higher', value: (t) => t.churn?.perSec, format: int },
     { label: `Events lost or repeated in the reported trials`, better: 'lower', value: (t) => lostOrRepeated(t), format: int },
     { label: `Load generator CPU in the reported trials, highest (% of its core)`, better: 'lower', value: (t) => maxLoadgenCpu(t), format: (v) => `${Math.round(v * 100)}%` },
@@ -233,6 +241,15 @@ function longAnswerTargets(run: BenchRun): string {
     .join('\n')}\n`;
 }
 
+/** The issue-15 target of the late-join scenario, when it ran. */
+function lateJoinTargets(run: BenchRun): string {
+  const r = run.targets.find((t) => t.name === 'ours' && !t.skipped)?.lateJoin;
+  if (!r) return '';
+  return `\n## Targets of issue 15 (text ${int(r.textBytes)} bytes at the done)\n${lateChecks(r)
+    .map((c) => `- **${c.status}** — ${c.target}: ${c.value}, ${c.ratio} the text (${c.context})`)
+    .join('\n')}\n`;
+}
+
 function trialLine(r: TrialResult, pidLabels: string[] = []): string {
   const cpu = r.targetCpu.map((c, i) => `${pidLabels[i] ?? 'pid'} ${Math.round(c * 100)}%`).join(', ');
   return `| ${r.rate.toFixed(1)} | ${int(r.eventsPerSec)} | ${ms(r.p50)} | ${ms(r.p99)} | ${ms(r.max)} | ${r.missing} / ${r.dupes} | ${(r.received / Math.max(1, r.reads)).toFixed(1)} | ${Math.round(r.loadgenCpu * 100)}% | ${cpu} | ${Math.round(r.otherCpu * 100)}% | ${r.pass ? 'kept up' : r.why} |`;
@@ -352,7 +369,7 @@ The machine is shared with other work: load average ${run.load.before.map((l) =>
 
 ## Targets of issue 6
 ${checkList.map((c) => `- **${c.status}** — ${c.target}: ${c.detail}`).join('\n')}
-${skipped.length ? `\n${skipped.join('\n')}\n` : ''}${longAnswerTargets(run)}
+${skipped.length ? `\n${skipped.join('\n')}\n` : ''}${longAnswerTargets(run)}${lateJoinTargets(run)}
 ## How it was measured
 - Each target runs as a child process: our server (\`server/src/main.ts\`, \`LOG_LEVEL=warn\`, stream limits raised) and the naive peer (\`bench/peers/naive-server.ts\`, one ioredis subscriber per SSE client) on a private redis-server; nginx ${run.machine.nginx ?? ''} with one worker and nchan in memory mode (\`bench/nchan/nginx.conf\`, no Redis).
 - Publishing: our server and the naive peer get messages from the kit's \`StreamPublisher\` (publish.lua: replay log + state + PUBLISH, ids \`<ms>-<seq>\`), auto-pipelined on one Redis connection. nchan gets the same JSON through its HTTP publisher endpoint (\`POST /pub/{project}/{stage}\`), pipelined on one keep-alive socket. Every message is about 200 bytes of JSON and carries \`"seq"\` and the publish time \`"t"\`.
@@ -363,6 +380,7 @@ ${skipped.length ? `\n${skipped.join('\n')}\n` : ''}${longAnswerTargets(run)}
 - Render: a page with the kit's single-file build (\`scripts/build-client.mjs\`) and one \`<sse-stream-viewer>\` (which asks for compact events) in headless Chromium, alone on core ${run.placement.loadgen}; \`bench/token-publisher.ts\` publishes the tokens with \`full_text\` as fast as Redis takes them from core ${run.placement.server}. Long tasks come from the page's \`PerformanceObserver('longtask')\`, frame gaps from a \`requestAnimationFrame\` loop.
 - Long resume (ours only): an answer of ${n(run.sizes.resumeTokens as number)} tokens of 20 bytes, each with \`full_text\` (about 10 MB of log), then ${run.sizes.resumeClients as number} plain GETs at once with \`Last-Event-ID\` of its first token, as browsers' EventSources reconnecting, each reading at full speed until its \`done\`. Redis's bytes are its \`total_net_output_bytes\`; the server's peak is its VmHWM, reset just before.
 - Long answer (ours only, issue 14): one ${n(LONG_TOKENS)}-token answer of about 30 KB of the mock pipeline's mixed Chinese and English, on a fresh redis-server and server; see \`long-answer.md\`, which this scenario rewrites, for how each figure is taken.
+- Late join (ours only, issue 15): the long answer's text, ${n(LATE_TOKENS)} tokens, on a fresh redis-server and server; fresh streams opened after ${n(LATE_MID_AT)} tokens and after the done, each timed to its \`snapshot\` event's last byte; see \`late-join.md\`, which this scenario rewrites.
 - Churn: ${run.sizes.churnConcurrency as number} concurrent clients each open a stream, wait for it to be subscribed (our \`connected\` event; nchan's response head), and close it, for ${(run.sizes.churnMs as number) / 1000} s; one other viewer stays on the stage.
 
 ## Details

@@ -61,6 +61,8 @@ function lineOf(event: HubEvent): Pick<LogEntry, 'type' | 'text' | 'stage'> | un
       return line(event.data.resumed ? 'resumed' : '');
     case 'reset':
       return line(event.data.reason ?? '');
+    case 'snapshot':
+      return line(Object.keys(event.data.stages ?? {}).join(', '));
     case 'token_expired':
       return line('');
     case 'message': {

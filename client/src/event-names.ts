@@ -17,6 +17,7 @@ const EVENT_KINDS = {
   error: 'stage',
   connected: 'stream',
   reset: 'stream',
+  snapshot: 'stream',
   token_expired: 'stream',
   message: 'client',
   disconnected: 'client',
@@ -46,7 +47,7 @@ export function isStageMessageType(name: string): name is StageMessageType {
   return kindOf(name) === 'stage';
 }
 
-/** True for an event the protocol defines (a worker's message, `connected`, `reset`, `token_expired`). */
+/** True for an event the protocol defines (a worker's message, `connected`, `reset`, `snapshot`, `token_expired`). */
 export function isStreamEvent(name: string): boolean {
   const kind = kindOf(name);
   return kind === 'stage' || kind === 'stream';

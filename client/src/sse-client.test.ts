@@ -3,7 +3,7 @@ import { createSSEClient, ConnectionState, DisconnectReason, SSEClient, type SSE
 import { FakeClock } from '../test/fake-clock.js';
 import { Recorder } from '../test/recorder.js';
 import { ScriptedServer, errorResponse, startWorker, worker } from '../test/sse-server.js';
-import { connected, done, token } from '../test/fixtures.js';
+import { connected, done, snapshot, stageUpdate, token } from '../test/fixtures.js';
 
 let server: ScriptedServer;
 let clients: SSEClient[];
@@ -54,6 +54,37 @@ describe('SSEClient through a scripted server (msw)', () => {
     expect(events.of('token')[0]?.content).to.equal('Once');
     expect(sse.lastEventId).to.equal('1-0');
     expect(events.of('state').map((change) => change.state)).to.deep.equal(['connecting', 'open']);
+  });
+
+  it('delivers a snapshot as its own event, continues its text with compact tokens, and resumes after it without one', async () => {
+    const sse = client(null, { backoff: () => 0 });
+    const events = new Recorder(sse);
+    sse.connect();
+    const stream = await server.nextStream();
+    expect(new URL(stream.request.url).searchParams.has('snapshot'), 'snapshots are asked for by default').to.equal(false);
+    const state = snapshot({
+      rewrite: { stage_update: stageUpdate('rewrite', 'processing', 20, 'Rewriting'), text: 'Once upon' },
+      storyboard: { done: done('storyboard', 'Panel one') },
+    });
+    stream.event('connected', connected(null)).event('snapshot', state, '7-0');
+    stream.event('token', { type: 'token', stage: 'rewrite', project_id: '1', timestamp: 1, content: ' a', offset: 9 }, '8-0');
+    await events.count('token', 1);
+
+    expect(events.of('snapshot')).to.deep.equal([state]);
+    expect(events.of('token')[0]?.full_text, 'the compact token continues the snapshot text').to.equal('Once upon a');
+    expect(events.of('message').map((event) => event.type)).to.deep.equal(['connected', 'snapshot', 'token']);
+
+    stream.fail();
+    const resumed = await server.nextStream();
+    expect(resumed.lastEventId, 'a reconnect resumes, it does not fetch the state again').to.equal('8-0');
+  });
+
+  it('asks for no snapshot with `snapshot: false`', async () => {
+    client('rewrite', { snapshot: false }).connect();
+    const stream = await server.nextStream();
+    const url = new URL(stream.request.url);
+    expect(url.searchParams.get('snapshot')).to.equal('0');
+    expect(url.searchParams.get('compact')).to.equal('1');
   });
 
   it('passes unknown event types through by name and every event through `message`', async () => {

@@ -8,7 +8,7 @@
 import { createParser, type EventSourceMessage, type ParseError } from 'eventsource-parser';
 import { StageTexts } from '../../protocol/compact.js';
 import { ID_RULE, isValidId } from '../../protocol/ids.js';
-import type { StreamEventMap } from '../../protocol/messages.js';
+import type { SnapshotMessage, StreamEventMap } from '../../protocol/messages.js';
 import { QueryParam, streamUrl } from '../../protocol/routes.js';
 import { exponentialBackoff, type BackoffStrategy } from './backoff.js';
 import { systemClock, type Clock } from './clock.js';
@@ -137,6 +137,12 @@ export interface SSEClientOptions {
    * on the wire instead of once per token. Default true; a server without the mode sends full tokens, which work too.
    */
   compact?: boolean;
+  /**
+   * Let the server start a fresh stream (one without `Last-Event-ID`) with a `snapshot` event: the current state of
+   * every stage watched, text included once, so a page opened or reloaded mid-job draws it at once. `false` adds
+   * `?snapshot=0`. Reconnects resume with `Last-Event-ID` and never get one. Default true.
+   */
+  snapshot?: boolean;
 }
 
 type Handler = (data: never) => void;
@@ -289,8 +295,7 @@ export class SSEClient {
       if (this.#lastEventId) headers['Last-Event-ID'] = this.#lastEventId;
       this.#watchdog.start();
       const fetch = this.#options.fetch ?? globalThis.fetch;
-      const url = this.#options.compact === false ? this.url : `${this.url}${this.url.includes('?') ? '&' : '?'}${QueryParam.compact}=1`;
-      response = await fetch(url, { method: 'GET', headers, signal: abort.signal });
+      response = await fetch(this.#requestUrl(), { method: 'GET', headers, signal: abort.signal });
     } catch (cause) {
       if (current()) this.#fail({ reason: DisconnectReason.network, cause });
       return;
@@ -318,6 +323,15 @@ export class SSEClient {
     this.#setState(ConnectionState.open);
     this.#openedAt = this.#clock.now();
     await this.#read(response.body, generation);
+  }
+
+  /** {@link url} with the query parameters the options ask for. */
+  #requestUrl(): string {
+    const params = new URLSearchParams();
+    if (this.#options.compact !== false) params.set(QueryParam.compact, '1');
+    if (this.#options.snapshot === false) params.set(QueryParam.snapshot, '0');
+    const query = params.toString();
+    return query ? `${this.url}${this.url.includes('?') ? '&' : '?'}${query}` : this.url;
   }
 
   async #read(body: ReadableStream<Uint8Array>, generation: number): Promise<void> {
@@ -365,6 +379,7 @@ export class SSEClient {
       this.#fail({ reason: DisconnectReason.protocol });
       return;
     }
+    if (type === 'snapshot') this.#seedTexts(data);
     // [spec] The id field sets the last event ID buffer, and an empty id clears it.
     if (event.id !== undefined) this.#lastEventId = event.id;
     const generation = this.#generation;
@@ -375,6 +390,16 @@ export class SSEClient {
     if (type === 'done' && this.#options.closeOnDone && this.stageName) this.#close({ reason: DisconnectReason.done });
     // No backoff: the token source is asked again, and the Last-Event-ID resume leaves no gap.
     else if (type === 'token_expired') this.#fail({ reason: DisconnectReason.tokenExpired }, 0);
+  }
+
+  /** A snapshot carries each stage's text so far: the compact tokens after it continue that text. */
+  #seedTexts(data: unknown): void {
+    const stages = (data as Partial<SnapshotMessage> | null)?.stages;
+    if (typeof stages !== 'object' || stages === null) return;
+    for (const [stage, state] of Object.entries(stages)) {
+      const text = state?.done?.full_text ?? state?.text;
+      if (typeof text === 'string') this.#texts.set(stage, text);
+    }
   }
 
   /** Ends the current attempt and schedules the next one (or waits for the network). */

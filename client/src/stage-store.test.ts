@@ -1,6 +1,6 @@
 import { expect } from '@open-wc/testing';
 import { StageStore, type TextChange } from './stage-store.js';
-import { done, failure, progress, stageUpdate, token } from '../test/fixtures.js';
+import { done, failure, progress, snapshot, stageUpdate, token } from '../test/fixtures.js';
 
 function store(): { store: StageStore; changes: Array<[string, TextChange]> } {
   const changes: Array<[string, TextChange]> = [];
@@ -69,5 +69,37 @@ describe('StageStore', () => {
     const { store: stages } = store();
     stages.restore({ rewrite: { token: token('rewrite', 'a', 'a') }, storyboard: { token: token('storyboard', 'b', 'b') } }, 'storyboard');
     expect(stages.list().map((stage) => stage.name)).to.deep.equal(['storyboard']);
+  });
+
+  it('applies a snapshot at once: status, progress, text (one replace per stage), done and error', () => {
+    const { store: stages, changes } = store();
+    stages.apply(token('old', 'gone', 'gone'));
+    changes.length = 0;
+    const { stages: state } = snapshot({
+      rewrite: { stage_update: stageUpdate('rewrite', 'completed', 100, 'Rewrite finished'), done: done('rewrite', 'The end', { tokens_used: 3 }) },
+      storyboard: { stage_update: stageUpdate('storyboard', 'processing', 40, 'Drawing'), progress: progress('storyboard', 2, 5, 'panel 2'), text: 'Panel one, panel' },
+      image_generation: { error: failure('image_generation', 'boom', 2) },
+    });
+    stages.restoreSnapshot(state);
+
+    expect(stages.list().map((stage) => stage.name)).to.deep.equal(['rewrite', 'storyboard', 'image_generation']);
+    expect(stages.get('rewrite')).to.deep.include({ status: 'completed', text: 'The end', message: 'Rewrite finished' });
+    expect(stages.get('storyboard')).to.deep.include({ status: 'processing', text: 'Panel one, panel', stageProgress: 40, message: 'Drawing' });
+    expect(stages.get('storyboard')?.progress?.current).to.equal(2);
+    expect(stages.get('image_generation')).to.deep.include({ status: 'failed', text: '' });
+    expect(stages.get('old'), 'what came before is gone').to.equal(undefined);
+    expect(changes).to.deep.equal([
+      ['old', { kind: 'replace', text: '' }],
+      ['rewrite', { kind: 'replace', text: 'The end' }],
+      ['storyboard', { kind: 'replace', text: 'Panel one, panel' }],
+    ]);
+  });
+
+  it('continues a snapshot\'s text with the next token, appending', () => {
+    const { store: stages, changes } = store();
+    stages.restoreSnapshot(snapshot({ rewrite: { text: 'Once upon' } }).stages);
+    expect(stages.get('rewrite')?.status, 'a stage with text runs').to.equal('processing');
+    expect(stages.apply(token('rewrite', 'Once upon a', ' a'))).to.equal(false);
+    expect(changes.at(-1)).to.deep.equal(['rewrite', { kind: 'append', text: ' a' }]);
   });
 });

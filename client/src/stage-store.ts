@@ -4,7 +4,16 @@
  * instead of re-rendering a 20,000-token text on every token.
  */
 import { PIPELINE_STAGES } from './stage-order.js';
-import { StageStatus, type DoneMessage, type ErrorMessage, type ProgressMessage, type ResetMessage, type StageMessage } from '../../protocol/messages.js';
+import {
+  StageStatus,
+  type DoneMessage,
+  type ErrorMessage,
+  type ProgressMessage,
+  type ResetMessage,
+  type SnapshotMessage,
+  type StageMessage,
+  type TokenMessage,
+} from '../../protocol/messages.js';
 
 /** What a viewer shows for one stage. */
 export interface StageView {
@@ -44,6 +53,29 @@ function chronological(latest: ResetMessage['stages'][string]): StageMessage[] {
   return Object.values(latest)
     .filter((message): message is StageMessage => message !== undefined)
     .sort((a, b) => a.timestamp - b.timestamp || order.indexOf(a.type) - order.indexOf(b.type));
+}
+
+/**
+ * A snapshot's stages in a reset's shape (the latest message of each type per stage): its text so far becomes one
+ * token holding the whole text, timed with the stage's latest update so that folding puts it after them.
+ * The objects are prototype-less: stage names come from the network (`"__proto__"`).
+ */
+export function latestOfSnapshot(stages: SnapshotMessage['stages'] | undefined, projectId = ''): ResetMessage['stages'] {
+  const latest: ResetMessage['stages'] = Object.create(null);
+  for (const [name, state] of Object.entries(stages ?? {})) {
+    if (typeof state !== 'object' || state === null) continue;
+    const messages: Partial<Record<string, StageMessage>> = Object.create(null);
+    for (const type of ['stage_update', 'progress', 'done', 'error'] as const) {
+      const message = state[type];
+      if (typeof message === 'object' && message !== null) messages[type] = message;
+    }
+    if (typeof state.text === 'string' && !messages['done']) {
+      const timestamp = Math.max(0, ...[messages['stage_update'], messages['progress']].map((message) => message?.timestamp ?? 0));
+      messages['token'] = { type: 'token', stage: name, project_id: projectId, timestamp, content: '', full_text: state.text } satisfies TokenMessage;
+    }
+    latest[name] = messages;
+  }
+  return latest;
 }
 
 export class StageStore {
@@ -117,6 +149,14 @@ export class StageStore {
       if (only && name !== only) continue;
       for (const message of chronological(latest)) this.apply(message);
     }
+  }
+
+  /**
+   * Replaces everything with a snapshot's state of each stage (see `SnapshotMessage`): each stage's text is one
+   * `replace`, never token by token, and the caller renders once.
+   */
+  restoreSnapshot(stages: SnapshotMessage['stages'], only?: string): void {
+    this.restore(latestOfSnapshot(stages), only);
   }
 
   #ensure(name: string): { view: StageView; created: boolean } {

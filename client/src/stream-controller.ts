@@ -193,6 +193,11 @@ export class StreamController implements ReactiveController {
         this.store.restore(event.data.stages ?? {}, stage || undefined);
         this.#dispatch('reset', event.data);
         return true;
+      case 'snapshot':
+        // The history at once, in this one update: no `token`/`done`/... events for it, one `snapshot` instead.
+        this.store.restoreSnapshot(event.data.stages ?? {}, stage || undefined);
+        this.#dispatch('snapshot', event.data);
+        return true;
       case 'token_expired': // the client fetches a fresh token and resumes at once: nothing to show
       case 'message': // every event again, wrapped
         return false;

@@ -1,10 +1,11 @@
 /**
  * One SSEClient shared by any number of listeners (the viewers of a page), connected while at least
- * one listener is attached. Keeps the latest message of each type per stage, so a viewer that
- * attaches late draws the current state at once instead of waiting for the next messages.
+ * one listener is attached. Keeps the latest message of each type per stage (seeded by the server's `snapshot` or
+ * `reset`), so a viewer that attaches late draws the current state at once instead of waiting for the next messages.
  */
 import type { ResetMessage, StageMessage } from '../../protocol/messages.js';
 import { EVENT_NAMES, isStageMessageType } from './event-names.js';
+import { latestOfSnapshot } from './stage-store.js';
 import { ConnectionState, type DisconnectedEvent, type SSEClient, type SSEClientEventMap } from './sse-client.js';
 
 /** Any event of the client, tagged with its name. */
@@ -73,6 +74,9 @@ export class StreamHub {
     switch (event.type) {
       case 'reset':
         this.#snapshot = prototypeLess(event.data.stages);
+        break;
+      case 'snapshot':
+        this.#snapshot = latestOfSnapshot(event.data.stages, event.data.project_id);
         break;
       case 'reconnecting':
         this.#retryAt = Date.now() + event.data.delayMs;

@@ -1,5 +1,15 @@
 /** Builders for wire messages, shaped like the server's. */
-import type { ConnectedMessage, DoneMessage, ErrorMessage, ProgressMessage, ResetMessage, StageStatus, StageUpdateMessage, TokenMessage } from '../../protocol/messages.js';
+import type {
+  ConnectedMessage,
+  DoneMessage,
+  ErrorMessage,
+  ProgressMessage,
+  ResetMessage,
+  SnapshotMessage,
+  StageStatus,
+  StageUpdateMessage,
+  TokenMessage,
+} from '../../protocol/messages.js';
 
 const base = (stage: string, type: string, id?: string) => ({
   type,
@@ -62,4 +72,12 @@ export const reset = (stages: ResetMessage['stages'], stage: string | null = nul
   reason: 'expired',
   stages,
   timestamp: 1_732_670_100,
+});
+
+export const snapshot = (stages: SnapshotMessage['stages'], stage: string | null = null): SnapshotMessage => ({
+  type: 'snapshot',
+  project_id: '1',
+  stage,
+  stages,
+  timestamp: 1_732_670_001,
 });

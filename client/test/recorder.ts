@@ -5,7 +5,7 @@ export class Recorder {
   readonly events: Array<{ type: string; data: unknown }> = [];
   readonly #waiters = new Set<() => void>();
 
-  constructor(client: SSEClient, types: string[] = ['connected', 'reset', 'token', 'stage_update', 'progress', 'done', 'error', 'message', 'disconnected', 'reconnecting', 'state']) {
+  constructor(client: SSEClient, types: string[] = ['connected', 'reset', 'snapshot', 'token', 'stage_update', 'progress', 'done', 'error', 'message', 'disconnected', 'reconnecting', 'state']) {
     for (const type of types) {
       client.on(type, (data) => {
         this.events.push({ type, data });

@@ -43,6 +43,12 @@ export function summarize(type: string, message: unknown): string {
     case 'reset':
       text = `replay unavailable (${String(m.reason)}): latest state of ${Object.keys((m.stages as object | undefined) ?? {}).length} stage(s)`;
       break;
+    case 'snapshot': {
+      const stages = Object.entries((m.stages as Record<string, Record<string, unknown>> | undefined) ?? {});
+      const chars = stages.reduce((sum, [, state]) => sum + String((state.done as Record<string, unknown> | undefined)?.full_text ?? state.text ?? '').length, 0);
+      text = `current state of ${stages.length} stage(s), ${chars} chars of text`;
+      break;
+    }
     default:
       text = typeof message === 'string' ? message : JSON.stringify(message);
   }

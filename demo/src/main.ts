@@ -12,8 +12,8 @@ import { isValidId } from '../../protocol/ids.js';
 
 type Viewer = SseStreamViewer;
 
-/** The viewer's DOM events the page listens to: one per message, plus the connection's. */
-const VIEWER_EVENTS = ['connected', 'token', 'stage_update', 'progress', 'done', 'error', 'reset', 'disconnected'] as const;
+/** The viewer's DOM events the page listens to: one per message, the state a fresh stream starts with, plus the connection's. */
+const VIEWER_EVENTS = ['connected', 'snapshot', 'token', 'stage_update', 'progress', 'done', 'error', 'reset', 'disconnected'] as const;
 const HEALTH_EVERY_MS = 5000;
 
 function byId<T extends HTMLElement = HTMLElement>(id: string): T {

@@ -57,6 +57,14 @@ export class StreamAudit {
         this.counts.resets++;
         this.#text.clear();
         return undefined;
+      case 'snapshot':
+        // A fresh stream starts with each stage's text so far: the next token must continue it.
+        this.#text.clear();
+        for (const [name, state] of Object.entries((fields.stages as Record<string, Fields> | undefined) ?? {})) {
+          const text = (state.done as Fields | undefined)?.full_text ?? state.text;
+          if (typeof text === 'string' && !state.done && !state.error) this.#text.set(name, text);
+        }
+        return undefined;
       case 'stage_update':
         // A new run of the stage starts its text from scratch.
         if (fields.status === 'processing' && fields.progress === 0) this.#text.delete(stage);

@@ -56,6 +56,7 @@ const DEFAULT_LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
  * | `sse_replays_served_total` | counter | resumes answered from the replay log |
  * | `sse_replayed_events_total` | counter | events written by those replays |
  * | `sse_resets_sent_total{reason}` | counter | resumes answered with a `reset` (`expired`: trimmed from the log; `unknown_id`: never in it; `too_long`: more to replay than a resume may read) |
+ * | `sse_snapshots_sent_total` | counter | fresh streams (no `Last-Event-ID`) that were sent a `snapshot` of the current state first |
  * | `sse_slow_clients_dropped_total` | counter | clients dropped because they could not keep up |
  * | `sse_broker_up{broker}` | gauge | 1 while the broker (`redis` or `memory`) is connected, else 0 |
  * | `sse_broker_subscriptions` | gauge | topics the hub listens to: stage channels, plus projects watched project-wide (on Redis these share one pattern) |
@@ -119,6 +120,7 @@ export class SseMetrics {
       labelNames: ['reason'] as const,
       registers,
     });
+    this.#snapshots = new Counter({ name: `${prefix}snapshots_sent_total`, help: 'Fresh streams sent a snapshot of the current state first.', registers });
     this.#slow = new Counter({ name: `${prefix}slow_clients_dropped_total`, help: 'Clients dropped because they could not keep up.', registers });
     this.#lag = new Histogram({
       name: `${prefix}publish_to_write_lag_seconds`,
@@ -145,6 +147,7 @@ export class SseMetrics {
     const off = [
       events.on('stream-opened', (_stream, resumed) => this.streamOpened(resumed)),
       events.on('stream-live', (_stream, opening) => this.streamLive(opening)),
+      events.on('snapshot', () => this.snapshotSent()),
       events.on('message', (message, written) => this.messageWritten(message, written)),
       events.on('stream-closed', (_stream, reason) => this.streamClosed(reason)),
     ];
@@ -166,6 +169,11 @@ export class SseMetrics {
       this.#replays.inc();
       this.#replayed.inc(opening.replayed);
     }
+  }
+
+  /** A fresh stream was sent a `snapshot`. */
+  snapshotSent(): void {
+    this.#snapshots.inc();
   }
 
   /** A broker message was written to `written` live streams. */
@@ -208,6 +216,7 @@ export class SseMetrics {
   readonly #replays: Counter;
   readonly #replayed: Counter;
   readonly #resets: Counter<'reason'>;
+  readonly #snapshots: Counter;
   readonly #slow: Counter;
   readonly #lag: Histogram;
 }

@@ -36,6 +36,15 @@ function requestIdOf(req: IncomingMessage): string {
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
 }
 
+/** `?snapshot=`: absent, `1` or `0`; anything else is refused, so a typo does not silently mean the default. */
+function snapshotOf(req: Request): boolean {
+  const raw = req.query[QueryParam.snapshot];
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  if (value === undefined || value === '' || value === '1') return true;
+  if (value === '0') return false;
+  throw new HttpError(400, ErrorCode.badRequest, `${QueryParam.snapshot} must be 0 (no snapshot first) or 1 (the default).`);
+}
+
 /** `Last-Event-ID` header, else the `lastEventId` query parameter; control characters are refused. */
 function lastEventIdOf(req: Request): string | undefined {
   const raw = req.headers['last-event-id'] ?? req.query[QueryParam.lastEventId];
@@ -64,6 +73,7 @@ export function mountStreamRoutes(app: Polka, options: StreamRouteOptions): Polk
       throw new HttpError(403, ErrorCode.disabled, 'Public streams are off on this server; use the authenticated endpoint (…/stream/).');
     }
     const lastEventId = lastEventIdOf(req);
+    const snapshot = snapshotOf(req);
     const clientKey = req.socket.remoteAddress ?? '';
     if (hub.size >= maxStreams) {
       throw new HttpError(503, ErrorCode.tooManyStreams, 'This server holds as many streams as it can; retry later.', { 'Retry-After': retryAfter });
@@ -76,7 +86,7 @@ export function mountStreamRoutes(app: Polka, options: StreamRouteOptions): Polk
     const compact = req.query[QueryParam.compact] === '1';
     try {
       // The hub announces the stream (`stream-opened`) for logs and metrics.
-      await hub.open(res, { projectId, stage, lastEventId, clientKey, requestId, compact, expiresAt });
+      await hub.open(res, { projectId, stage, lastEventId, clientKey, requestId, compact, snapshot, expiresAt });
     } catch {
       throw new HttpError(503, ErrorCode.unavailable, 'The message broker is unavailable; retry later.', { 'Retry-After': retryAfter });
     }

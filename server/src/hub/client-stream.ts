@@ -144,6 +144,19 @@ export class ClientStream {
     for (const message of pending) this.deliver(message);
   }
 
+  /** While opening: the live messages held back so far, oldest first (a snapshot reads the tokens among them). */
+  get held(): readonly ParsedPayload[] {
+    return this.#pending;
+  }
+
+  /**
+   * Compact mode: the client has been sent these stages' texts (a `snapshot`), so their next tokens may go compact.
+   * Without compact mode, nothing to do.
+   */
+  markSynced(stages: Iterable<string>): void {
+    if (this.#synced) for (const stage of stages) this.#synced.add(stage);
+  }
+
   /** The client asked for compact token events. */
   get compact(): boolean {
     return this.#synced !== undefined;

@@ -40,6 +40,8 @@ export interface HubEventMap {
   'stream-opened': [stream: ClientStream, resumed: boolean];
   /** A stream went live, with what was written while it opened. At most once per stream. */
   'stream-live': [stream: ClientStream, opening: StreamOpening];
+  /** A stream was sent a `snapshot` current up to the log id `upTo`. */
+  snapshot: [stream: ClientStream, upTo: string];
   /** A stream closed, for whatever reason. Once per stream, also for one refused before any byte. */
   'stream-closed': [stream: ClientStream, reason: CloseReason];
   /** A broker message was written to `written` live streams: once per message, not once per client. */

@@ -12,6 +12,7 @@ import { LiveTexts, tokenForm } from './live-texts.js';
 import { ReplayTexts } from './replay-texts.js';
 import { HEARTBEAT_FRAME, SSE_HEADERS, compactTokenFrame, formatEvent, formatRetry, originalFrame, parsePayload, type ParsedPayload } from './sse-frame.js';
 import { TokenTexts, withFullText } from '../../../protocol/compact.js';
+import type { SnapshotMessage, StageState } from '../../../protocol/messages.js';
 
 export type { StreamOpening } from './hub-events.js';
 
@@ -50,6 +51,11 @@ export interface OpenRequest {
   /** Token events without `full_text` (the client rebuilds it). */
   compact?: boolean;
   /**
+   * Without `lastEventId`: start with a `snapshot` event, the current state of what the stream watches, when the
+   * project has history. Default true (`?snapshot=0` turns it off).
+   */
+  snapshot?: boolean;
+  /**
    * When the stream's token expires (ms since the epoch): the stream then sends `token_expired` and ends, and the
    * client resumes with a fresh token. Unset: no end (public streams).
    */
@@ -78,6 +84,11 @@ export class Hub {
   readonly #topics = new Map<string, Topic>();
   readonly #streams = new Set<ClientStream>();
   readonly #perClient = new Map<string, number>();
+  /**
+   * Streams that will send a snapshot: their topic's texts as of the moment they joined it, before any message
+   * they hold was tracked (null until the topic is primed). See #snapshot.
+   */
+  readonly #textsAtJoin = new WeakMap<ClientStream, Map<string, string> | null>();
   /** Unsubscribes under way, so close() can wait for them before the broker goes. */
   readonly #unsubscribing = new Set<Promise<void>>();
   #heartbeat: NodeJS.Timeout | undefined;
@@ -132,7 +143,8 @@ export class Hub {
 
   /**
    * Streams the project (or one stage) to `res`: subscribes, sends `connected`, replays after
-   * `lastEventId` (or sends `reset` when the log no longer covers it), then goes live.
+   * `lastEventId` (or sends `reset` when the log no longer covers it), or without one sends a `snapshot` of the
+   * current state (unless `snapshot: false`, or the project has no history), then goes live.
    * Rejects, before any byte is written, when the broker cannot subscribe. Announces `stream-opened` when done.
    */
   async open(res: ServerResponse, request: OpenRequest): Promise<ClientStream> {
@@ -161,8 +173,9 @@ export class Hub {
     this.#perClient.set(clientKey, (this.#perClient.get(clientKey) ?? 0) + 1);
     this.#startHeartbeat();
 
+    const wantsSnapshot = lastEventId === undefined && request.snapshot !== false;
     try {
-      await this.#join(topicKey, projectId, stage, stream);
+      await this.#join(topicKey, projectId, stage, stream, wantsSnapshot);
     } catch (error) {
       stream.abandon('broker_error');
       throw error;
@@ -175,7 +188,17 @@ export class Hub {
     stream.write(formatEvent({ event: 'connected', data: JSON.stringify(connected) }));
 
     if (lastEventId === undefined) {
-      stream.goLive(null);
+      let upTo: string | null = null;
+      if (wantsSnapshot) {
+        try {
+          upTo = await this.#snapshot(stream, projectId, stage);
+        } catch {
+          // The broker failed mid-read: end the stream, never a half state; the client reconnects.
+          stream.close('broker_error');
+          return stream;
+        }
+      }
+      stream.goLive(upTo);
       this.#wentLive(stream, { resumed: false, replayed: 0, reset: undefined });
       return stream;
     }
@@ -254,6 +277,82 @@ export class Hub {
     };
     stream.write(formatEvent({ id: snapshot.lastId ?? undefined, event: 'reset', data: JSON.stringify(reset) }));
     return { coveredUpTo: snapshot.lastId, replayed, reset: reason };
+  }
+
+  /**
+   * Writes the `snapshot` event of a fresh stream and returns its id L, the newest log id (null, and nothing
+   * written, when the project has no log or the stream closed meanwhile). Exact as of L, with no gap or duplicate
+   * against what follows:
+   * - broker.snapshot() is in step with live delivery: every message logged up to L is held by the stream when it
+   *   resolves (it joined the topic first), and goLive(L) drops those, as after a replay;
+   * - the latest message of each kind per stage is the state hash's, read with L in one atomic step;
+   * - a stage's text is its last held token up to L (whose text the topic's LiveTexts gave it in #fanOut), or
+   *   else the topic's text when the stream joined, before any held message was tracked (#textsAtJoin).
+   *   A text that cannot be known exactly is left out (see #fallbackTexts), never sent wrong.
+   */
+  async #snapshot(stream: ClientStream, projectId: string, stage: string | null): Promise<string | null> {
+    const joined = this.#textsAtJoin.get(stream) ?? new Map<string, string>();
+    this.#textsAtJoin.delete(stream);
+    const snapshot = await this.#broker.snapshot(projectId);
+    const upTo = snapshot.lastId;
+    if (upTo === null || stream.state !== 'opening') return null;
+
+    // Each stage's text as of L; null: not known.
+    const texts = new Map<string, string | null>(joined);
+    for (const message of stream.held) {
+      if (!this.#broker.isId(message.id) || this.#broker.compareIds(message.id, upTo) > 0) continue;
+      const form = tokenForm(message.fields);
+      if (form) texts.set(message.stage ?? '', 'linear' in form ? (message.fullText ?? null) : form.fullText);
+    }
+
+    const stages: Record<string, StageState> = Object.create(null);
+    const unknown = new Map<string, Record<string, unknown>>();
+    for (const [stageName, byType] of Object.entries(snapshot.stages)) {
+      if (stage !== null && stageName !== stage) continue;
+      const state: StageState = {};
+      for (const type of STATE_TYPES) {
+        const message = byType[type] === undefined ? undefined : safeParse(byType[type]);
+        if (isObject(message)) Object.assign(state, { [type]: message });
+      }
+      if (!state.done) {
+        const text = texts.get(stageName);
+        const token = byType.token === undefined ? undefined : safeParse(byType.token);
+        const form = isObject(token) ? tokenForm(token) : undefined;
+        if (typeof text === 'string') state.text = text;
+        // The state's token is the stage's latest up to L: a whole one carries the text as of L.
+        else if (form && 'fullText' in form) state.text = form.fullText;
+        else if (form && isObject(token)) unknown.set(stageName, token);
+      }
+      stages[stageName] = state;
+    }
+    if (unknown.size > 0) {
+      for (const [stageName, text] of await this.#fallbackTexts(projectId, stage, unknown)) stages[stageName]!.text = text;
+      if (stream.state !== 'opening') return null;
+    }
+    for (const [stageName, state] of Object.entries(stages)) if (Object.keys(state).length === 0) delete stages[stageName];
+
+    const message: SnapshotMessage = { type: 'snapshot', project_id: projectId, stage, stages, timestamp: Date.now() / 1000 };
+    stream.write(formatEvent({ id: upTo, event: 'snapshot', data: JSON.stringify(message) }));
+    stream.markSynced(Object.entries(stages).flatMap(([name, state]) => (state.text === undefined ? [] : [name])));
+    this.#events.emit('snapshot', stream, upTo);
+    return upTo;
+  }
+
+  /**
+   * The texts the topic does not know (it lost them, or never read them), from the broker, kept only where exact:
+   * the kept text's last token is the state's latest token up to L (same id) and ends with its piece.
+   */
+  async #fallbackTexts(projectId: string, stage: string | null, latest: ReadonlyMap<string, Record<string, unknown>>): Promise<Map<string, string>> {
+    const exact = new Map<string, string>();
+    const kept = await this.#broker.texts(projectId, stage);
+    for (const [stageName, token] of latest) {
+      const read = kept.get(stageName);
+      const form = tokenForm(token);
+      if (!read || read.id === undefined || token.id !== read.id || !form || !('linear' in form)) continue;
+      const { content, offset } = form.linear;
+      if (read.text.length === offset + content.length && read.text.endsWith(content)) exact.set(stageName, read.text);
+    }
+    return exact;
   }
 
   /**
@@ -336,7 +435,7 @@ export class Hub {
    * that every linear token heard from then on gets its text (messages heard before the read is back wait for it,
    * see LiveTexts.prime). A failed read fails the join as a failed subscribe does.
    */
-  async #join(key: string, projectId: string, stage: string | null, stream: ClientStream): Promise<void> {
+  async #join(key: string, projectId: string, stage: string | null, stream: ClientStream, keepTexts: boolean): Promise<void> {
     let topic = this.#topics.get(key);
     if (!topic) {
       // The listener runs only after subscribe() returned, so `created` is set by then.
@@ -346,6 +445,8 @@ export class Hub {
         try {
           const texts = await this.#broker.texts(projectId, stage);
           created!.texts.prime(texts, created!.batch);
+          // Streams that joined while this ran hold every message since the subscription: their texts start here.
+          for (const client of created!.clients) if (this.#textsAtJoin.get(client) === null) this.#textsAtJoin.set(client, created!.texts.current());
         } catch (error) {
           await unsubscribe().catch(() => {});
           throw error;
@@ -361,6 +462,8 @@ export class Hub {
       });
     }
     topic.clients.add(stream);
+    // Synchronously with joining: the texts as of every message fanned out before this stream holds any.
+    if (keepTexts) this.#textsAtJoin.set(stream, topic.texts.primed ? topic.texts.current() : null);
     await topic.ready;
   }
 
@@ -445,6 +548,13 @@ const PAGE_BYTES = 256 * 1024;
 function nextPageEntries(previous: number, largestBytes: number): number {
   const bySize = Math.floor(PAGE_BYTES / Math.max(1, largestBytes));
   return Math.max(1, Math.min(bySize, 2 * previous, MAX_PAGE_ENTRIES));
+}
+
+/** The kinds of message a snapshot holds per stage, besides the text (tokens are in it once, not one by one). */
+const STATE_TYPES = ['stage_update', 'progress', 'done', 'error'] as const;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 function safeParse(json: string): unknown {

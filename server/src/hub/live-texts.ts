@@ -63,6 +63,8 @@ export class LiveTexts {
   readonly #texts: TokenTexts;
   /** Stages to prime from the read when their message with this id comes (the last break the read holds). */
   readonly #primeAt = new Map<string, { id: string; kept: StageText }>();
+  /** Every stage whose text was ever set, so {@link current} can list them (TokenTexts cannot). */
+  readonly #stages = new Set<string>();
   #primed = false;
 
   constructor(ids: IdOrder) {
@@ -95,6 +97,7 @@ export class LiveTexts {
       // A text without the id of its last token cannot be placed among the messages: leave the stage unknown.
       if (read.id === undefined) continue;
       const at = lastBreak.get(stage);
+      this.#stages.add(stage);
       if (at === undefined) this.#texts.set(stage, read.text, read.id);
       else this.#primeAt.set(stage, { id: at, kept: read });
     }
@@ -110,6 +113,7 @@ export class LiveTexts {
     if (!form) return undefined;
     const stage = message.stage ?? '';
     const id = this.#logId(message.id);
+    this.#stages.add(stage);
     const waiting = this.#primeAt.get(stage);
     if (waiting && id !== undefined && this.#ids.compareIds(id, waiting.id) >= 0) {
       this.#primeAt.delete(stage);
@@ -120,6 +124,19 @@ export class LiveTexts {
       return undefined;
     }
     return this.#texts.apply(stage, { ...form.linear, id });
+  }
+
+  /**
+   * Each known stage's text as of the messages tracked so far (a copy: it does not follow later ones). A stage
+   * whose text is not known (lost, or waiting for its break to be tracked) is absent.
+   */
+  current(): Map<string, string> {
+    const texts = new Map<string, string>();
+    for (const stage of this.#stages) {
+      const text = this.#texts.text(stage);
+      if (text !== undefined) texts.set(stage, text);
+    }
+    return texts;
   }
 
   /** A foreign message's `id` has no place in the log's order. */

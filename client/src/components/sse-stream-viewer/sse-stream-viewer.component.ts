@@ -12,6 +12,7 @@ import {
   type ErrorMessage,
   type ProgressMessage,
   type ResetMessage,
+  type SnapshotMessage,
   type StageUpdateMessage,
   type TokenMessage,
 } from '../../../../protocol/messages.js';
@@ -34,6 +35,8 @@ export interface SseStreamViewerEventMap {
   disconnected: CustomEvent<DisconnectedEvent>;
   /** The server could not replay from the last event id and sent the latest state instead; the viewer redrew from it. */
   reset: CustomEvent<ResetMessage>;
+  /** The current state of the stages, first on a fresh stream of a project with history; the viewer drew it at once. */
+  snapshot: CustomEvent<SnapshotMessage>;
 }
 
 type ViewerListener<K extends keyof SseStreamViewerEventMap> = (this: SseStreamViewer, event: SseStreamViewerEventMap[K]) => unknown;
@@ -89,6 +92,7 @@ function clock(time: number): string {
  * @event {CustomEvent<ErrorMessage>} error - A stage failed. Not a connection problem: those are `disconnected`.
  * @event {CustomEvent<DisconnectedEvent>} disconnected - The connection ended; `detail.willReconnect` says whether it retries.
  * @event {CustomEvent<ResetMessage>} reset - The server could not replay what was missed and sent the latest state of each stage instead; the viewer redrew from it.
+ * @event {CustomEvent<SnapshotMessage>} snapshot - A fresh stream (opened or reloaded mid-job, or after it) started with the current state of each stage; the viewer drew it in one update. The `token`, `done`, ... events are not fired for that history.
  *
  * @csspart base - The wrapper of everything.
  * @csspart header - The row with the badge and the buttons.

@@ -129,6 +129,14 @@ export default css`
   .empty {
     margin: 8px 0 0;
     color: var(--_muted);
+    /* Shown only after a moment: a fresh stream's snapshot usually arrives first, and then it never flashes. */
+    animation: appear 0s linear 0.6s backwards;
+  }
+
+  @keyframes appear {
+    from {
+      visibility: hidden;
+    }
   }
 
   .stage {

@@ -3,7 +3,7 @@ import { emulateMedia } from '@web/test-runner-commands';
 import '../../define.js';
 import type { SseStreamViewer } from './sse-stream-viewer.component.js';
 import { ScriptedServer, errorResponse, startWorker, worker } from '../../../test/sse-server.js';
-import { connected, done, failure, progress, reset, stageUpdate, token } from '../../../test/fixtures.js';
+import { connected, done, failure, progress, reset, snapshot, stageUpdate, token } from '../../../test/fixtures.js';
 
 let server: ScriptedServer;
 
@@ -277,6 +277,51 @@ describe('<sse-stream-viewer>', () => {
     viewer.remove();
     expect((await gone).detail.reason).to.equal('disconnect');
     expect(viewer.connectionState).to.equal('closed');
+  });
+
+  it('draws a snapshot in one update, before any token, without re-firing token/done events', async () => {
+    const viewer = await fixture<SseStreamViewer>(html`<sse-stream-viewer project-id="1" auto-connect></sse-stream-viewer>`);
+    const stream = await server.nextStream();
+    const fired: string[] = [];
+    for (const type of ['token', 'stage_update', 'progress', 'done', 'error'] as const) viewer.addEventListener(type, () => fired.push(type));
+    stream.event('connected', connected(null));
+    await oneEvent(viewer, 'connected');
+    await viewer.updateComplete;
+    const empty = part(viewer, '[part="empty"]');
+    expect(getComputedStyle(empty).visibility, 'the placeholder does not flash before the snapshot').to.equal('hidden');
+
+    const renders: boolean[] = [];
+    const host = viewer as unknown as { update(changed: Map<PropertyKey, unknown>): void };
+    const update = host.update.bind(viewer);
+    host.update = (changed) => {
+      update(changed);
+      renders.push(viewer.shadowRoot!.querySelector('[part="empty"]') === null);
+    };
+    const state = snapshot({
+      rewrite: { stage_update: stageUpdate('rewrite', 'completed', 100, 'Rewrite finished'), done: done('rewrite', 'The end.', { tokens_used: 7 }) },
+      storyboard: { stage_update: stageUpdate('storyboard', 'processing', 40, 'Drawing'), progress: progress('storyboard', 2, 5, 'panel 2'), text: 'Panel one' },
+    });
+    const drawn = oneEvent(viewer, 'snapshot');
+    stream.event('snapshot', state, '9-0');
+    expect((await drawn).detail).to.deep.equal(state);
+    await viewer.textUpdateComplete();
+
+    expect(renders, 'one render, already with the stages').to.deep.equal([true]);
+    expect(textOf(viewer, 'rewrite')).to.equal('The end.');
+    expect(part(viewer, '[data-stage="rewrite"] [part="status"]').dataset['status']).to.equal('completed');
+    expect(part(viewer, '[part="metadata"] [data-key="tokens_used"]').textContent).to.equal('7');
+    expect(textOf(viewer, 'storyboard')).to.equal('Panel one');
+    expect(part(viewer, '[data-stage="storyboard"] [part="status"]').dataset['status']).to.equal('processing');
+    expect(part(viewer, '[data-stage="storyboard"] [role="progressbar"]').getAttribute('aria-valuenow')).to.equal('40');
+    expect(part(viewer, '[data-stage="storyboard"] [part="progress-label"]').textContent).to.contain('panel 2');
+    expect(fired, 'history is not re-fired as message events').to.deep.equal([]);
+
+    // The next compact token continues the snapshot's text.
+    const next = oneEvent(viewer, 'token');
+    stream.event('token', { type: 'token', stage: 'storyboard', project_id: '1', timestamp: 2, content: ', two', offset: 9 }, '10-0');
+    expect((await next).detail.full_text).to.equal('Panel one, two');
+    await viewer.textUpdateComplete();
+    expect(textOf(viewer, 'storyboard')).to.equal('Panel one, two');
   });
 
   it('appends 20,000 tokens to one Text node, batched per frame', async function () {
