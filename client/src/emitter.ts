@@ -35,13 +35,17 @@ export class Emitter {
   /** Calls the handlers of `type` with `data`: those added when the emit began, so a handler may add or remove handlers. */
   emit(type: string, data: unknown): void {
     const handlers = this.#handlers.get(type);
-    if (!handlers) return;
-    for (const handler of [...handlers]) {
-      try {
-        (handler as (data: unknown) => void)(data);
-      } catch (error) {
-        this.#onHandlerError(error);
-      }
+    if (!handlers?.size) return;
+    // One handler (a hub's, per event type) is the per-token case: call it without copying the set.
+    if (handlers.size === 1) this.#call(handlers.values().next().value!, data);
+    else for (const handler of [...handlers]) this.#call(handler, data);
+  }
+
+  #call(handler: Handler, data: unknown): void {
+    try {
+      (handler as (data: unknown) => void)(data);
+    } catch (error) {
+      this.#onHandlerError(error);
     }
   }
 }

@@ -104,18 +104,24 @@ export class EventLogController implements ReactiveController {
 
   /** Logs an event the host received. */
   record(event: HubEvent): void {
-    const line = lineOf(event);
-    if (line) this.#add(line);
+    // The per-token path: a token that continues the last line only counts up, with no line built for it.
+    if (!(event.type === 'token' && this.#countUp(event.data.stage))) {
+      const line = lineOf(event);
+      if (line) this.#add(line);
+    }
     if (this.#host.showLogs) this.#host.requestUpdate();
   }
 
-  #add({ type, text, stage }: Pick<LogEntry, 'type' | 'text' | 'stage'>): void {
+  /** Counts a token of `stage` on the last line when that line is a run of its tokens; false otherwise. */
+  #countUp(stage: string): boolean {
     const last = this.entries.at(-1);
-    if (type === 'token' && last?.type === 'token' && last.stage === stage) {
-      last.count++;
-      last.time = Date.now();
-      return;
-    }
+    if (last?.type !== 'token' || last.stage !== stage) return false;
+    last.count++;
+    last.time = Date.now();
+    return true;
+  }
+
+  #add({ type, text, stage }: Pick<LogEntry, 'type' | 'text' | 'stage'>): void {
     this.entries.push({ id: ++this.#lastId, time: Date.now(), type, stage, text, count: 1 });
     const excess = this.entries.length - Math.max(1, this.#host.maxLogEntries);
     if (excess > 0) this.entries.splice(0, excess);

@@ -143,7 +143,7 @@ export class StreamController implements ReactiveController {
     this.state = hub.state;
     this.retryAt = hub.retryAt;
     this.lastDisconnect = hub.lastDisconnect;
-    const detach = hub.attach((event) => this.#receive(event, stage));
+    const detach = hub.attach((event) => this.#receive(event, hub, stage));
     this.#attached = { hub, stage, detach };
     this.#syncCountdown();
     this.#host.requestUpdate();
@@ -162,15 +162,15 @@ export class StreamController implements ReactiveController {
     this.#host.requestUpdate();
   }
 
-  #receive(event: HubEvent, stage: string): void {
+  #receive(event: HubEvent, hub: StreamHub, stage: string): void {
     if (isStageMessageEvent(event) && stage && event.data.stage !== stage) return; // another stage's message
-    const changed = this.#apply(event, stage);
+    const changed = this.#apply(event, hub, stage);
     this.#onEvent(event);
     if (changed) this.#host.requestUpdate();
   }
 
   /** Applies an event to the state the host renders; true when the host must render again. */
-  #apply(event: HubEvent, stage: string): boolean {
+  #apply(event: HubEvent, hub: StreamHub, stage: string): boolean {
     switch (event.type) {
       case 'state':
         this.state = event.data.state;
@@ -189,13 +189,15 @@ export class StreamController implements ReactiveController {
       case 'connected':
         this.#dispatch('connected', event.data);
         return true;
+      // The hub has already folded a reset's or a snapshot's stages into its own (prototype-less) snapshot, before
+      // handing the event on: draw from that, as #attach does, rather than convert the message a second time.
       case 'reset':
-        this.store.restore(event.data.stages ?? {}, stage || undefined);
+        this.store.restore(hub.snapshot, stage || undefined);
         this.#dispatch('reset', event.data);
         return true;
       case 'snapshot':
         // The history at once, in this one update: no `token`/`done`/... events for it, one `snapshot` instead.
-        this.store.restoreSnapshot(event.data.stages ?? {}, stage || undefined);
+        this.store.restore(hub.snapshot, stage || undefined);
         this.#dispatch('snapshot', event.data);
         return true;
       case 'token_expired': // the client fetches a fresh token and resumes at once: nothing to show
