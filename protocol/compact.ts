@@ -48,10 +48,6 @@ export class StageTexts {
     this.#texts.set(stage, text);
   }
 
-  clear(): void {
-    this.#texts.clear();
-  }
-
   /**
    * Takes a token event's data. Original format: remembers its `full_text`. Compact: rebuilds `full_text` and
    * removes `offset`. Returns false when a compact token does not continue the known text: the stream is out of

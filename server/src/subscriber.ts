@@ -112,6 +112,8 @@ export class StreamSubscriber {
           texts.prime(kept, waiting.filter((m) => !isRaw(m)).map(tracked));
           for (const message of waiting) this.#push(message);
         } catch (error) {
+          // The messages held for this subscription's texts go with it, not to the next subscription's.
+          if (this.#texts === texts) this.#held = [];
           await unsubscribe().catch(() => {});
           throw error;
         }

@@ -9,7 +9,7 @@ import { BrokerClosedError, TokenOffsetError } from './errors.js';
 import { globToRegExp } from './glob-to-regexp.js';
 import { compareLogIds, isLogId, nextLogId, withId } from './log-id.js';
 import { snapshotStages, stateField } from './state-field.js';
-import { SubscriptionTable, subscriptionKey } from './subscription-table.js';
+import { SubscriptionTable } from './subscription-table.js';
 import { DEFAULT_PREFIX, checkPrefix, isValidId, stageChannel } from '../channels.js';
 import { DEFAULTS } from '../defaults.js';
 
@@ -54,15 +54,13 @@ export class MemoryBroker implements Broker {
     this.#table = new SubscriptionTable({
       prefix: this.prefix,
       onListenerError: options.onListenerError ?? ((error) => console.error('[broker] a message listener threw:', error)),
-      // What Redis would match each PUBLISH against: a channel by name, a pattern by its glob.
+      // What Redis would match each PUBLISH against: a channel by name (the table's own lookup), a pattern by its glob.
       transport: {
         subscribe: async (name, pattern) => {
-          const glob = pattern ? globToRegExp(name) : undefined;
-          const match = glob ? (channel: string) => glob.test(channel) : (channel: string) => channel === name;
-          this.#matchers.set(subscriptionKey(name, pattern), { name, pattern, match });
+          if (pattern) this.#patterns.set(name, globToRegExp(name));
         },
         unsubscribe: async (name, pattern) => {
-          this.#matchers.delete(subscriptionKey(name, pattern));
+          if (pattern) this.#patterns.delete(name);
         },
       },
     });
@@ -165,7 +163,7 @@ export class MemoryBroker implements Broker {
   async close(): Promise<void> {
     this.#closed = true;
     this.#table.clear();
-    this.#matchers.clear();
+    this.#patterns.clear();
     this.#projects.clear();
     this.#queue.length = 0;
   }
@@ -183,8 +181,8 @@ export class MemoryBroker implements Broker {
   readonly #ttlMs: number;
   readonly #now: () => number;
   readonly #table: SubscriptionTable;
-  /** Every channel and pattern the table subscribed, with what it matches. */
-  readonly #matchers = new Map<string, { name: string; pattern: boolean; match: (channel: string) => boolean }>();
+  /** Every pattern the table subscribed, with its glob. */
+  readonly #patterns = new Map<string, RegExp>();
   readonly #projects = new Map<string, ProjectLog>();
   /** Messages awaiting delivery, each with the listeners subscribed when it was published. */
   readonly #queue: { payload: string; channel: string; listeners: MessageListener[] }[] = [];
@@ -220,9 +218,10 @@ export class MemoryBroker implements Broker {
   }
 
   #deliver(channel: string, payload: string): void {
-    const listeners: MessageListener[] = [];
-    for (const { name, pattern, match } of this.#matchers.values()) {
-      if (match(channel)) listeners.push(...this.#table.listeners(name, pattern, channel));
+    // As Redis does: the channel's subscribers first, then those of each pattern that matches it.
+    const listeners = this.#table.listeners(channel, false, channel);
+    for (const [pattern, glob] of this.#patterns) {
+      if (glob.test(channel)) listeners.push(...this.#table.listeners(pattern, true, channel));
     }
     if (listeners.length === 0) return;
     this.#queue.push({ payload, channel, listeners });

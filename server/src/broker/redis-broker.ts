@@ -145,7 +145,7 @@ export class RedisBroker implements Broker {
           }
         }
       },
-      needed: () => this.#table.size > 0 || this.#runner.waiting('subscriber'),
+      needed: () => this.#subscriberNeeded(),
     });
     this.#fence = new ReplayFence({
       runner: this.#runner,
@@ -297,8 +297,13 @@ export class RedisBroker implements Broker {
   readonly #onClientReady = () => {
     this.#runner.wake('commands');
     // A cluster subscriber needs a node address, known once the cluster is ready: open it now if it is needed.
-    if (!this.#subscriber.current && (this.#table.size > 0 || this.#runner.waiting('subscriber'))) this.#subscriber.open();
+    if (!this.#subscriber.current && this.#subscriberNeeded()) this.#subscriber.open();
   };
+
+  /** True while the subscriber connection is needed: something is subscribed, or a call waits for the connection. */
+  #subscriberNeeded(): boolean {
+    return this.#table.size > 0 || this.#runner.waiting('subscriber');
+  }
 
   /** On every (re)connect: subscribe again to everything the table holds. SUBSCRIBE is idempotent in Redis. */
   #resubscribe(subscriber: Redis): void {

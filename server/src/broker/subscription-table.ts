@@ -189,8 +189,11 @@ export class SubscriptionTable {
     };
   }
 
-  /** The shared pattern's one listener: hands a message to the listeners of its channel's project, if any. */
-  readonly #route: MessageListener = (payload, channel) => this.deliver(this.#projectListenersOf(channel), payload, channel);
+  /**
+   * The shared pattern's place among its subscription's listeners: a marker, never called, that listeners()
+   * replaces with the listeners of the channel's project (it is never live, so deliver() would skip it anyway).
+   */
+  readonly #route: MessageListener = () => {};
 
   #projectListenersOf(channel: string): MessageListener[] {
     const projectId = projectOfChannel(this.#prefix, channel);
@@ -200,7 +203,7 @@ export class SubscriptionTable {
 }
 
 /** The table's key of a channel or a pattern: the two never collide. */
-export function subscriptionKey(name: string, pattern: boolean): string {
+function subscriptionKey(name: string, pattern: boolean): string {
   return `${pattern ? 'p' : 'c'}:${name}`;
 }
 
