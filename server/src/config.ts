@@ -47,6 +47,12 @@ export interface ServerConfig {
 /** The shortest HS256 secret accepted: 32 bytes, the hash's own size (RFC 7518, section 3.2). */
 export const MIN_SECRET_BYTES = 32;
 
+/** Why `secret` is too short for HS256 (`"is N bytes; at least 32 are needed for HS256"`), or undefined when it is long enough. */
+export function secretTooShort(secret: string): string | undefined {
+  const bytes = Buffer.byteLength(secret);
+  return bytes < MIN_SECRET_BYTES ? `is ${bytes} bytes; at least ${MIN_SECRET_BYTES} are needed for HS256` : undefined;
+}
+
 /** Names of a loopback bind, the default `SSE_ALLOWED_HOSTS` there. */
 export const LOOPBACK_HOSTS = ['127.0.0.1', 'localhost', '::1'];
 
@@ -92,11 +98,8 @@ function allowedHosts(env: Env, host: string): string[] | null {
 
 function secret(env: Env): string | undefined {
   const value = env.SSE_AUTH_SECRET || undefined;
-  if (value !== undefined && Buffer.byteLength(value) < MIN_SECRET_BYTES) {
-    throw new ConfigError(
-      `SSE_AUTH_SECRET is ${Buffer.byteLength(value)} bytes; at least ${MIN_SECRET_BYTES} are needed for HS256 (e.g. openssl rand -base64 48)`,
-    );
-  }
+  const tooShort = value === undefined ? undefined : secretTooShort(value);
+  if (tooShort) throw new ConfigError(`SSE_AUTH_SECRET ${tooShort} (e.g. openssl rand -base64 48)`);
   return value;
 }
 

@@ -140,7 +140,7 @@ export class SseMetrics {
    * call moves both to the new source.
    */
   watch(source: MetricsSource): void {
-    this.#unlisten();
+    this.unwatch();
     this.#source = source;
     const events = source.hub.events;
     if (!events) return;
@@ -152,6 +152,12 @@ export class SseMetrics {
       events.on('stream-closed', (_stream, reason) => this.streamClosed(reason)),
     ];
     this.#unlisten = () => off.forEach((unsubscribe) => unsubscribe());
+  }
+
+  /** Stops following the hub's events (the counters keep their values; the gauges still read the source). */
+  unwatch(): void {
+    this.#unlisten();
+    this.#unlisten = () => {};
   }
 
   /** A stream was opened (its `connected` was sent). */

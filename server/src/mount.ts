@@ -7,7 +7,7 @@ import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'n
 import { Server as NetServer } from 'node:net';
 import polka, { type Polka } from 'polka';
 import type { Broker } from './broker/broker.js';
-import { MIN_SECRET_BYTES } from './config.js';
+import { secretTooShort } from './config.js';
 import { DEFAULTS } from './defaults.js';
 import { Hub } from './hub/hub.js';
 import type { HubEventSource } from './hub/hub-events.js';
@@ -83,9 +83,8 @@ export interface SseMount {
  */
 export function mountSse(target: Polka | Server, options: SseOptions): SseMount {
   const { broker, logger } = options;
-  if (options.authSecret !== undefined && Buffer.byteLength(options.authSecret) < MIN_SECRET_BYTES) {
-    throw new TypeError(`mountSse: authSecret is ${Buffer.byteLength(options.authSecret)} bytes; HS256 needs at least ${MIN_SECRET_BYTES}`);
-  }
+  const tooShort = options.authSecret === undefined ? undefined : secretTooShort(options.authSecret);
+  if (tooShort) throw new TypeError(`mountSse: authSecret ${tooShort}`);
   const metrics = options.metrics === false ? undefined : (options.metrics ?? new SseMetrics());
   const hub = new Hub({
     broker,
@@ -96,7 +95,7 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
     maxReplayBytes: options.maxReplayBytes,
   });
   metrics?.watch({ hub, broker });
-  if (logger) logStreams(hub.events, logger);
+  const unlog = logger ? logStreams(hub.events, logger) : () => {};
 
   const mount = (app: Polka) => {
     mountStreamRoutes(app, {
@@ -123,19 +122,22 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
       detach();
       detach = () => {};
       await hub.close();
+      // After the hub: the streams it ended are still logged and counted. A caller's metrics stay readable.
+      unlog();
+      metrics?.unwatch();
     },
   };
 }
 
-/** One log line when a stream opens and one when it closes, with its request id. */
-function logStreams(events: HubEventSource, logger: SseLogger): void {
-  events.on('stream-opened', (stream, resumed) => {
+/** One log line when a stream opens and one when it closes, with its request id. Returns the undo. */
+function logStreams(events: HubEventSource, logger: SseLogger): () => void {
+  const offOpened = events.on('stream-opened', (stream, resumed) => {
     logger.info(
       { req_id: stream.requestId, project_id: stream.projectId, stage: stream.stage, resumed, remote: stream.clientKey || undefined },
       'stream opened',
     );
   });
-  events.on('stream-closed', (stream, reason) => {
+  const offClosed = events.on('stream-closed', (stream, reason) => {
     const fields = {
       req_id: stream.requestId,
       project_id: stream.projectId,
@@ -148,6 +150,10 @@ function logStreams(events: HubEventSource, logger: SseLogger): void {
     if (reason === 'slow_consumer' || reason === 'broker_error') logger.warn(fields, 'stream closed');
     else logger.info(fields, 'stream closed');
   });
+  return () => {
+    offOpened();
+    offClosed();
+  };
 }
 
 function isPolka(target: unknown): target is Polka {

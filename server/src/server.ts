@@ -144,14 +144,14 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
     server,
     metricsUrl,
     async close() {
-      metricsServer?.close();
+      const metricsClosed = new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
       metricsServer?.closeAllConnections();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       demo?.close();
       await sse.close();
       // Every stream has ended; sockets a client keeps alive (fetch's pool) would hold close() for seconds.
       server.closeAllConnections();
-      await closed;
+      await Promise.all([closed, metricsClosed]);
     },
   };
 }
