@@ -11,7 +11,7 @@ import { HubEvents, type HubEventSource, type StreamOpening } from './hub-events
 import { LiveTexts, tokenForm } from './live-texts.js';
 import { ReplayTexts } from './replay-texts.js';
 import { HEARTBEAT_FRAME, SSE_HEADERS, compactTokenFrame, formatEvent, formatRetry, originalFrame, parsePayload, type ParsedPayload } from './sse-frame.js';
-import { TokenTexts, withFullText } from '../../../protocol/compact.js';
+import { TokenTexts } from '../../../protocol/compact.js';
 import type { SnapshotMessage, StageState } from '../../../protocol/messages.js';
 
 export type { StreamOpening } from './hub-events.js';
@@ -362,11 +362,12 @@ export class Hub {
    */
   #wholeToken(texts: TokenTexts, stage: string, json: string): unknown {
     const message = safeParse(json);
-    const form = tokenForm(message !== null && typeof message === 'object' ? (message as Record<string, unknown>) : undefined);
-    if (!form || !('linear' in form)) return message;
-    const id = (message as { id?: unknown }).id;
-    const fullText = texts.apply(stage, { ...form.linear, id: this.#broker.isId(id) ? id : undefined });
-    return fullText === null ? undefined : JSON.parse(withFullText(json, fullText));
+    const form = isObject(message) ? tokenForm(message) : undefined;
+    if (!isObject(message) || !form || !('linear' in form)) return message;
+    // Parsed once: `offset` out, `full_text` last, the fields withFullText gives (without a second JSON.parse).
+    const { offset: _offset, ...fields } = message;
+    const fullText = texts.apply(stage, { ...form.linear, id: this.#broker.isId(fields.id) ? fields.id : undefined });
+    return fullText === null ? undefined : { ...fields, full_text: fullText };
   }
 
   /**

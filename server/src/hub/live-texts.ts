@@ -4,7 +4,7 @@
  * protocol's TokenTexts; this adds what a live listener needs around it: priming from the broker's read of the
  * texts, and the messages that raced that read.
  */
-import { TokenTexts } from '../../../protocol/compact.js';
+import { TokenTexts, isCompactToken } from '../../../protocol/compact.js';
 import type { IdOrder, StageText } from '../broker/broker.js';
 
 /** A message as the trackers need it: its stage, its log id, and its token fields if it is a token. */
@@ -21,9 +21,7 @@ export type TokenForm = { linear: { content: string; offset: number } } | { full
 export function tokenForm(fields: Record<string, unknown> | undefined): TokenForm | undefined {
   if (!fields || fields.type !== 'token' || typeof fields.content !== 'string') return undefined;
   if (typeof fields.full_text === 'string') return { fullText: fields.full_text, content: fields.content };
-  if (fields.full_text === undefined && Number.isInteger(fields.offset) && (fields.offset as number) >= 0) {
-    return { linear: { content: fields.content, offset: fields.offset as number } };
-  }
+  if (isCompactToken(fields)) return { linear: { content: fields.content, offset: fields.offset } };
   return undefined;
 }
 
