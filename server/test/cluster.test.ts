@@ -376,7 +376,9 @@ describe('when the node of the subscriber connection dies', () => {
         const lists = await Promise.all(clients.map((client) => (client.status === 'ready' ? (client.call('CLIENT', 'LIST') as Promise<string>) : '')));
         return doomed.nodes[lists.findIndex((list) => list.includes('name=ai-story-sse:subscriber'))]?.port;
       };
-      const before = await subscriberNode();
+      // The test's own connections to the nodes may still be connecting: wait for one of them to see the subscriber.
+      let before: number | undefined;
+      await waitUntil(async () => (before = await subscriberNode()) !== undefined, 'the subscriber is connected to a node');
       assert.ok(before, 'the subscriber is connected to a node');
       await doomed.kill(before);
       await waitUntil(() => interruptions === 1, 'the interruption reported');
