@@ -10,6 +10,12 @@ export default defineConfig({
   // Nothing to copy: the bundle is the only output.
   publicDir: false,
   logLevel: 'warn',
+  // The SharedWorker that holds one connection for every tab (client/src/shared/worker.ts): a file of its own,
+  // under a name that stays, to copy beside sse-kit.js (it must come from the kit's own origin).
+  worker: {
+    format: 'es',
+    rolldownOptions: { output: { entryFileNames: 'sse-kit-worker.js', minify: true } },
+  },
   build: {
     target: 'es2022',
     outDir: 'dist/client',

@@ -95,6 +95,7 @@ describe('npm pack', () => {
       'CHANGELOG.md',
       'custom-elements.json',
       'dist/client/sse-kit.js',
+      'dist/client/sse-kit-worker.js',
       'dist/client/index.js',
       'dist/client/index.d.ts',
       'dist/client/define.js',
@@ -222,6 +223,7 @@ import { RedisBroker, mountSse } from 'ai-story-sse/server';
 const bundle = new URL(import.meta.resolve('ai-story-sse/sse-kit.js'));
 const server = createServer(async (req, res) => {
   if (req.url.startsWith('/sse-kit.js')) return res.writeHead(200, { 'Content-Type': 'text/javascript' }).end(await readFile(bundle));
+  if (req.url.startsWith('/sse-kit-worker.js')) return res.writeHead(200, { 'Content-Type': 'text/javascript' }).end(await readFile(new URL('sse-kit-worker.js', bundle)));
   if (req.url.startsWith('/html/')) return res.writeHead(200, { 'Content-Type': 'text/html' }).end(await readFile('index.html'));
   res.writeHead(404).end();
 });

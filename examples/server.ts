@@ -8,6 +8,7 @@
  * Env: REDIS_URL (default redis://127.0.0.1:6379), PORT (8010), HOST (127.0.0.1), LOG_LEVEL (info).
  */
 import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -52,6 +53,10 @@ export async function startExampleServer(options: ExampleServerOptions): Promise
       if (path === '/') return void res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(INDEX);
       if (path === '/html/') return void res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(await readFile(here('./html/index.html')));
       if (path === '/sse-kit.js') return void res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8' }).end(await readFile(bundleFile));
+      // The SharedWorker that shares one connection between the tabs, beside the bundle (see configureSharing).
+      if (path === '/sse-kit-worker.js') {
+        return void res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8' }).end(await readFile(join(dirname(bundleFile), 'sse-kit-worker.js')));
+      }
       pages(req, res, () => notFound(res));
     } catch {
       notFound(res);

@@ -23,3 +23,26 @@ export type {
   TokenExpiredMessage,
   TokenMessage,
 } from './messages.js';
+export {
+  MUX_CONNECTION_HEADER,
+  MUX_CONNECTION_PARAM,
+  MUX_CONNECTION_PATTERN,
+  MUX_LIMITS,
+  MUX_ROUTES,
+  MUX_SUBSCRIPTION_FIELD,
+  MUX_SUBSCRIPTION_PATTERN,
+  newConnectionId,
+  tagJson,
+} from './mux.js';
+export type {
+  MuxConnectionMessage,
+  MuxRawMessage,
+  MuxSubscribeBatchAnswer,
+  MuxSubscribeBody,
+  MuxSubscribeRequest,
+  MuxSubscribeResult,
+  MuxUnsubscribeAnswer,
+  MuxUnsubscribeBody,
+  MuxUnsubscribeReason,
+  MuxUnsubscribedMessage,
+} from './mux.js';

@@ -25,7 +25,7 @@ const TREES = [
 ];
 
 /** dist/client also holds the single-file build (scripts/build-client.mjs); this script leaves it be. */
-const NOT_OURS = (name) => name.startsWith('sse-kit.');
+const NOT_OURS = (name) => name.startsWith('sse-kit.') || name.startsWith('sse-kit-worker.');
 
 function filesUnder(dir) {
   if (!existsSync(dir)) return [];

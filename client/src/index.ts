@@ -30,3 +30,5 @@ export type { ViewerLabels } from './labels.js';
 export { streamHubContext } from './context.js';
 export { StreamHub } from './stream-hub.js';
 export type { HubEvent, HubListener } from './stream-hub.js';
+export { configureSharing, sharingMode } from './shared/share.js';
+export type { SharingMode, SharingOptions } from './shared/share.js';

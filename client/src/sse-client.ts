@@ -5,9 +5,10 @@
  * cannot send an `Authorization` header, retries forever at a fixed delay and gives up for good
  * after one 5xx). Works in browsers and in Node >= 20.
  */
-import { createParser, type EventSourceMessage, type ParseError } from 'eventsource-parser';
+import { createParser, type ParseError } from 'eventsource-parser';
 import { StageTexts } from '../../protocol/compact.js';
 import { ID_RULE, isValidId } from '../../protocol/ids.js';
+import { compareLogIds, isLogId } from '../../protocol/log-id.js';
 import type { SnapshotMessage, StreamEventMap } from '../../protocol/messages.js';
 import { QueryParam, streamUrl } from '../../protocol/routes.js';
 import { exponentialBackoff, type BackoffStrategy } from './backoff.js';
@@ -16,6 +17,8 @@ import { Emitter } from './emitter.js';
 import { isClientEvent } from './event-names.js';
 import { isEventStream, readHttpFailure, type ServerError } from './http-response.js';
 import { NetworkWatcher, isOffline } from './network-watcher.js';
+import type { MuxHandle, MuxStatus } from './shared/mux-core.js';
+import { sharedPort } from './shared/share.js';
 import { resolveToken, type TokenSource } from './token-source.js';
 import { Watchdog } from './watchdog.js';
 
@@ -143,6 +146,14 @@ export interface SSEClientOptions {
    * `?snapshot=0`. Reconnects resume with `Last-Event-ID` and never get one. Default true.
    */
   snapshot?: boolean;
+  /**
+   * Share one connection with every other client of the browser (every tab of the origin): the client becomes a
+   * subscription on the server's multiplexed stream, held by a SharedWorker, a leader tab or this page (see
+   * `configureSharing`). Browsers allow six HTTP/1.1 connections per origin; shared, a hundred viewers in ten tabs
+   * hold one. Against a server without the multiplexed endpoint the client falls back to a stream of its own.
+   * Default true in a browser; false in Node, and whenever `fetch` or `clock` is given (they cannot cross into a worker).
+   */
+  shared?: boolean;
 }
 
 type Handler = (data: never) => void;
@@ -265,6 +276,16 @@ export class SSEClient {
   #attempt = 0;
   #openedAt: number | undefined;
   #retryTimer: unknown;
+  /** The subscription on the shared connection, while shared. */
+  #shared: MuxHandle | undefined;
+  /** The server has no multiplexed endpoint: streams of our own from now on. */
+  #sharedUnsupported = false;
+
+  /** True when this client goes through the shared connection. */
+  get shared(): boolean {
+    const options = this.#options;
+    return options.shared !== false && !options.fetch && !options.clock && !this.#sharedUnsupported && sharedPort() !== undefined;
+  }
 
   #setState(next: ConnectionState): void {
     if (next === this.#state) return;
@@ -282,6 +303,7 @@ export class SSEClient {
     }
     this.#setState(ConnectionState.connecting);
     this.#openedAt = undefined;
+    if (this.shared) return this.#openShared(generation);
 
     let response: Response;
     const abort = new AbortController();
@@ -338,7 +360,7 @@ export class SSEClient {
     const current = () => generation === this.#generation;
     const parser = createParser({
       onEvent: (event) => {
-        if (current()) this.#dispatch(event);
+        if (current()) this.#dispatch(event.event ?? 'message', parseData(event.data), event.id);
       },
       onRetry: (ms) => {
         this.#serverRetryMs = ms;
@@ -369,9 +391,77 @@ export class SSEClient {
     this.#fail({ reason: DisconnectReason.streamEnded });
   }
 
-  #dispatch(event: EventSourceMessage): void {
-    const type = event.event ?? 'message';
-    const data = parseData(event.data);
+  /**
+   * Subscribes on the shared connection. The connection (its backoff, watchdog and network status) belongs to
+   * whoever holds it; this client reports its states as if they were its own, and keeps its own cursor: the last
+   * id it took, which every resubscription resumes after (also with a new leader tab, which may send again what
+   * this client has: such events are dropped here).
+   */
+  #openShared(generation: number): void {
+    const current = () => generation === this.#generation;
+    const port = sharedPort()!;
+    this.#shared = port.add(
+      this.#options.baseUrl ?? '',
+      { projectId: this.projectId, stage: this.stageName, snapshot: this.#options.snapshot !== false, cursor: this.#lastEventId, public: this.#options.token === undefined },
+      {
+        cursor: () => this.#lastEventId,
+        token: () => resolveToken(this.#options.token),
+        status: (status) => {
+          if (current()) this.#sharedStatus(status);
+        },
+        event: (type, id, data) => {
+          if (!current()) return;
+          // A reset or snapshot re-bases the cursor (a log that started over has smaller ids): never dropped.
+          if (id !== undefined && type !== 'reset' && type !== 'snapshot' && this.#isSeen(id)) return;
+          this.#dispatch(type, data, id);
+        },
+      },
+    );
+  }
+
+  #sharedStatus(status: MuxStatus): void {
+    switch (status.state) {
+      case 'connecting':
+        this.#setState(ConnectionState.connecting);
+        return;
+      case 'open':
+        this.#setState(ConnectionState.open);
+        this.#openedAt = this.#clock.now();
+        return;
+      case 'reconnecting': {
+        const detail = status.detail as Omit<DisconnectedEvent, 'willReconnect'>;
+        const generation = this.#generation;
+        this.#setState(ConnectionState.reconnecting);
+        if (generation !== this.#generation) return;
+        this.#emitter.emit('disconnected', { ...detail, willReconnect: true } satisfies DisconnectedEvent);
+        if (generation !== this.#generation) return;
+        this.#emitter.emit('reconnecting', { attempt: status.attempt, delayMs: status.delayMs, reason: detail.reason } satisfies ReconnectingEvent);
+        return;
+      }
+      case 'offline':
+        this.#setState(ConnectionState.offline);
+        this.#emitter.emit('disconnected', { reason: DisconnectReason.offline, willReconnect: true } satisfies DisconnectedEvent);
+        return;
+      case 'failed':
+        this.#close(status.detail as Omit<DisconnectedEvent, 'willReconnect'>);
+        return;
+      case 'unsupported':
+        // An older server: a stream of our own, at once.
+        this.#sharedUnsupported = true;
+        this.#endAttempt();
+        void this.#open();
+        return;
+    }
+  }
+
+  /** An event at or before the last one taken (both log ids): a new leader tab resent it. */
+  #isSeen(id: string): boolean {
+    const last = this.#lastEventId;
+    return last !== '' && isLogId(id) && isLogId(last) && compareLogIds(id, last) <= 0;
+  }
+
+  #dispatch(type: string, data: unknown, id: string | undefined): void {
+    const event = { id };
     // A compact token that does not continue its stage's text: out of step, so reconnect (the server sends each
     // stage's first token of a connection whole, which brings the text back). Its id is not taken: the resume
     // must bring this very token again.
@@ -439,6 +529,8 @@ export class SSEClient {
 
   #endAttempt(): void {
     this.#generation++;
+    this.#shared?.remove();
+    this.#shared = undefined;
     this.#abort?.abort();
     this.#abort = undefined;
     this.#openedAt = undefined;

@@ -24,6 +24,8 @@ export interface StreamHost extends ReactiveControllerHost, HTMLElement {
   baseUrl: string;
   token: TokenSource | undefined;
   autoConnect: boolean;
+  /** A connection of its own instead of the browser's shared one. */
+  ownConnection: boolean;
 }
 
 const PROVIDER_TAG = 'sse-stream-provider';
@@ -112,12 +114,16 @@ export class StreamController implements ReactiveController {
   }
 
   #ownHubFor(host: StreamHost): StreamHub | undefined {
-    const key = JSON.stringify([host.projectId, host.stageName, host.baseUrl, host.token !== undefined]);
+    const key = JSON.stringify([host.projectId, host.stageName, host.baseUrl, host.token !== undefined, host.ownConnection]);
     if (this.#ownHub?.key === key) return this.#ownHub.hub;
     this.#ownHub = undefined;
     this.configError = undefined;
     try {
-      const client = createSSEClient(host.projectId, host.stageName || null, { baseUrl: host.baseUrl, token: liveToken(() => host.token) });
+      const client = createSSEClient(host.projectId, host.stageName || null, {
+        baseUrl: host.baseUrl,
+        token: liveToken(() => host.token),
+        shared: !host.ownConnection,
+      });
       this.#ownHub = { key, hub: new StreamHub(client) };
       return this.#ownHub.hub;
     } catch (error) {

@@ -6,6 +6,7 @@
  */
 import { http, type HttpHandler } from 'msw';
 import { setupWorker } from 'msw/browser';
+import { configureSharing } from '../src/shared/share.js';
 
 const encoder = new TextEncoder();
 
@@ -156,6 +157,8 @@ let started: Promise<unknown> | undefined;
 
 /** Starts msw's service worker once per test file. */
 export function startWorker(): Promise<unknown> {
+  // These tests script the single-project endpoints; the shared connection is tested against the real server (e2e/).
+  configureSharing({ mode: 'off' });
   started ??= worker.start({ quiet: true, onUnhandledRequest: 'bypass', serviceWorker: { url: '/mockServiceWorker.js' } });
   return started;
 }

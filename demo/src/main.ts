@@ -3,7 +3,7 @@
  * `<sse-stream-viewer>` works in a plain page.
  */
 import '../../client/src/define.js';
-import type { SseStreamViewer } from '../../client/src/index.js';
+import { sharingMode, type SharingMode, type SseStreamViewer } from '../../client/src/index.js';
 import { ApiError, cutProject, getHealth, mintToken } from './api.js';
 import { EventLog, summarize } from './event-log.js';
 import { runPipeline, STAGES } from './pipeline.js';
@@ -317,14 +317,24 @@ function soon(fn: () => Promise<void>): void {
 }
 
 const health = byId('health');
+/** How this page's viewers reach the server (see configureSharing in the client kit). */
+const SHARING_TEXT: Record<SharingMode, [short: string, long: string]> = {
+  auto: ['connecting…', 'connecting…'],
+  worker: ['1 connection', 'every viewer of every tab shares one connection, held by a SharedWorker'],
+  leader: ['1 connection', 'every viewer of every tab shares one connection, held by a leader tab (no SharedWorker here)'],
+  page: ['1 per page', "this page's viewers share one connection (no SharedWorker or Web Locks here)"],
+  off: ['1 per viewer', 'each viewer has a connection of its own'],
+};
 async function checkHealth(): Promise<void> {
   try {
     const h = await getHealth();
     const broker = h.broker === 'redis' ? 'Redis' : 'embedded broker';
     health.dataset.state = h.status === 'ok' ? 'ok' : 'down';
-    byId('health-text').textContent =
-      h.status === 'ok' ? `${broker} · ${h.streams ?? 0} stream${h.streams === 1 ? '' : 's'}` : `${broker} unavailable`;
-    health.title = `GET /healthz → ${JSON.stringify(h)}`;
+    const mode = sharingMode();
+    health.dataset.sharing = mode;
+    const [short, long] = SHARING_TEXT[mode];
+    byId('health-text').textContent = h.status === 'ok' ? `${broker} · ${short}` : `${broker} unavailable`;
+    health.title = `${long}. GET /healthz → ${JSON.stringify(h)}`;
   } catch {
     health.dataset.state = 'down';
     byId('health-text').textContent = 'server unreachable';

@@ -17,7 +17,7 @@ describe('readConfig', () => {
 
   it('takes every default it does not read from the environment from DEFAULTS, which nobody can change', () => {
     const config = readConfig({});
-    for (const name of ['heartbeatMs', 'retryMs', 'maxBufferBytes', 'maxReplayEntries', 'maxReplayBytes', 'maxStreams', 'maxStreamsPerClient', 'logMaxLen', 'logTtlSeconds', 'maxDemoTasks'] as const) {
+    for (const name of ['heartbeatMs', 'retryMs', 'maxBufferBytes', 'maxReplayEntries', 'maxReplayBytes', 'maxStreams', 'maxStreamsPerClient', 'maxSubscriptions', 'logMaxLen', 'logTtlSeconds', 'maxDemoTasks'] as const) {
       assert.equal(config[name], DEFAULTS[name], name);
     }
     assert.deepEqual(

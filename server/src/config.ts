@@ -35,6 +35,8 @@ export interface ServerConfig {
   demoEnabled: boolean;
   maxStreams: number;
   maxStreamsPerClient: number;
+  /** Subscriptions one multiplexed connection may hold. */
+  maxSubscriptions: number;
   maxBufferBytes: number;
   /** A resume replays at most this many log entries / bytes; beyond, it gets the current state (`reset`, `too_long`). */
   maxReplayEntries: number;
@@ -138,6 +140,7 @@ export function readConfig(env: Env = process.env): ServerConfig {
     demoEnabled: bool(env, 'SSE_ENABLE_DEMO', !production),
     maxStreams: int(env, 'SSE_MAX_STREAMS', DEFAULTS.maxStreams, 1),
     maxStreamsPerClient: int(env, 'SSE_MAX_STREAMS_PER_CLIENT', DEFAULTS.maxStreamsPerClient, 1),
+    maxSubscriptions: int(env, 'SSE_MAX_SUBSCRIPTIONS', DEFAULTS.maxSubscriptions, 1),
     maxBufferBytes: int(env, 'SSE_MAX_BUFFER_BYTES', DEFAULTS.maxBufferBytes, 1024),
     maxReplayEntries: int(env, 'SSE_MAX_REPLAY_ENTRIES', DEFAULTS.maxReplayEntries, 1),
     maxReplayBytes: int(env, 'SSE_MAX_REPLAY_BYTES', DEFAULTS.maxReplayBytes, 1024),

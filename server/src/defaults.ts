@@ -25,6 +25,8 @@ const defaults = {
   maxStreams: 20_000,
   /** Open streams per remote address; more are answered 429. */
   maxStreamsPerClient: 64,
+  /** Subscriptions one multiplexed connection may hold (`SSE_MAX_SUBSCRIPTIONS`); more are answered 429. */
+  maxSubscriptions: 64,
   /** Seconds a refused client is asked to wait (`Retry-After`). */
   retryAfterSeconds: 5,
   /** Entries kept in each project's replay log. */

@@ -22,9 +22,11 @@ export { mountSse } from './mount.js';
 export type { SseOptions, SseMount, SseLogger } from './mount.js';
 export { SseMetrics } from './metrics.js';
 export type { SseMetricsOptions, MetricsSource } from './metrics.js';
-export type { Hub } from './hub/hub.js';
+export type { Hub, OpenRequest, OpenConnectionRequest, SubscribeRequest } from './hub/hub.js';
 export type { HubEventMap, HubEventName, HubEventSource, HubMessage, StreamOpening } from './hub/hub-events.js';
 export type { ClientStream, CloseReason } from './hub/client-stream.js';
+export type { MuxConnection, MuxSubscription } from './hub/mux-connection.js';
+export type { StreamSink } from './hub/stream-sink.js';
 export { signToken } from './http/auth.js';
 export { DEFAULTS } from './defaults.js';
 

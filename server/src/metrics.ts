@@ -24,11 +24,14 @@ export interface SseMetricsOptions {
 /** What the gauges read at each scrape, and the events the counters count. */
 export interface MetricsSource {
   /** A `Hub`; without `events` (a stand-in), only the gauges are fed. */
-  hub: { readonly size: number; readonly topicCount: number; readonly events?: HubEventSource };
+  hub: { readonly size: number; readonly topicCount: number; readonly subscriptionCount?: number; readonly events?: HubEventSource };
   broker: { readonly kind: string; readonly healthy: boolean };
 }
 
-/** Every close reason, so each counter series exists (at 0) before its first close. */
+/**
+ * Every close reason of an HTTP stream, so each counter series exists (at 0) before its first close. `unsubscribed`
+ * ends only a subscription of a multiplexed connection, never an HTTP stream.
+ */
 const CLOSE_REASONS = Object.keys({
   client_gone: 1,
   slow_consumer: 1,
@@ -36,7 +39,10 @@ const CLOSE_REASONS = Object.keys({
   cut: 1,
   broker_error: 1,
   token_expired: 1,
-} satisfies Record<CloseReason, 1>) as CloseReason[];
+} satisfies Record<Exclude<CloseReason, 'unsubscribed'>, 1>) as CloseReason[];
+
+/** Every close reason of a subscription: its own end (`unsubscribed`, `token_expired`) or its connection's. */
+const SUBSCRIPTION_CLOSE_REASONS: CloseReason[] = [...CLOSE_REASONS, 'unsubscribed'];
 
 const RESET_REASONS = ['expired', 'unknown_id', 'too_long'] as const satisfies ReadonlyArray<NonNullable<StreamOpening['reset']>>;
 
@@ -48,10 +54,13 @@ const DEFAULT_LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
  *
  * | metric | type | what |
  * | --- | --- | --- |
- * | `sse_streams_open` | gauge | streams open now |
- * | `sse_streams_opened_total{resumed}` | counter | streams opened; `resumed="true"` when they came with a `Last-Event-ID` |
+ * | `sse_streams_open` | gauge | HTTP streams open now: a multiplexed connection is one, whatever its subscriptions |
+ * | `sse_streams_opened_total{resumed}` | counter | streams opened; `resumed="true"` when they came with a `Last-Event-ID` (a multiplexed connection counts once, `false`) |
  * | `sse_streams_closed_total{reason}` | counter | streams closed, by reason (`client_gone`, `slow_consumer`, `server_shutdown`, `cut`, `broker_error`, `token_expired`) |
- * | `sse_events_delivered_total` | counter | events written to clients: live, replayed and held back during a replay |
+ * | `sse_mux_subscriptions_open` | gauge | subscriptions held by the multiplexed connections now |
+ * | `sse_mux_subscriptions_total{resumed}` | counter | subscriptions opened on multiplexed connections; `resumed="true"` with a `last_event_id` |
+ * | `sse_mux_subscriptions_closed_total{reason}` | counter | subscriptions ended, by reason: the stream reasons, and `unsubscribed` (removed by the client) |
+ * | `sse_events_delivered_total` | counter | events written to clients: live, replayed and held back during a replay (subscriptions' included) |
  * | `sse_messages_received_total` | counter | messages the hub received from the broker (each written once per watching client) |
  * | `sse_replays_served_total` | counter | resumes answered from the replay log |
  * | `sse_replayed_events_total` | counter | events written by those replays |
@@ -74,10 +83,18 @@ export class SseMetrics {
     const source = () => this.#source;
     new Gauge({
       name: `${prefix}streams_open`,
-      help: 'Streams open now.',
+      help: 'HTTP streams open now (a multiplexed connection is one).',
       registers,
       collect() {
         this.set(source()?.hub.size ?? 0);
+      },
+    });
+    new Gauge({
+      name: `${prefix}mux_subscriptions_open`,
+      help: 'Subscriptions held by the multiplexed connections now.',
+      registers,
+      collect() {
+        this.set(source()?.hub.subscriptionCount ?? 0);
       },
     });
     new Gauge({
@@ -106,6 +123,18 @@ export class SseMetrics {
       registers,
     });
     this.#closed = new Counter({ name: `${prefix}streams_closed_total`, help: 'Streams closed, by reason.', labelNames: ['reason'] as const, registers });
+    this.#subscriptions = new Counter({
+      name: `${prefix}mux_subscriptions_total`,
+      help: 'Subscriptions opened on multiplexed connections; resumed="true" when they came with a last_event_id.',
+      labelNames: ['resumed'] as const,
+      registers,
+    });
+    this.#subscriptionsClosed = new Counter({
+      name: `${prefix}mux_subscriptions_closed_total`,
+      help: 'Subscriptions of multiplexed connections ended, by reason.',
+      labelNames: ['reason'] as const,
+      registers,
+    });
     this.#delivered = new Counter({
       name: `${prefix}events_delivered_total`,
       help: 'Events written to clients: live, replayed, and held back during a replay.',
@@ -132,6 +161,8 @@ export class SseMetrics {
     // Every labelled series starts at 0, so rate() and alerts see it before its first event.
     for (const resumed of ['true', 'false']) this.#opened.inc({ resumed }, 0);
     for (const reason of CLOSE_REASONS) this.#closed.inc({ reason }, 0);
+    for (const resumed of ['true', 'false']) this.#subscriptions.inc({ resumed }, 0);
+    for (const reason of SUBSCRIPTION_CLOSE_REASONS) this.#subscriptionsClosed.inc({ reason }, 0);
     for (const reason of RESET_REASONS) this.#resets.inc({ reason }, 0);
   }
 
@@ -144,12 +175,15 @@ export class SseMetrics {
     this.#source = source;
     const events = source.hub.events;
     if (!events) return;
+    // A subscription of a multiplexed connection is counted as a subscription; its connection as the stream.
     const off = [
-      events.on('stream-opened', (_stream, resumed) => this.streamOpened(resumed)),
+      events.on('stream-opened', (stream, resumed) => (stream.subscription === undefined ? this.streamOpened(resumed) : this.subscriptionOpened(resumed))),
       events.on('stream-live', (_stream, opening) => this.streamLive(opening)),
       events.on('snapshot', () => this.snapshotSent()),
       events.on('message', (message, written) => this.messageWritten(message, written)),
-      events.on('stream-closed', (_stream, reason) => this.streamClosed(reason)),
+      events.on('stream-closed', (stream, reason) => (stream.subscription === undefined ? this.streamClosed(reason) : this.subscriptionClosed(reason))),
+      events.on('connection-opened', () => this.streamOpened(false)),
+      events.on('connection-closed', (_connection, reason) => this.streamClosed(reason)),
     ];
     this.#unlisten = () => off.forEach((unsubscribe) => unsubscribe());
   }
@@ -163,6 +197,16 @@ export class SseMetrics {
   /** A stream was opened (its `connected` was sent). */
   streamOpened(resumed: boolean): void {
     this.#opened.inc({ resumed: String(resumed) });
+  }
+
+  /** A subscription was added to a multiplexed connection (its opening written). */
+  subscriptionOpened(resumed: boolean): void {
+    this.#subscriptions.inc({ resumed: String(resumed) });
+  }
+
+  /** A subscription of a multiplexed connection ended (a slow client is counted once, by its connection). */
+  subscriptionClosed(reason: CloseReason): void {
+    this.#subscriptionsClosed.inc({ reason });
   }
 
   /** A stream went live: what it was sent while opening. */
@@ -217,6 +261,8 @@ export class SseMetrics {
   #unlisten: () => void = () => {};
   readonly #opened: Counter<'resumed'>;
   readonly #closed: Counter<'reason'>;
+  readonly #subscriptions: Counter<'resumed'>;
+  readonly #subscriptionsClosed: Counter<'reason'>;
   readonly #delivered: Counter;
   readonly #received: Counter;
   readonly #replays: Counter;

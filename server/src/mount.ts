@@ -1,6 +1,6 @@
 /**
  * Embeds the SSE hub in a server of your own: mounts the library's routes (the four stream endpoints, the
- * health checks and `/metrics`) on a polka app or a plain `node:http` server. The demo's endpoints are not
+ * multiplexed stream and its control requests, the health checks and `/metrics`) on a polka app or a plain `node:http` server. The demo's endpoints are not
  * among them: the standalone server adds those with `mountDemo` (mock/mount-demo.ts).
  */
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
@@ -13,6 +13,7 @@ import { Hub } from './hub/hub.js';
 import type { HubEventSource } from './hub/hub-events.js';
 import { internalError, notFound } from './http/handler.js';
 import { mountHealthRoutes } from './http/health-routes.js';
+import { mountMuxRoutes } from './http/mux-routes.js';
 import { mountStreamRoutes } from './http/stream-routes.js';
 import { SseMetrics } from './metrics.js';
 
@@ -46,8 +47,10 @@ export interface SseOptions {
   maxReplayBytes?: number;
   /** Open streams in this hub; more are answered 503 with `Retry-After`. Default 20000. */
   maxStreams?: number;
-  /** Open streams per remote address; more are answered 429. Default 64. */
+  /** Open streams per remote address; more are answered 429. Default 64. A multiplexed connection counts once. */
   maxStreamsPerClient?: number;
+  /** Subscriptions one multiplexed connection (`/api/v1/sse/mux/`) may hold; more are answered 429. Default 64. */
+  maxSubscriptions?: number;
   /** Gets one line when a stream opens and one when it closes, with its request id. Default: no logs. */
   logger?: SseLogger | undefined;
   /** The metrics to feed, or false for none. Default: a new {@link SseMetrics} with its own registry. */
@@ -98,13 +101,16 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
   const unlog = logger ? logStreams(hub.events, logger) : () => {};
 
   const mount = (app: Polka) => {
-    mountStreamRoutes(app, {
+    const routeOptions = {
       hub,
       policy: { secret: options.authSecret, issuer: options.authIssuer, audience: options.authAudience },
       publicStreams: options.publicStreams ?? true,
       maxStreams: options.maxStreams ?? DEFAULTS.maxStreams,
       maxStreamsPerClient: options.maxStreamsPerClient ?? DEFAULTS.maxStreamsPerClient,
-    });
+    };
+    // The multiplexed routes first: their paths would not match the stream routes' patterns anyway.
+    mountMuxRoutes(app, { ...routeOptions, maxSubscriptions: options.maxSubscriptions ?? DEFAULTS.maxSubscriptions });
+    mountStreamRoutes(app, routeOptions);
     mountHealthRoutes(app, broker);
     const path = options.metricsPath ?? '/metrics';
     if (metrics && path !== false) app.get(path, metrics.handler);
@@ -129,12 +135,22 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
   };
 }
 
-/** One log line when a stream opens and one when it closes, with its request id. Returns the undo. */
+/**
+ * One log line when a stream opens and one when it closes, with its request id; the same for each multiplexed
+ * connection and each of its subscriptions (with its id, and the request id of its `subscribe`). Returns the undo.
+ */
 function logStreams(events: HubEventSource, logger: SseLogger): () => void {
   const offOpened = events.on('stream-opened', (stream, resumed) => {
     logger.info(
-      { req_id: stream.requestId, project_id: stream.projectId, stage: stream.stage, resumed, remote: stream.clientKey || undefined },
-      'stream opened',
+      {
+        req_id: stream.requestId,
+        project_id: stream.projectId,
+        stage: stream.stage,
+        subscription: stream.subscription,
+        resumed,
+        remote: stream.clientKey || undefined,
+      },
+      stream.subscription === undefined ? 'stream opened' : 'subscription opened',
     );
   });
   const offClosed = events.on('stream-closed', (stream, reason) => {
@@ -142,17 +158,29 @@ function logStreams(events: HubEventSource, logger: SseLogger): () => void {
       req_id: stream.requestId,
       project_id: stream.projectId,
       stage: stream.stage,
+      subscription: stream.subscription,
       reason,
       events: stream.events,
       duration_ms: Date.now() - stream.openedAt,
     };
+    if (stream.subscription !== undefined) logger.info(fields, 'subscription closed');
     // A client dropped for being slow, or a broker failure, is worth an operator's look.
-    if (reason === 'slow_consumer' || reason === 'broker_error') logger.warn(fields, 'stream closed');
+    else if (reason === 'slow_consumer' || reason === 'broker_error') logger.warn(fields, 'stream closed');
     else logger.info(fields, 'stream closed');
+  });
+  const offConnectionOpened = events.on('connection-opened', (connection) => {
+    logger.info({ req_id: connection.requestId, connection: connection.id, remote: connection.clientKey || undefined }, 'mux connection opened');
+  });
+  const offConnectionClosed = events.on('connection-closed', (connection, reason) => {
+    const fields = { req_id: connection.requestId, connection: connection.id, reason, duration_ms: Date.now() - connection.openedAt };
+    if (reason === 'slow_consumer' || reason === 'broker_error') logger.warn(fields, 'mux connection closed');
+    else logger.info(fields, 'mux connection closed');
   });
   return () => {
     offOpened();
     offClosed();
+    offConnectionOpened();
+    offConnectionClosed();
   };
 }
 

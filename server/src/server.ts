@@ -42,7 +42,7 @@ export type ServerSettings = Pick<
   ServerConfig,
   'port' | 'host' | 'authSecret' | 'heartbeatMs' | 'retryMs' | 'publicStreams' | 'demoEnabled' | 'maxStreams' | 'maxStreamsPerClient' | 'maxBufferBytes'
 > &
-  Partial<Pick<ServerConfig, 'authIssuer' | 'authAudience' | 'allowedHosts' | 'metricsPort' | 'metricsHost' | 'maxDemoTasks' | 'maxReplayEntries' | 'maxReplayBytes'>>;
+  Partial<Pick<ServerConfig, 'authIssuer' | 'authAudience' | 'allowedHosts' | 'metricsPort' | 'metricsHost' | 'maxDemoTasks' | 'maxReplayEntries' | 'maxReplayBytes' | 'maxSubscriptions'>>;
 
 export async function startServer(settings: ServerSettings, broker: Broker, log?: Logger, demoDir = DEMO_DIST): Promise<RunningServer> {
   const app = polka({
@@ -68,6 +68,7 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
     maxReplayBytes: settings.maxReplayBytes,
     maxStreams: settings.maxStreams,
     maxStreamsPerClient: settings.maxStreamsPerClient,
+    maxSubscriptions: settings.maxSubscriptions,
     logger: log,
     metrics,
   });

@@ -14,6 +14,8 @@ import { NGINX, startNginx, type RunningNginx } from './nginx.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
 import { startRedis, type TestRedis } from './redis-server.js';
 import { openStream, requestJson, type StreamReader } from './sse-reader.js';
+import { MUX_ROUTES, newConnectionId } from '../../protocol/mux.js';
+import { openMux } from './mux-reader.js';
 import { waitUntil } from './wait-until.js';
 
 const missing = spawnSync(NGINX, ['-v']).status !== 0;
@@ -158,6 +160,50 @@ describe('nginx in front of two server processes', { skip }, () => {
     assert.equal(refused.headers.get('retry-after'), '5');
     assert.equal(refused.body.error.code, 'too_many_streams');
     for (const reader of readers) reader.close();
+  });
+
+  it('sends a multiplexed stream and its control requests to the same process, by its connection id', async () => {
+    await waitUntil(async () => (await streamsPerServer()).every((count) => count === 0), 'no stream left from the tests before');
+    // Enough connections that both processes hold some: a POST that reached the other process would get 404.
+    const readers = await Promise.all(Array.from({ length: 8 }, () => openMux(nginx.url)));
+    // One named in ?connection= on the stream (as an EventSource would), its POSTs with the header.
+    const byQueryId = newConnectionId();
+    const byQuery = await openStream(`${nginx.url}${MUX_ROUTES.stream}?connection=${byQueryId}`);
+    open.push(...readers, byQuery);
+    await byQuery.waitFor((e) => e.event === 'connection');
+    const counts = await streamsPerServer();
+    assert.equal(counts[0]! + counts[1]!, 9);
+    assert.ok(counts.every((count) => count > 0), `both processes hold connections: ${counts}`);
+    for (const reader of readers) {
+      const answer = await reader.subscribe({ subscriptions: [{ subscription: 'p:n6', project_id: 'n6' }, { subscription: 's:n6.rewrite', project_id: 'n6', stage: 'rewrite' }] });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      assert.ok(answer.body.results.every((r: { ok: boolean }) => r.ok), JSON.stringify(answer.body));
+    }
+    const viaQuery = await requestJson(nginx.url + MUX_ROUTES.subscribe, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'SSE-Connection': byQueryId },
+      body: JSON.stringify({ subscription: 'p:n6', project_id: 'n6' }),
+    });
+    assert.equal(viaQuery.status, 200, JSON.stringify(viaQuery.body));
+    await using publisher = new StreamPublisher({ projectId: 'n6', stage: 'rewrite', broker });
+    const first = await publisher.publishToken('a', 'a');
+    for (const reader of readers) {
+      await reader.waitFor((e) => e.id === first && e.json?.subscription === 's:n6.rewrite');
+      await reader.waitFor((e) => e.id === first && e.json?.subscription === 'p:n6');
+      const removed = await reader.unsubscribe({ subscription: 'p:n6' });
+      assert.deepEqual(removed.body, { unsubscribed: ['p:n6'], unknown: [] });
+    }
+    await byQuery.waitFor((e) => e.id === first && e.json?.subscription === 'p:n6');
+    const second = await publisher.publishToken('b', 'ab');
+    for (const reader of readers) {
+      await reader.waitFor((e) => e.id === second && e.json?.subscription === 's:n6.rewrite');
+      assert.deepEqual(
+        reader.of('p:n6').map((e) => e.event),
+        ['connected', 'token', 'unsubscribed'],
+      );
+      reader.close();
+    }
+    byQuery.close();
   });
 
   it('resumes a client whose process is killed on the other process, without loss or duplicate', async () => {

@@ -37,18 +37,20 @@ export function nginxConfig(source: string, { port, upstreams, dir }: NginxConfi
     if (count === 0) throw new Error(`deploy/nginx.conf: ${what} not found (${pattern})`);
     text = text.replace(pattern, replacement);
   };
-  // Every `server host:port ...;` of the upstream block becomes one line per test server.
-  const upstreamServer = /^(\s*)server (127\.0\.0\.1:\d+)([^;\n]*);\n/gm;
-  let first = true;
+  // In each upstream block, its `server host:port ...;` lines become one line per test server.
   replace(
-    upstreamServer,
-    (_match, indent, _address, parameters) => {
-      if (!first) return '';
-      first = false;
-      return upstreams.map((upstream) => `${indent}server 127.0.0.1:${upstream}${parameters};\n`).join('');
+    /^(\s*)upstream \S+ \{\n[\s\S]*?^\1\}\n/gm,
+    (block) => {
+      let first = true;
+      return block.replace(/^(\s*)server (127\.0\.0\.1:\d+)([^;\n]*);\n/gm, (_match, indent: string, _address, parameters: string) => {
+        if (!first) return '';
+        first = false;
+        return upstreams.map((upstream) => `${indent}server 127.0.0.1:${upstream}${parameters};\n`).join('');
+      });
     },
-    'the upstream servers',
+    'the upstream blocks',
   );
+  if (!/^\s*server 127\.0\.0\.1:\d+/m.test(text)) throw new Error('deploy/nginx.conf: no upstream server found');
   replace(/^(\s*)listen \d+;$/m, (_match, indent) => `${indent}listen 127.0.0.1:${port};`, 'the listen directive');
   replace(/^(\s*)access_log \S+ sse;$/m, (_match, indent) => `${indent}access_log ${join(dir, 'access.log')} sse;`, 'the access_log');
   replace(

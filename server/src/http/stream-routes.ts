@@ -27,11 +27,16 @@ export interface StreamRouteOptions {
 }
 
 const MAX_LAST_EVENT_ID = 64;
+
+/** A `Last-Event-ID` the streams accept: at most 64 characters, none of them a control character. */
+export function isValidLastEventId(value: string): boolean {
+  return value.length <= MAX_LAST_EVENT_ID && !/[\0-\x1f]/.test(value);
+}
 /** A request id a proxy may pass in `X-Request-Id` (nginx: `proxy_set_header X-Request-Id $request_id;`). */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /** The proxy's `X-Request-Id` when it is a plain token, else a new one. */
-function requestIdOf(req: IncomingMessage): string {
+export function requestIdOf(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
 }
@@ -50,10 +55,27 @@ function lastEventIdOf(req: Request): string | undefined {
   const raw = req.headers['last-event-id'] ?? req.query[QueryParam.lastEventId];
   const value = Array.isArray(raw) ? raw[0] : raw;
   if (value === undefined || value === '') return undefined;
-  if (value.length > MAX_LAST_EVENT_ID || /[\0-\x1f]/.test(value)) {
+  if (!isValidLastEventId(value)) {
     throw new HttpError(400, ErrorCode.badRequest, `Last-Event-ID must be at most ${MAX_LAST_EVENT_ID} printable characters.`);
   }
   return value;
+}
+
+/**
+ * The stream limits, for a new HTTP stream (a stream of its own, or a multiplexed connection): 503 when the
+ * process holds `maxStreams`, 429 when the client holds `maxStreamsPerClient`, both with Retry-After.
+ */
+export function refuseOverLimits(
+  hub: Pick<Hub, 'size' | 'streamsOf'>,
+  clientKey: string,
+  { maxStreams, maxStreamsPerClient, retryAfter }: { maxStreams: number; maxStreamsPerClient: number; retryAfter: string },
+): void {
+  if (hub.size >= maxStreams) {
+    throw new HttpError(503, ErrorCode.tooManyStreams, 'This server holds as many streams as it can; retry later.', { 'Retry-After': retryAfter });
+  }
+  if (hub.streamsOf(clientKey) >= maxStreamsPerClient) {
+    throw new HttpError(429, ErrorCode.tooManyStreams, `At most ${maxStreamsPerClient} open streams per client.`, { 'Retry-After': retryAfter });
+  }
 }
 
 export function mountStreamRoutes(app: Polka, options: StreamRouteOptions): Polka {
@@ -75,12 +97,7 @@ export function mountStreamRoutes(app: Polka, options: StreamRouteOptions): Polk
     const lastEventId = lastEventIdOf(req);
     const snapshot = snapshotOf(req);
     const clientKey = req.socket.remoteAddress ?? '';
-    if (hub.size >= maxStreams) {
-      throw new HttpError(503, ErrorCode.tooManyStreams, 'This server holds as many streams as it can; retry later.', { 'Retry-After': retryAfter });
-    }
-    if (hub.streamsOf(clientKey) >= maxStreamsPerClient) {
-      throw new HttpError(429, ErrorCode.tooManyStreams, `At most ${maxStreamsPerClient} open streams per client.`, { 'Retry-After': retryAfter });
-    }
+    refuseOverLimits(hub, clientKey, { maxStreams, maxStreamsPerClient, retryAfter });
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true);
     const compact = req.query[QueryParam.compact] === '1';

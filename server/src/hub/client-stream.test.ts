@@ -6,6 +6,7 @@ import { afterEach, describe, it } from 'node:test';
 import { compareLogIds, isLogId } from '../../../protocol/log-id.js';
 import { ClientStream, type CloseReason } from './client-stream.js';
 import { parsePayload } from './sse-frame.js';
+import { ResponseSink } from './stream-sink.js';
 
 let server: Server | undefined;
 const sockets: Socket[] = [];
@@ -27,7 +28,7 @@ async function open(maxPending: number) {
   socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
   const res = await request;
   const closed: CloseReason[] = [];
-  const stream = new ClientStream(res, {
+  const stream = new ClientStream(new ResponseSink(res), {
     projectId: 'p',
     stage: 's',
     clientKey: '',

@@ -1,7 +1,11 @@
-/** One browser's stream: its response, the messages held back while it resumes, and its one cleanup path. */
-import type { ServerResponse } from 'node:http';
+/**
+ * One browser's stream: where it writes (its own response, or a subscription's share of a multiplexed one), the
+ * messages held back while it resumes, and its one cleanup path.
+ */
 import type { IdOrder } from '../broker/broker.js';
-import { compactTokenFrame, originalFrame, type ParsedPayload } from './sse-frame.js';
+import { tagJson } from '../../../protocol/mux.js';
+import { compactTokenFrame, formatEvent, HEARTBEAT_FRAME, originalFrame, taggedFrame, type BatchFrames, type ParsedPayload, type SSEEvent } from './sse-frame.js';
+import type { StreamSink } from './stream-sink.js';
 
 export const StreamState = {
   /** Subscribed, replaying: live messages wait in `pending` so replay and live merge without gap or duplicate. */
@@ -11,7 +15,8 @@ export const StreamState = {
 } as const;
 export type StreamState = (typeof StreamState)[keyof typeof StreamState];
 
-export type CloseReason = 'client_gone' | 'slow_consumer' | 'server_shutdown' | 'cut' | 'broker_error' | 'token_expired';
+/** Why a stream ended. `unsubscribed`: a subscription of a multiplexed connection removed by its client (the connection stays). */
+export type CloseReason = 'client_gone' | 'slow_consumer' | 'server_shutdown' | 'cut' | 'broker_error' | 'token_expired' | 'unsubscribed';
 
 export interface ClientStreamOptions {
   projectId: string;
@@ -29,6 +34,11 @@ export interface ClientStreamOptions {
   compact?: boolean;
   /** The stream's token expires then (ms since the epoch): it sends `token_expired` and ends. */
   expiresAt?: number | undefined;
+  /**
+   * A subscription of a multiplexed connection: its id, the last member of every event's JSON data (tagJson).
+   * Unset for a stream of its own, whose bytes stay exactly the single stream's.
+   */
+  subscription?: string | undefined;
   onClose: (stream: ClientStream, reason: CloseReason) => void;
 }
 
@@ -38,10 +48,12 @@ export class ClientStream {
   readonly clientKey: string;
   /** An id for logs, the same on the lines of its opening and its closing. */
   readonly requestId: string;
+  /** The subscription id, for a subscription of a multiplexed connection (see ClientStreamOptions). */
+  readonly subscription: string | undefined;
   readonly openedAt = Date.now();
   state: StreamState = StreamState.opening;
   events = 0;
-  #res: ServerResponse;
+  #sink: StreamSink;
   #pending: ParsedPayload[] = [];
   #options: ClientStreamOptions;
   /**
@@ -55,17 +67,29 @@ export class ClientStream {
   #synced: Set<string> | undefined;
   #expiry: NodeJS.Timeout | undefined;
 
-  constructor(res: ServerResponse, options: ClientStreamOptions) {
-    this.#res = res;
+  constructor(sink: StreamSink, options: ClientStreamOptions) {
+    this.#sink = sink;
     this.#options = options;
     this.projectId = options.projectId;
     this.stage = options.stage;
     this.clientKey = options.clientKey;
+    this.subscription = options.subscription;
     if (options.compact) this.#synced = new Set();
     this.requestId = options.requestId ?? '';
-    // The one cleanup path: whoever ends the stream, 'close' fires once.
-    res.once('close', () => this.#finish('client_gone'));
+    // The one cleanup path: whoever ends the stream, #finish runs once.
+    sink.onceGone(() => this.#finish('client_gone'));
     if (options.expiresAt !== undefined) this.#armExpiry(options.expiresAt);
+  }
+
+  /**
+   * A new expiry (a subscription renewed with a fresh token; undefined: none, a public one): the timer is
+   * armed again from it.
+   */
+  renew(expiresAt: number | undefined): void {
+    if (this.state === StreamState.closed) return;
+    clearTimeout(this.#expiry);
+    this.#expiry = undefined;
+    if (expiresAt !== undefined) this.#armExpiry(expiresAt);
   }
 
   /** setTimeout caps its delay at 2^31-1 ms (24.8 days): a later expiry re-arms until it is due. */
@@ -78,8 +102,27 @@ export class ClientStream {
   #expire(): void {
     if (this.state === StreamState.closed) return;
     const data = JSON.stringify({ type: 'token_expired', project_id: this.projectId, stage: this.stage, timestamp: Date.now() / 1000 });
-    if (this.#res.headersSent) this.write(`event: token_expired\ndata: ${data}\n\n`);
+    if (this.#sink.started) this.writeEvent({ event: 'token_expired', data });
     this.close('token_expired');
+  }
+
+  /**
+   * Writes an event the hub built (`connected`, `snapshot`, `reset`, …) whose data is the text of a JSON object:
+   * a subscription's gets its id as the last member.
+   */
+  writeEvent(event: SSEEvent): void {
+    const tag = this.subscription;
+    this.write(formatEvent(tag === undefined ? event : { ...event, data: tagJson(event.data, tag) }));
+  }
+
+  /** Starts the response, for a stream of its own (its head and `retry:`); a subscription's connection did. */
+  begin(retry: string): void {
+    this.#sink.begin(retry);
+  }
+
+  /** The heartbeat of a stream of its own, once it is live (a subscription's connection sends its own). */
+  heartbeat(): void {
+    if (this.state === StreamState.live) this.write(HEARTBEAT_FRAME);
   }
 
   /** A live message from the broker. */
@@ -118,16 +161,16 @@ export class ClientStream {
    * as the client reads and holds no more than one page of the log meanwhile.
    */
   drained(): Promise<void> {
-    const res = this.#res;
-    if (this.state === StreamState.closed || !res.writableNeedDrain) return Promise.resolve();
+    const sink = this.#sink;
+    if (this.state === StreamState.closed || !sink.writableNeedDrain) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const wake = () => {
-        res.off('drain', wake);
+        undo();
         this.#wakeReplay = undefined;
         resolve();
       };
+      const undo = sink.onceDrained(wake);
       this.#wakeReplay = wake;
-      res.once('drain', wake);
     });
   }
 
@@ -183,27 +226,38 @@ export class ClientStream {
   send(message: ParsedPayload): void {
     const synced = this.#synced;
     if (synced && message.type === 'token' && message.stage !== undefined) {
-      const compact = compactTokenFrame(message);
+      const compact = this.#compactFrame(message);
       if (compact !== null && synced.has(message.stage)) return this.#count(compact);
       if (compact !== null) {
-        const whole = originalFrame(message);
+        const whole = this.#originalFrame(message);
         if (whole === null) return this.#count(compact);
         synced.add(message.stage);
         return this.#count(whole);
       }
     }
-    const frame = originalFrame(message);
+    const frame = this.#originalFrame(message);
     if (frame === null) return this.close('broker_error');
     this.#count(frame);
   }
 
+  /** originalFrame, tagged for a subscription. */
+  #originalFrame(message: ParsedPayload): string | null {
+    return this.subscription === undefined ? originalFrame(message) : taggedFrame(message, 'original', this.subscription);
+  }
+
+  /** compactTokenFrame, tagged for a subscription. */
+  #compactFrame(message: ParsedPayload): string | null {
+    return this.subscription === undefined ? compactTokenFrame(message) : taggedFrame(message, 'compact', this.subscription);
+  }
+
   /**
-   * Live messages that arrived together, as one write: `full()` is their frames in the original format joined
-   * once for every client (null when one of them has no such frame), `compact()` the same with compact token
-   * frames. A stream still opening, one still checking for replayed duplicates, and a compact client that has
-   * not yet been sent a stage's first token whole take them one by one instead.
+   * Live messages that arrived together, as one write: `frames.full()` is their frames in the original format
+   * joined once for every client (null when one of them has no such frame), `frames.compact()` the same with
+   * compact token frames; a subscription's are tagged with its id, joined once per id. A stream still opening,
+   * one still checking for replayed duplicates, and a compact client that has not yet been sent a stage's first
+   * token whole take them one by one instead.
    */
-  deliverBatch(messages: readonly ParsedPayload[], full: () => Buffer | null, compact: () => Buffer): void {
+  deliverBatch(messages: readonly ParsedPayload[], frames: BatchFrames): void {
     if (this.state !== StreamState.live || this.#replayedUpTo !== undefined) {
       for (const message of messages) this.deliver(message);
       return;
@@ -211,13 +265,13 @@ export class ClientStream {
     const synced = this.#synced;
     if (synced) {
       for (const message of messages) {
-        if (message.type === 'token' && message.stage !== undefined && !synced.has(message.stage) && compactTokenFrame(message) !== null) {
+        if (message.type === 'token' && message.stage !== undefined && !synced.has(message.stage) && this.#compactFrame(message) !== null) {
           for (const each of messages) this.send(each);
           return;
         }
       }
     }
-    const bytes = synced ? compact() : full();
+    const bytes = synced ? frames.compact(this.subscription) : frames.full(this.subscription);
     if (bytes === null) {
       // One of them is out of step: write those before it, then end (see send()).
       for (const message of messages) if ((this.state as StreamState) !== StreamState.closed) this.send(message);
@@ -233,29 +287,31 @@ export class ClientStream {
   }
 
   write(chunk: string | Buffer): void {
-    const res = this.#res;
-    if (res.destroyed || res.writableEnded) return;
+    const sink = this.#sink;
+    if (sink.ended) return;
     // Mercure's rule: a client that cannot keep up is disconnected, never allowed to grow our memory.
     // It reconnects with Last-Event-ID and catches up from the replay log. The check comes before the
     // write, so one message larger than the bound still reaches a client that keeps up: the memory
     // held per client is at most maxBufferBytes plus one message.
-    if (res.writableLength > this.#options.maxBufferBytes) {
+    // A subscription's bound is its connection's: they share one socket, and so one buffer.
+    if (sink.writableLength > this.#options.maxBufferBytes) {
       this.close('slow_consumer');
       return;
     }
-    res.write(chunk);
+    sink.write(chunk);
   }
 
   close(reason: CloseReason): void {
     if (this.state === StreamState.closed) return;
     this.#finish(reason);
-    if (reason === 'slow_consumer' || reason === 'client_gone') this.#res.destroy();
-    else this.#res.end();
+    this.#sink.end(reason);
   }
 
   /** Releases the stream before it started, leaving the response to the caller (for an error answer). */
   abandon(reason: CloseReason): void {
+    if (this.state === StreamState.closed) return;
     this.#finish(reason);
+    this.#sink.abandon();
   }
 
   #isReplayed(message: ParsedPayload): boolean {

@@ -3,6 +3,7 @@
  * written. Metrics and logs listen (see metrics.ts and mount.ts); the hub itself never depends on them.
  */
 import type { ClientStream, CloseReason } from './client-stream.js';
+import type { MuxConnection } from './mux-connection.js';
 
 /** What a stream got before it went live. */
 export interface StreamOpening {
@@ -35,7 +36,9 @@ export interface HubMessage {
 export interface HubEventMap {
   /**
    * `Hub.open()` answered a request: `connected` and any replay were written (or the client left meanwhile).
-   * Once per stream that opened; a stream refused before any byte (the broker failed) gets none.
+   * Once per stream that opened; a stream refused before any byte (the broker failed) gets none. The stream,
+   * stream-live, snapshot and stream-closed events are also those of each subscription of a multiplexed
+   * connection (`stream.subscription` set), which open and close as streams do.
    */
   'stream-opened': [stream: ClientStream, resumed: boolean];
   /** A stream went live, with what was written while it opened. At most once per stream. */
@@ -44,6 +47,10 @@ export interface HubEventMap {
   snapshot: [stream: ClientStream, upTo: string];
   /** A stream closed, for whatever reason. Once per stream, also for one refused before any byte. */
   'stream-closed': [stream: ClientStream, reason: CloseReason];
+  /** A multiplexed connection opened (its `connection` event was written). It is one HTTP stream, as a stream of its own. */
+  'connection-opened': [connection: MuxConnection];
+  /** A multiplexed connection closed, after each of its subscriptions did (their `stream-closed`). */
+  'connection-closed': [connection: MuxConnection, reason: CloseReason];
   /** A broker message was written to `written` live streams: once per message, not once per client. */
   message: [message: HubMessage, written: number];
 }

@@ -9,8 +9,10 @@ import { DEFAULTS } from '../defaults.js';
 import { ClientStream, type CloseReason } from './client-stream.js';
 import { HubEvents, type HubEventSource, type StreamOpening } from './hub-events.js';
 import { LiveTexts, tokenForm } from './live-texts.js';
+import { MuxConnection } from './mux-connection.js';
 import { ReplayTexts } from './replay-texts.js';
-import { HEARTBEAT_FRAME, SSE_HEADERS, compactTokenFrame, formatEvent, formatRetry, originalFrame, parsePayload, type ParsedPayload } from './sse-frame.js';
+import { BatchFrames, formatRetry, parsePayload, type ParsedPayload } from './sse-frame.js';
+import { ResponseSink, type StreamSink } from './stream-sink.js';
 import { TokenTexts } from '../../../protocol/compact.js';
 import type { SnapshotMessage, StageState } from '../../../protocol/messages.js';
 
@@ -62,6 +64,26 @@ export interface OpenRequest {
   expiresAt?: number | undefined;
 }
 
+/** What a multiplexed connection is opened with (see Hub.openConnection). */
+export interface OpenConnectionRequest {
+  /** Its id: the client's (checked by the caller, and not held by another live connection), or a new one. */
+  connection: string;
+  /** Who is asking (the remote address), for per-client limits and for who may add subscriptions. */
+  clientKey?: string;
+  /** An id for logs. */
+  requestId?: string;
+  /** Subscriptions it may hold at once. */
+  maxSubscriptions: number;
+}
+
+/** One subscription to add to a connection: what a single stream opens with, and the subscription's id. */
+export interface SubscribeRequest extends Omit<OpenRequest, 'clientKey'> {
+  subscription: string;
+}
+
+/** What the hub writes heartbeats to: each HTTP response once, a stream of its own or a multiplexed connection. */
+type HttpStream = ClientStream | MuxConnection;
+
 interface Topic {
   clients: Set<ClientStream>;
   /** Resolves once the broker acknowledged the subscription and the stages' texts were read. */
@@ -82,7 +104,11 @@ export class Hub {
   readonly #maxReplayBytes: number;
   readonly #events = new HubEvents();
   readonly #topics = new Map<string, Topic>();
+  /** Every stream: those of their own and the subscriptions of multiplexed connections. */
   readonly #streams = new Set<ClientStream>();
+  /** The HTTP streams: the streams of their own and the multiplexed connections (what `size` and the limits count). */
+  readonly #responses = new Set<HttpStream>();
+  readonly #connections = new Map<string, MuxConnection>();
   readonly #perClient = new Map<string, number>();
   /**
    * Streams that will send a snapshot: their topic's texts as of the moment they joined it, before any message
@@ -117,19 +143,26 @@ export class Hub {
     return this.#events;
   }
 
-  /** Open streams in this process. */
+  /** Open HTTP streams in this process: a multiplexed connection is one, whatever its subscriptions. */
   get size(): number {
-    return this.#streams.size;
+    return this.#responses.size;
   }
 
-  /** Open streams of one client (remote address). */
+  /** Open HTTP streams of one client (remote address), counted as `size` is. */
   streamsOf(clientKey: string): number {
     return this.#perClient.get(clientKey) ?? 0;
   }
 
-  /** True when the hub holds nothing: no stream, no subscription, no timer. */
+  /** Subscriptions held by the multiplexed connections (those still joining their topic included). */
+  get subscriptionCount(): number {
+    let count = 0;
+    for (const connection of this.#connections.values()) count += connection.size;
+    return count;
+  }
+
+  /** True when the hub holds nothing: no stream, no connection, no subscription, no timer. */
   get idle(): boolean {
-    return this.#streams.size === 0 && this.#topics.size === 0 && this.#heartbeat === undefined;
+    return this.#streams.size === 0 && this.#responses.size === 0 && this.#topics.size === 0 && this.#heartbeat === undefined;
   }
 
   /**
@@ -148,44 +181,126 @@ export class Hub {
    * Rejects, before any byte is written, when the broker cannot subscribe. Announces `stream-opened` when done.
    */
   async open(res: ServerResponse, request: OpenRequest): Promise<ClientStream> {
-    const stream = await this.#open(res, request);
+    const stream = this.#createStream(new ResponseSink(res), request);
+    this.#addResponse(stream);
+    await this.#start(stream, request);
     this.#events.emit('stream-opened', stream, request.lastEventId !== undefined);
     return stream;
   }
 
-  async #open(res: ServerResponse, request: OpenRequest): Promise<ClientStream> {
-    const { projectId, stage, lastEventId } = request;
-    const clientKey = request.clientKey ?? '';
-    const topicKey = stage === null ? projectPattern(this.#broker.prefix, projectId) : stageChannel(this.#broker.prefix, projectId, stage);
-    const stream = new ClientStream(res, {
+  /**
+   * Opens a multiplexed connection on `res`: its head, `retry:` and `connection` event, and no subscription yet
+   * (see subscribe()). It counts as one stream in `size` and `streamsOf`, and gets one heartbeat per interval.
+   * Announces `connection-opened`.
+   */
+  openConnection(res: ServerResponse, request: OpenConnectionRequest): MuxConnection {
+    const connection = new MuxConnection(res, {
+      id: request.connection,
+      clientKey: request.clientKey ?? '',
+      requestId: request.requestId ?? '',
+      maxSubscriptions: request.maxSubscriptions,
+      maxBufferBytes: this.#maxBufferBytes,
+      onClose: (closed, reason) => this.#releaseConnection(closed, reason),
+    });
+    this.#connections.set(connection.id, connection);
+    this.#addResponse(connection);
+    connection.start(formatRetry(this.#retryMs));
+    this.#events.emit('connection-opened', connection);
+    return connection;
+  }
+
+  /** The live multiplexed connection with this id, if any. */
+  connection(id: string): MuxConnection | undefined {
+    return this.#connections.get(id);
+  }
+
+  /**
+   * Adds a subscription to a live connection (the caller checked that its id is free and that the connection has
+   * room): it is held at once, synchronously, then opens exactly as a stream of its own does (open()), its events
+   * tagged with its id. Resolves once it joined its topic, so that whatever is published from then on reaches it
+   * (or once it ended before that); `connected`, then the snapshot or the replay, then live messages follow on the
+   * connection. Rejects when the broker cannot subscribe: the subscription is then gone, nothing of it written.
+   * Announces `stream-opened` once its opening (the replay) is written, as open() does.
+   */
+  subscribe(connection: MuxConnection, request: SubscribeRequest): Promise<ClientStream> {
+    const sink = connection.add(request.subscription, request.projectId, request.stage);
+    const stream = this.#createStream(sink, { ...request, clientKey: connection.clientKey }, request.subscription);
+    sink.stream = stream;
+    const joined = new Promise<ClientStream>((resolve, reject) => {
+      this.#start(stream, request, () => resolve(stream)).then(
+        () => {
+          resolve(stream);
+          this.#events.emit('stream-opened', stream, request.lastEventId !== undefined);
+        },
+        reject,
+      );
+    });
+    sink.joined = joined.then(() => {});
+    // Whoever waits for it (a renew) sees the failure; nobody else needs to.
+    sink.joined.catch(() => {});
+    return joined;
+  }
+
+  /** A ClientStream on `sink`, known to the hub (cutProject, close) until it closes. */
+  #createStream(sink: StreamSink, request: OpenRequest, subscription?: string): ClientStream {
+    const { projectId, stage } = request;
+    const topicKey = this.#topicKey(projectId, stage);
+    const stream = new ClientStream(sink, {
       projectId,
       stage,
-      clientKey,
+      clientKey: request.clientKey ?? '',
       requestId: request.requestId,
       maxBufferBytes: this.#maxBufferBytes,
       maxPending: this.#maxPending,
       ids: this.#broker,
       compact: request.compact ?? false,
       expiresAt: request.expiresAt,
+      subscription,
       onClose: (closed, reason) => this.#release(closed, topicKey, reason),
     });
     this.#streams.add(stream);
-    this.#perClient.set(clientKey, (this.#perClient.get(clientKey) ?? 0) + 1);
-    this.#startHeartbeat();
+    return stream;
+  }
 
+  #topicKey(projectId: string, stage: string | null): string {
+    return stage === null ? projectPattern(this.#broker.prefix, projectId) : stageChannel(this.#broker.prefix, projectId, stage);
+  }
+
+  /** An HTTP stream more: counted for the limits, and heartbeats run. */
+  #addResponse(response: HttpStream): void {
+    this.#responses.add(response);
+    this.#perClient.set(response.clientKey, (this.#perClient.get(response.clientKey) ?? 0) + 1);
+    this.#startHeartbeat();
+  }
+
+  #removeResponse(response: HttpStream): void {
+    if (!this.#responses.delete(response)) return;
+    const left = (this.#perClient.get(response.clientKey) ?? 1) - 1;
+    if (left > 0) this.#perClient.set(response.clientKey, left);
+    else this.#perClient.delete(response.clientKey);
+    if (this.#responses.size === 0) this.#stopHeartbeat();
+  }
+
+  /**
+   * The one opening of every stream, of its own or a subscription: joins the topic, writes `connected` (then
+   * calls `joined`), then the snapshot or the replay, then goes live. Rejects, before any byte is written, when
+   * the broker cannot subscribe.
+   */
+  async #start(stream: ClientStream, request: OpenRequest, joined?: () => void): Promise<void> {
+    const { projectId, stage, lastEventId } = request;
     const wantsSnapshot = lastEventId === undefined && request.snapshot !== false;
     try {
-      await this.#join(topicKey, projectId, stage, stream, wantsSnapshot);
+      await this.#join(this.#topicKey(projectId, stage), projectId, stage, stream, wantsSnapshot);
     } catch (error) {
       stream.abandon('broker_error');
       throw error;
     }
-    if (stream.state === 'closed') return stream;
+    if (stream.state === 'closed') return;
 
-    res.writeHead(200, SSE_HEADERS);
-    stream.write(formatRetry(this.#retryMs));
+    stream.begin(formatRetry(this.#retryMs));
     const connected = { type: 'connected', project_id: projectId, stage, resumed: lastEventId !== undefined, timestamp: Date.now() / 1000 };
-    stream.write(formatEvent({ event: 'connected', data: JSON.stringify(connected) }));
+    stream.writeEvent({ event: 'connected', data: JSON.stringify(connected) });
+    joined?.();
 
     if (lastEventId === undefined) {
       let upTo: string | null = null;
@@ -195,12 +310,12 @@ export class Hub {
         } catch {
           // The broker failed mid-read: end the stream, never a half state; the client reconnects.
           stream.close('broker_error');
-          return stream;
+          return;
         }
       }
       stream.goLive(upTo);
       this.#wentLive(stream, { resumed: false, replayed: 0, reset: undefined });
-      return stream;
+      return;
     }
     try {
       const { coveredUpTo, replayed, reset } = await this.#catchUp(stream, projectId, stage, lastEventId);
@@ -210,25 +325,29 @@ export class Hub {
       // The broker failed mid-resume: end the stream; the client reconnects with the same Last-Event-ID.
       stream.close('broker_error');
     }
-    return stream;
   }
 
-  /** Ends every open stream of a project (the demo's "cut the connection"). Returns how many. */
+  /**
+   * Ends every open stream of a project (the demo's "cut the connection"): the streams of their own, and every
+   * multiplexed connection holding a subscription of it (whole: see MuxConnection). Returns how many HTTP streams.
+   */
   cutProject(projectId: string): number {
     let count = 0;
     for (const stream of [...this.#streams]) {
-      if (stream.projectId !== projectId) continue;
+      // Closed already: a subscription of a connection that an earlier one of the project ended.
+      if (stream.projectId !== projectId || stream.state === 'closed') continue;
       stream.close('cut');
       count++;
     }
     return count;
   }
 
-  /** Ends every stream so clients reconnect elsewhere, and drops every subscription. */
+  /** Ends every stream and connection so clients reconnect elsewhere, and drops every subscription. */
   async close(): Promise<void> {
     this.#stopListening();
     // Closing the last stream of each topic unsubscribes it (see #release); wait for those to finish.
     for (const stream of [...this.#streams]) stream.close('server_shutdown');
+    for (const connection of [...this.#connections.values()]) connection.close('server_shutdown');
     await Promise.allSettled([...this.#unsubscribing]);
   }
 
@@ -275,7 +394,7 @@ export class Hub {
       stages,
       timestamp: Date.now() / 1000,
     };
-    stream.write(formatEvent({ id: snapshot.lastId ?? undefined, event: 'reset', data: JSON.stringify(reset) }));
+    stream.writeEvent({ id: snapshot.lastId ?? undefined, event: 'reset', data: JSON.stringify(reset) });
     return { coveredUpTo: snapshot.lastId, replayed, reset: reason };
   }
 
@@ -332,7 +451,7 @@ export class Hub {
     for (const [stageName, state] of Object.entries(stages)) if (Object.keys(state).length === 0) delete stages[stageName];
 
     const message: SnapshotMessage = { type: 'snapshot', project_id: projectId, stage, stages, timestamp: Date.now() / 1000 };
-    stream.write(formatEvent({ id: upTo, event: 'snapshot', data: JSON.stringify(message) }));
+    stream.writeEvent({ id: upTo, event: 'snapshot', data: JSON.stringify(message) });
     stream.markSynced(Object.entries(stages).flatMap(([name, state]) => (state.text === undefined ? [] : [name])));
     this.#events.emit('snapshot', stream, upTo);
     return upTo;
@@ -485,29 +604,19 @@ export class Hub {
       if (message.linear) message.fullText = fullText;
     }
     // Built once, and only if some client wants them: a linear token's frame in the original format costs its
-    // whole text, which is what compact clients never pay.
-    let full: Buffer | null | undefined;
-    let compact: Buffer | undefined;
-    const fullBytes = () => {
-      if (full !== undefined) return full;
-      const frames = messages.map(originalFrame);
-      return (full = frames.includes(null) ? null : Buffer.from(frames.join('')));
-    };
-    const compactBytes = () => (compact ??= Buffer.from(messages.map((m) => compactTokenFrame(m) ?? m.frame).join('')));
+    // whole text, which is what compact clients never pay. A subscription's are built once per id (see BatchFrames).
+    const frames = new BatchFrames(messages);
     let written = 0;
     for (const client of topic.clients) {
       if (client.state === 'live') written++;
-      client.deliverBatch(messages, fullBytes, compactBytes);
+      client.deliverBatch(messages, frames);
     }
     if (this.#events.has('message')) for (const message of messages) this.#events.emit('message', message, written);
   }
 
   #release(stream: ClientStream, topicKey: string, reason: CloseReason): void {
     this.#streams.delete(stream);
-    const left = (this.#perClient.get(stream.clientKey) ?? 1) - 1;
-    if (left > 0) this.#perClient.set(stream.clientKey, left);
-    else this.#perClient.delete(stream.clientKey);
-    if (this.#streams.size === 0) this.#stopHeartbeat();
+    this.#removeResponse(stream);
 
     const topic = this.#topics.get(topicKey);
     if (topic && topic.clients.delete(stream) && topic.clients.size === 0) {
@@ -521,11 +630,18 @@ export class Hub {
     this.#events.emit('stream-closed', stream, reason);
   }
 
-  /** One timer for all clients, running only while there are any. */
+  /** A multiplexed connection ended, after each of its subscriptions did. */
+  #releaseConnection(connection: MuxConnection, reason: CloseReason): void {
+    if (this.#connections.get(connection.id) === connection) this.#connections.delete(connection.id);
+    this.#removeResponse(connection);
+    this.#events.emit('connection-closed', connection, reason);
+  }
+
+  /** One timer for all clients, running only while there are any: one heartbeat per HTTP response. */
   #startHeartbeat(): void {
     if (this.#heartbeat) return;
     this.#heartbeat = setInterval(() => {
-      for (const stream of this.#streams) if (stream.state === 'live') stream.write(HEARTBEAT_FRAME);
+      for (const response of this.#responses) response.heartbeat();
     }, this.#heartbeatMs);
   }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { formatComment, formatEvent, formatRetry, parsePayload } from './sse-frame.js';
+import { BatchFrames, formatComment, formatEvent, formatRetry, parsePayload, taggedFrame } from './sse-frame.js';
 
 /** Parses frames the way a browser would, so each test checks the round trip and not only the bytes. */
 function parse(text: string, chunkAt?: number): EventSourceMessage[] {
@@ -81,5 +81,40 @@ describe('parsePayload', () => {
     const [event] = parse(parsePayload(pretty).frame);
     assert.deepEqual(JSON.parse(event!.data), { type: 'progress', current: 1 });
     assert.equal(event!.event, 'progress');
+  });
+});
+
+describe('frames of a subscription (the multiplexed stream)', () => {
+  it('appends the subscription as the last member of the data, keeping the id line and the event name', () => {
+    const message = parsePayload('{"id":"1-0","type":"progress","stage":"s","current":1}');
+    assert.equal(taggedFrame(message, 'original', 'p:1'), 'id: 1-0\nevent: progress\ndata: {"id":"1-0","type":"progress","stage":"s","current":1,"subscription":"p:1"}\n\n');
+    // Built once per message and id.
+    assert.equal(taggedFrame(message, 'original', 'p:1'), message.taggedFrames!.get('o:p:1'));
+    assert.equal(message.frame, 'id: 1-0\nevent: progress\ndata: {"id":"1-0","type":"progress","stage":"s","current":1}\n\n', 'the untagged frame is unchanged');
+  });
+
+  it('wraps a payload that is not a JSON object as {"raw": …}, on one data line', () => {
+    const [event] = parse(taggedFrame(parsePayload('plain\ntext'), 'original', 'a')!);
+    assert.deepEqual([event!.event, event!.data], ['message', '{"raw":"plain\\ntext","subscription":"a"}']);
+  });
+
+  it('tags both forms of a linear token, and has no original frame for one whose text is unknown', () => {
+    const message = parsePayload('{"id":"2-0","type":"token","stage":"s","content":"b","offset":1}');
+    assert.equal(taggedFrame(message, 'compact', 'x'), 'id: 2-0\nevent: token\ndata: {"id":"2-0","type":"token","stage":"s","content":"b","offset":1,"subscription":"x"}\n\n');
+    assert.equal(taggedFrame(message, 'original', 'x'), null);
+    const known = parsePayload('{"id":"2-0","type":"token","stage":"s","content":"b","offset":1}');
+    known.fullText = 'ab';
+    assert.deepEqual(JSON.parse(parse(taggedFrame(known, 'original', 'x')!)[0]!.data), { id: '2-0', type: 'token', stage: 's', content: 'b', full_text: 'ab', subscription: 'x' });
+  });
+
+  it('joins a batch once per form and id, the untagged bytes those of the single stream', () => {
+    const messages = [parsePayload('{"id":"3-0","type":"token","stage":"s","content":"a","full_text":"a"}'), parsePayload('{"id":"4-0","type":"done","stage":"s"}')];
+    const frames = new BatchFrames(messages);
+    assert.equal(frames.full()!.toString(), messages.map((m) => m.frame).join(''));
+    assert.equal(frames.full('t'), frames.full('t'));
+    assert.deepEqual(parse(frames.compact('t').toString()).map((e) => JSON.parse(e.data)), [
+      { id: '3-0', type: 'token', stage: 's', content: 'a', offset: 0, subscription: 't' },
+      { id: '4-0', type: 'done', stage: 's', subscription: 't' },
+    ]);
   });
 });

@@ -3,6 +3,7 @@
  * nothing a worker or a user sends can add a field or break the framing.
  */
 import { encodeCompactToken, isCompactToken, withFullText } from '../../../protocol/compact.js';
+import { tagJson } from '../../../protocol/mux.js';
 
 /** Headers of every stream. `X-Accel-Buffering: no` tells nginx not to hold events back. */
 export const SSE_HEADERS = {
@@ -78,6 +79,11 @@ export interface ParsedPayload {
   originalFrame?: string | null;
   /** Cache of {@link compactTokenFrame}: computed once per message, shared by every compact client. */
   compactFrame?: string | null;
+  /**
+   * Cache of {@link taggedFrame}, by form and subscription id (`o:<id>`, `c:<id>`): the clients of the
+   * multiplexed stream use few distinct ids (the shared worker's are deterministic), so many connections share each.
+   */
+  taggedFrames?: Map<string, string | null>;
 }
 
 /** Event names are the message `type` when it is a short plain word; anything else is refused as a name. */
@@ -130,8 +136,90 @@ export function compactTokenFrame(message: ParsedPayload): string | null {
   // A linear token is compact already: the cheap path, end to end.
   if (message.linear) return message.frame;
   if (message.compactFrame !== undefined) return message.compactFrame;
-  const compact = message.type === 'token' && message.fields ? encodeCompactToken(message.fields) : null;
-  const frame = compact && formatEvent({ id: message.id, event: 'token', data: JSON.stringify(compact) });
+  const compact = compactTokenData(message);
+  const frame = compact && formatEvent({ id: message.id, event: 'token', data: compact });
   message.compactFrame = frame;
   return frame;
+}
+
+/** The JSON of a token's compact form (see compactTokenFrame), or null when the message is not a well-formed token. */
+function compactTokenData(message: ParsedPayload): string | null {
+  if (message.linear) return message.data;
+  const compact = message.type === 'token' && message.fields ? encodeCompactToken(message.fields) : null;
+  return compact && JSON.stringify(compact);
+}
+
+/** The two forms a message is written in: the original format, and compact tokens. */
+export type FrameForm = 'original' | 'compact';
+
+/**
+ * A message's frame on the multiplexed stream, for the subscription `subscription`: the frame of
+ * {@link originalFrame} or {@link compactTokenFrame} (null where that one is), whose JSON data ends with
+ * `"subscription":"<id>"` (tagJson: appended to the text, never parsed again). A payload that is not a JSON object
+ * goes as event `message` with data `{"raw":"<its text>","subscription":"<id>"}`. Built once per message, form and id.
+ */
+export function taggedFrame(message: ParsedPayload, form: FrameForm, subscription: string): string | null {
+  const key = `${form === 'original' ? 'o' : 'c'}:${subscription}`;
+  const cache = (message.taggedFrames ??= new Map());
+  const cached = cache.get(key);
+  if (cached !== undefined) return cached;
+  const data = form === 'original' ? originalData(message) : compactTokenData(message);
+  const event = form === 'compact' || message.linear ? 'token' : message.type;
+  const frame = data === null ? null : formatEvent({ id: message.id, event, data: tagJson(data, subscription) });
+  cache.set(key, frame);
+  return frame;
+}
+
+/** The JSON object text {@link originalFrame} carries (a raw payload wrapped as `{"raw":…}`), or null for a linear token without its text. */
+function originalData(message: ParsedPayload): string | null {
+  if (!message.fields) return JSON.stringify({ raw: message.data });
+  if (!message.linear) return message.data;
+  return typeof message.fullText === 'string' ? withFullText(message.data, message.fullText) : null;
+}
+
+/**
+ * The bytes of one batch of live messages (see Hub's fan-out), each form and subscription id built once, and only
+ * when some client wants it: every client of the same kind gets the same buffer.
+ */
+export class BatchFrames {
+  readonly #messages: readonly ParsedPayload[];
+  #full: Buffer | null | undefined;
+  #compact: Buffer | undefined;
+  #tagged: Map<string, Buffer | null> | undefined;
+
+  constructor(messages: readonly ParsedPayload[]) {
+    this.#messages = messages;
+  }
+
+  /**
+   * The frames in the original format, joined; null when one of them has none (a linear token whose text is
+   * not known). With `subscription`, tagged for it.
+   */
+  full(subscription?: string): Buffer | null {
+    if (subscription !== undefined) return this.#taggedBytes('original', subscription);
+    if (this.#full !== undefined) return this.#full;
+    const frames = this.#messages.map(originalFrame);
+    return (this.#full = frames.includes(null) ? null : Buffer.from(frames.join('')));
+  }
+
+  /** The frames with compact tokens, joined. With `subscription`, tagged for it. */
+  compact(subscription?: string): Buffer {
+    if (subscription !== undefined) return this.#taggedBytes('compact', subscription)!;
+    return (this.#compact ??= Buffer.from(this.#messages.map((m) => compactTokenFrame(m) ?? m.frame).join('')));
+  }
+
+  #taggedBytes(form: FrameForm, subscription: string): Buffer | null {
+    const key = `${form === 'original' ? 'o' : 'c'}:${subscription}`;
+    const tagged = (this.#tagged ??= new Map());
+    const cached = tagged.get(key);
+    if (cached !== undefined) return cached;
+    const frames = this.#messages.map((message) =>
+      form === 'original' ? taggedFrame(message, 'original', subscription) : (taggedFrame(message, 'compact', subscription) ?? taggedFrame(message, 'original', subscription)),
+    );
+    // A compact batch always has its frames: any message that is not a compact token has its original frame (a
+    // linear token is compact already).
+    const bytes = frames.includes(null) ? null : Buffer.from(frames.join(''));
+    tagged.set(key, bytes);
+    return bytes;
+  }
 }

@@ -32,6 +32,12 @@ export class SseStreamProvider extends LitElement {
   /** Bearer token, or a function returning one, asked before every connection attempt. Default none. */
   @property({ attribute: false }) token: TokenSource | undefined = undefined;
 
+  /**
+   * Open a connection of its own instead of subscribing on the browser's shared one (one connection for every
+   * client of every tab, see `configureSharing`). Default false.
+   */
+  @property({ attribute: 'own-connection', type: Boolean }) ownConnection = false;
+
   readonly #provider = new ContextProvider(this, { context: streamHubContext, initialValue: undefined });
   #key: string | undefined;
 
@@ -55,14 +61,14 @@ export class SseStreamProvider extends LitElement {
   }
 
   #syncHub(): void {
-    const key = JSON.stringify([this.projectId, this.baseUrl, this.token !== undefined]);
+    const key = JSON.stringify([this.projectId, this.baseUrl, this.token !== undefined, this.ownConnection]);
     if (key === this.#key) return;
     this.#key = key;
     let hub: StreamHub | undefined;
     if (this.projectId) {
       try {
         const token = liveToken(() => this.token);
-        hub = new StreamHub(createSSEClient(this.projectId, null, { baseUrl: this.baseUrl, token }));
+        hub = new StreamHub(createSSEClient(this.projectId, null, { baseUrl: this.baseUrl, token, shared: !this.ownConnection }));
       } catch (error) {
         console.error(error);
       }

@@ -151,6 +151,13 @@ export class SseStreamViewer extends LitElement {
   @property({ attribute: 'base-url' }) baseUrl = '';
 
   /** Connect as soon as the element is in the page (and has a `project-id`). Default false. */
+  /**
+   * Open a connection of its own instead of subscribing on the browser's shared one (one connection for every
+   * viewer of every tab of the origin, see `configureSharing`). Inside a provider, the provider's setting counts.
+   * Default false.
+   */
+  @property({ attribute: 'own-connection', type: Boolean }) ownConnection = false;
+
   @property({ attribute: 'auto-connect', type: Boolean }) autoConnect = false;
 
   /** Show the event log under the stages. Default false. */

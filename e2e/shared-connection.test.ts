@@ -1,0 +1,152 @@
+/**
+ * One connection per browser: many demo tabs of one browser (one Playwright context) hold one stream to the
+ * server, whatever they watch; and without SharedWorker, a leader tab holds it and another takes over when it
+ * closes, with no gap and no duplicate in any tab.
+ */
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import {
+  buildDemo,
+  counter,
+  launchBrowser,
+  recordViewerEvents,
+  runFromPage,
+  startRedis,
+  startServer,
+  viewerEvents,
+  waitForStageText,
+  waitForViewerEvent,
+  type ServerProcess,
+  type TestRedis,
+} from './harness.js';
+import { waitUntil } from '../server/test/wait-until.js';
+
+let redis: TestRedis | undefined;
+let server: ServerProcess | undefined;
+let browser: Browser | undefined;
+const contexts: BrowserContext[] = [];
+
+before(async () => {
+  buildDemo();
+  redis = await startRedis();
+  server = await startServer({ redisUrl: redis.url });
+  browser = await launchBrowser();
+});
+
+afterEach(async () => {
+  await Promise.all(contexts.splice(0).map((context) => context.close()));
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.kill();
+  await redis?.close();
+});
+
+/** A gauge of the server's /metrics. */
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`${server!.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  assert.ok(line, `${name} is in /metrics`);
+  return Number(line.split(' ')[1]);
+}
+
+/** Waits until the streams of the tests before (their browser contexts are closed) are gone: 0 open streams. */
+async function idle(): Promise<number> {
+  await waitUntil(async () => (await metric('sse_streams_open')) === 0, 'no stream is open');
+  return 0;
+}
+
+async function newContext(options: { sharedWorker: boolean }): Promise<BrowserContext> {
+  const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
+  // The fallback path: a browser without SharedWorker (Safari before 16, some Android browsers).
+  if (!options.sharedWorker) await context.addInitScript('delete window.SharedWorker;');
+  contexts.push(context);
+  return context;
+}
+
+/** Opens the demo on `project` in a new tab of `context`, and waits until both of its viewers stream. */
+async function openTab(context: BrowserContext, project: string): Promise<Page> {
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(error.message));
+  await recordViewerEvents(page);
+  await page.goto(`${server!.url}/sse-demo/?project=${project}`);
+  await page.waitForSelector('#state-single[data-state="open"]', { timeout: 20_000 });
+  await page.waitForSelector('#state-all[data-state="open"]', { timeout: 20_000 });
+  assert.deepEqual(problems, [], `no uncaught error in the tab of ${project}`);
+  return page;
+}
+
+/** The id of each message a viewer got is new, and the tokens of `stage` make the done's `full_text`, in order. */
+async function assertExact(page: Page, viewer: string, stage: string): Promise<string> {
+  const done = await waitForViewerEvent(page, viewer, 'done', stage, 40_000);
+  await waitForStageText(page, viewer, stage, String(done.full_text));
+  const events = await viewerEvents(page, viewer);
+  const ids = events.filter((e) => e.type !== 'connected' && e.type !== 'disconnected').map((e) => e.detail.id);
+  assert.equal(new Set(ids).size, ids.length, `no id reaches #${viewer} twice`);
+  const tokens = events.filter((e) => e.type === 'token' && e.detail.stage === stage);
+  // A viewer that joined mid-stage starts from a snapshot: its tokens are the end of the text.
+  assert.ok(String(done.full_text).endsWith(tokens.map((t) => t.detail.content).join('')), `every ${stage} token after the start arrived once, in order`);
+  return String(done.full_text);
+}
+
+describe('one connection per browser', () => {
+  it('ten demo tabs on ten projects hold one stream, all of them stream, and a plain fetch from the last still answers', async () => {
+    const before = await idle();
+    const context = await newContext({ sharedWorker: true });
+    const pages: Page[] = [];
+    for (let i = 0; i < 10; i++) pages.push(await openTab(context, `tab-${i}`));
+    await pages[9]!.waitForSelector('#health[data-sharing="worker"]');
+    // Two viewers per tab, twenty subscriptions, one stream.
+    assert.equal(await metric('sse_streams_open'), before + 1, 'the ten tabs hold one stream');
+    assert.ok((await metric('sse_mux_subscriptions_open')) >= 20, 'each viewer is a subscription on it');
+
+    const status = await pages[9]!.evaluate(() => Promise.race([fetch('/healthz').then((r) => r.status), new Promise((resolve) => setTimeout(() => resolve('timeout'), 5000))]));
+    assert.equal(status, 200, 'the tenth tab can still make a plain request');
+
+    // Every tab streams its own project at once.
+    await Promise.all(pages.map((page) => runFromPage(page, { stage: 'rewrite', speed: 5 })));
+    for (const page of pages) {
+      await assertExact(page, 'single-viewer', 'rewrite');
+      assert.equal(await counter(page, 'gaps'), 0);
+      assert.equal(await counter(page, 'duplicates'), 0);
+    }
+    assert.equal(await metric('sse_streams_open'), before + 1, 'still one stream');
+
+    // A tab that closes takes its subscriptions with it; the stream stays for the others.
+    const subscriptions = await metric('sse_mux_subscriptions_open');
+    await pages[0]!.close();
+    await waitUntil(async () => (await metric('sse_mux_subscriptions_open')) <= subscriptions - 2, 'the closed tab\'s subscriptions are gone');
+    assert.equal(await metric('sse_streams_open'), before + 1);
+  });
+
+  it('without SharedWorker, a leader tab holds the stream; when it closes mid-stage another takes over, and no tab loses or repeats anything', async () => {
+    const before = await idle();
+    const context = await newContext({ sharedWorker: false });
+    const project = 'leader-handover';
+    // The first tab takes the leader's lock.
+    const leader = await openTab(context, project);
+    const followers = [await openTab(context, project), await openTab(context, project)];
+    for (const page of [leader, ...followers]) await page.waitForSelector('#health[data-sharing="leader"]');
+    assert.equal(await metric('sse_streams_open'), before + 1, 'three tabs without SharedWorker hold one stream');
+
+    await runFromPage(followers[0]!, { stage: 'rewrite', speed: 1 });
+    // Mid-stage: some tokens reached every follower.
+    for (const page of followers) {
+      await page.waitForFunction(() => window.__viewerEvents.filter((e) => e.viewer === 'single-viewer' && e.type === 'token').length >= 15, undefined, { timeout: 20_000, polling: 20 });
+    }
+    await leader.close();
+
+    const texts: string[] = [];
+    for (const page of followers) {
+      texts.push(await assertExact(page, 'single-viewer', 'rewrite'));
+      texts.push(await assertExact(page, 'all-viewer', 'rewrite'));
+      assert.equal(await counter(page, 'gaps'), 0);
+      assert.equal(await counter(page, 'duplicates'), 0);
+    }
+    assert.equal(new Set(texts).size, 1, 'every viewer of every tab shows the same text');
+    await waitUntil(async () => (await metric('sse_streams_open')) === before + 1, 'one stream again, held by the new leader');
+  });
+});

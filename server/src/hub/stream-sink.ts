@@ -1,0 +1,82 @@
+/**
+ * Where a ClientStream's bytes go: an HTTP response of its own (the single stream), or its share of a
+ * multiplexed connection's response (a subscription, see mux-connection.ts). The stream's code (open, replay,
+ * snapshot, live, the slow-consumer rule) is the same for both; only how it starts and ends differs.
+ */
+import type { ServerResponse } from 'node:http';
+import type { CloseReason } from './client-stream.js';
+import { SSE_HEADERS } from './sse-frame.js';
+
+export interface StreamSink {
+  /** True once events may be written: the response's head went out. */
+  readonly started: boolean;
+  /** True when a write would go nowhere: the response ended or was destroyed, or the subscription was removed. */
+  readonly ended: boolean;
+  /** Bytes written and not yet sent, of the whole response (shared by every subscription of a connection). */
+  readonly writableLength: number;
+  /** True when the response is past its high-water mark, until it emits `drain`. */
+  readonly writableNeedDrain: boolean;
+  write(chunk: string | Buffer): void;
+  /** Starts the response: a stream of its own writes its head and `retry:`; a subscription's connection did that already. */
+  begin(retry: string): void;
+  /** Calls `wake` once, at the response's next `drain`; returns the undo. */
+  onceDrained(wake: () => void): () => void;
+  /** Calls `gone` once, when the client went away before the stream ended. */
+  onceGone(gone: () => void): void;
+  /** The stream closed for `reason`: end what it writes to (the response, or the subscription) accordingly. */
+  end(reason: CloseReason): void;
+  /** The stream was released before it began: the caller answers the request (an error). */
+  abandon(): void;
+}
+
+/** The single stream's sink: the whole response is the stream's. */
+export class ResponseSink implements StreamSink {
+  readonly #res: ServerResponse;
+
+  constructor(res: ServerResponse) {
+    this.#res = res;
+  }
+
+  get started(): boolean {
+    return this.#res.headersSent;
+  }
+
+  get ended(): boolean {
+    return this.#res.destroyed || this.#res.writableEnded;
+  }
+
+  get writableLength(): number {
+    return this.#res.writableLength;
+  }
+
+  get writableNeedDrain(): boolean {
+    return this.#res.writableNeedDrain;
+  }
+
+  write(chunk: string | Buffer): void {
+    this.#res.write(chunk);
+  }
+
+  begin(retry: string): void {
+    this.#res.writeHead(200, SSE_HEADERS);
+    this.#res.write(retry);
+  }
+
+  onceDrained(wake: () => void): () => void {
+    this.#res.once('drain', wake);
+    return () => this.#res.off('drain', wake);
+  }
+
+  onceGone(gone: () => void): void {
+    // Whoever ends the response, 'close' fires once; the stream's own end comes first and makes this a no-op.
+    this.#res.once('close', gone);
+  }
+
+  end(reason: CloseReason): void {
+    // A slow client's buffered bytes are dropped with it; any other end lets what was written go out.
+    if (reason === 'slow_consumer' || reason === 'client_gone') this.#res.destroy();
+    else this.#res.end();
+  }
+
+  abandon(): void {}
+}
