@@ -62,8 +62,19 @@ export interface ErrorMessage extends BaseMessage {
   retry_count: number;
 }
 
-/** Messages a worker publishes. */
-export type StageMessage = TokenMessage | StageUpdateMessage | ProgressMessage | DoneMessage | ErrorMessage;
+/**
+ * The stage was cancelled (`POST …/stages/{stage}/cancel/`): published once by the hub, in the log. The worker stops;
+ * it may follow with a last `stage_update`. An `error` with `code: "worker_lost"` is the hub's word that the
+ * stage's worker died (its lease expired).
+ */
+export interface CancelledMessage extends BaseMessage {
+  type: 'cancelled';
+  /** Why, as the cancel request gave it. */
+  reason: string;
+}
+
+/** Messages a worker publishes (and `cancelled`, which the hub publishes for the user). */
+export type StageMessage = TokenMessage | StageUpdateMessage | ProgressMessage | DoneMessage | ErrorMessage | CancelledMessage;
 export type StageMessageType = StageMessage['type'];
 
 /** First event of every stream, sent once the server's subscription is live. */
@@ -108,6 +119,7 @@ export interface StageState {
   progress?: ProgressMessage;
   done?: DoneMessage;
   error?: ErrorMessage;
+  cancelled?: CancelledMessage;
   /** The stage's text so far; absent when `done` is there (its `full_text` is the text) or the stage has none. */
   text?: string;
 }
@@ -161,4 +173,5 @@ export interface StreamEventMap {
   progress: ProgressMessage;
   done: DoneMessage;
   error: ErrorMessage;
+  cancelled: CancelledMessage;
 }

@@ -23,6 +23,7 @@ export const STREAM_ROUTES: readonly { readonly pattern: string; readonly authen
 /** Other routes of the API. */
 export const Route = {
   executeStage: '/api/v1/projects/:projectId/execute_stage',
+  cancelStage: '/api/v1/projects/:projectId/stages/:stage/cancel',
   demoCut: '/api/v1/demo/projects/:projectId/cut',
   demoToken: '/api/v1/demo/token',
   healthz: '/healthz',
@@ -50,4 +51,9 @@ export function streamUrl(baseUrl: string, projectId: string, stage: string | nu
 /** `POST` path that starts a mock stage. */
 export function executeStagePath(projectId: string): string {
   return `/api/v1/projects/${encodeURIComponent(projectId)}/execute_stage/`;
+}
+
+/** `POST` path that cancels a stage (needs a token for the project when the server has a secret). */
+export function cancelStagePath(projectId: string, stage: string): string {
+  return `/api/v1/projects/${encodeURIComponent(projectId)}/stages/${encodeURIComponent(stage)}/cancel/`;
 }

@@ -3,7 +3,7 @@ import { EVENT_NAMES, STAGE_MESSAGE_TYPES, isClientEvent, isStageMessageType, is
 
 describe('event names', () => {
   it('sorts every event of the client into stage messages, other stream events and its own', () => {
-    expect(STAGE_MESSAGE_TYPES).to.deep.equal(['token', 'stage_update', 'progress', 'done', 'error']);
+    expect(STAGE_MESSAGE_TYPES).to.deep.equal(['token', 'stage_update', 'progress', 'done', 'error', 'cancelled']);
     expect(EVENT_NAMES.filter(isStreamEvent)).to.deep.equal([...STAGE_MESSAGE_TYPES, 'connected', 'reset', 'snapshot', 'token_expired']);
     expect(EVENT_NAMES.filter(isClientEvent)).to.deep.equal(['message', 'disconnected', 'reconnecting', 'state']);
   });

@@ -15,6 +15,7 @@ const EVENT_KINDS = {
   progress: 'stage',
   done: 'stage',
   error: 'stage',
+  cancelled: 'stage',
   connected: 'stream',
   reset: 'stream',
   snapshot: 'stream',

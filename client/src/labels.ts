@@ -30,6 +30,9 @@ export interface ViewerLabels {
   error: string;
   retryCount: (count: number) => string;
   logs: string;
+  /** The cancel button (`cancelable`), and the line a cancelled stage shows. */
+  cancel: string;
+  cancelled: string;
   /** Why the connection closed, under the badge. */
   disconnected: (detail: DisconnectedEvent) => string;
 }
@@ -53,6 +56,8 @@ export const englishLabels: ViewerLabels = {
   error: 'Error',
   retryCount: (count) => (count === 1 ? '1 retry' : `${count} retries`),
   logs: 'Event log',
+  cancel: 'Cancel',
+  cancelled: 'Cancelled',
   disconnected: ({ reason, status, error }) => {
     if (status === 401) return 'Not signed in or the token expired (401).';
     if (status === 403) return 'This token does not grant access to the project (403).';
@@ -81,6 +86,8 @@ export const chineseLabels: ViewerLabels = {
   error: '错误',
   retryCount: (count) => `重试 ${count} 次`,
   logs: '事件日志',
+  cancel: '取消',
+  cancelled: '已取消',
   disconnected: ({ reason, status, error }) => {
     if (status === 401) return '未登录或令牌已过期（401）。';
     if (status === 403) return '此令牌无权访问该项目（403）。';

@@ -21,6 +21,7 @@ import type { MuxHandle, MuxStatus } from './shared/mux-core.js';
 import { sharedPort } from './shared/share.js';
 import { resolveToken, type TokenSource } from './token-source.js';
 import { Watchdog } from './watchdog.js';
+import { cancelStagePath } from '../../protocol/routes.js';
 
 /** The states of a client. Changed in one place, which emits the `state` event. */
 export const ConnectionState = {
@@ -254,6 +255,29 @@ export class SSEClient {
   disconnect(): this {
     if (this.#state !== ConnectionState.closed) this.#close({ reason: DisconnectReason.disconnect });
     return this;
+  }
+
+  /**
+   * Cancels the stage (`POST …/stages/{stage}/cancel/`, with the client's token when it has one): the hub records
+   * it, publishes a `cancelled` message once, and the worker stops. `stage` defaults to the client's stage (required
+   * on an all-stages client). Resolves to the server's JSON answer with its HTTP status: 200 `{cancelled: true, id}`
+   * (also for a repeat, with `already_cancelled: true`), 409 `stage_finished` / `stage_not_running`, 401/403 without
+   * a token that grants the project. Rejects only when the request itself failed (network).
+   */
+  async cancel(stage?: string): Promise<{ status: number; body: Record<string, unknown> }> {
+    const name = stage ?? this.stageName;
+    if (!name || !isValidId(name)) throw new TypeError(`SSEClient.cancel: a stage name is required (${ID_RULE}).`);
+    const headers: Record<string, string> = { 'Content-Type': 'application/json', Accept: 'application/json' };
+    const token = this.#options.token === undefined ? undefined : await resolveToken(this.#options.token);
+    if (token) headers['Authorization'] = `Bearer ${token}`;
+    const fetch = this.#options.fetch ?? globalThis.fetch;
+    const response = await fetch((this.#options.baseUrl ?? '').replace(/\/+$/, '') + cancelStagePath(this.projectId, name), {
+      method: 'POST',
+      headers,
+      body: '{}',
+    });
+    const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;
+    return { status: response.status, body };
   }
 
   // ---- private ----

@@ -6,6 +6,7 @@
 import { PIPELINE_STAGES } from './stage-order.js';
 import {
   StageStatus,
+  type CancelledMessage,
   type DoneMessage,
   type ErrorMessage,
   type ProgressMessage,
@@ -28,6 +29,8 @@ export interface StageView {
   progress: ProgressMessage | undefined;
   done: DoneMessage | undefined;
   error: ErrorMessage | undefined;
+  /** The stage was cancelled (by a user, through the hub); its status is then `failed`. */
+  cancelled?: CancelledMessage | undefined;
   /** Everything generated so far. */
   text: string;
 }
@@ -49,7 +52,7 @@ function emptyStage(name: string): StageView {
 
 /** The latest messages of one stage, oldest first, so folding them replays the stage's story. */
 function chronological(latest: ResetMessage['stages'][string]): StageMessage[] {
-  const order = ['stage_update', 'progress', 'token', 'done', 'error'];
+  const order = ['stage_update', 'progress', 'token', 'done', 'error', 'cancelled'];
   return Object.values(latest)
     .filter((message): message is StageMessage => message !== undefined)
     .sort((a, b) => a.timestamp - b.timestamp || order.indexOf(a.type) - order.indexOf(b.type));
@@ -65,7 +68,7 @@ export function latestOfSnapshot(stages: SnapshotMessage['stages'] | undefined, 
   for (const [name, state] of Object.entries(stages ?? {})) {
     if (typeof state !== 'object' || state === null) continue;
     const messages: Partial<Record<string, StageMessage>> = Object.create(null);
-    for (const type of ['stage_update', 'progress', 'done', 'error'] as const) {
+    for (const type of ['stage_update', 'progress', 'done', 'error', 'cancelled'] as const) {
       const message = state[type];
       if (typeof message === 'object' && message !== null) messages[type] = message;
     }
@@ -118,7 +121,7 @@ export class StageStore {
         return created;
       }
       case 'stage_update':
-        if (!TERMINAL.has(message.status) && (view.done || view.error)) this.#restart(view); // a new run of the stage
+        if (!TERMINAL.has(message.status) && (view.done || view.error || view.cancelled)) this.#restart(view); // a new run of the stage
         view.status = message.status;
         view.message = typeof message.message === 'string' ? message.message : '';
         view.stageProgress = typeof message.progress === 'number' ? message.progress : view.stageProgress;
@@ -134,6 +137,10 @@ export class StageStore {
         return true;
       case 'error':
         view.error = message;
+        view.status = StageStatus.failed;
+        return true;
+      case 'cancelled':
+        view.cancelled = message;
         view.status = StageStatus.failed;
         return true;
       default:
@@ -180,6 +187,7 @@ export class StageStore {
   #restart(view: StageView): void {
     view.done = undefined;
     view.error = undefined;
+    view.cancelled = undefined;
     view.progress = undefined;
     view.stageProgress = undefined;
     if (view.text) this.#replace(view, '');

@@ -64,3 +64,24 @@ export function textsKey(prefix: string, projectId: string): string {
 export function textKey(prefix: string, projectId: string, stage: string): string {
   return `${prefix}:project:{${projectId}}:text:${stage}`;
 }
+
+/**
+ * The project's control hash (run, status, lease, cancel and producer sequences of each stage; see publish.lua):
+ * `{prefix}:project:{<project_id>}:control`, in the slot of the log, with the log's TTL.
+ */
+export function controlKey(prefix: string, projectId: string): string {
+  return `${prefix}:project:{${projectId}}:control`;
+}
+
+/** Where a stage's worker hears its cancel and worker-lost messages: `{prefix}:project:<project_id>:control:<stage>`. */
+export function controlChannel(prefix: string, projectId: string, stage: string): string {
+  return `${prefix}:project:${projectId}:control:${stage}`;
+}
+
+/**
+ * The index of leases the hubs' reapers read: a sorted set, member `<project_id>|<stage>`, score a deadline (ms) at
+ * or before the lease's own (publish.lua's control hash is the truth; the index only says when to look).
+ */
+export function leaseIndexKey(prefix: string): string {
+  return `${prefix}:leases`;
+}

@@ -43,6 +43,10 @@ export interface ServerConfig {
   maxReplayBytes: number;
   logMaxLen: number;
   logTtlSeconds: number;
+  /** `SSE_LEASE_MS`: the lease of the mock stages' publishers (workers set their own). */
+  leaseMs: number;
+  /** `SSE_LEASE_REAP_MS`: how often the hub looks for expired worker leases. */
+  leaseReapMs: number;
   logLevel: string;
 }
 
@@ -146,6 +150,8 @@ export function readConfig(env: Env = process.env): ServerConfig {
     maxReplayBytes: int(env, 'SSE_MAX_REPLAY_BYTES', DEFAULTS.maxReplayBytes, 1024),
     logMaxLen: int(env, 'SSE_LOG_MAX_LEN', DEFAULTS.logMaxLen, 1),
     logTtlSeconds: int(env, 'SSE_LOG_TTL_SECONDS', DEFAULTS.logTtlSeconds, 1),
+    leaseMs: int(env, 'SSE_LEASE_MS', DEFAULTS.leaseMs, 1),
+    leaseReapMs: int(env, 'SSE_LEASE_REAP_MS', DEFAULTS.leaseReapMs, 1),
     logLevel: env.LOG_LEVEL || DEFAULTS.logLevel,
   };
 }

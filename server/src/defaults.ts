@@ -39,6 +39,10 @@ const defaults = {
   replayLimit: 1000,
   /** With `REDIS_URL` unset, how long the standalone server waits for a local Redis before it embeds a broker. */
   redisProbeTimeoutMs: 1000,
+  /** `SSE_LEASE_MS`: a worker's lease on a stage; without a publish or heartbeat for this long, the stage is marked lost. */
+  leaseMs: 30_000,
+  /** `SSE_LEASE_REAP_MS`: how often a hub looks for expired leases. */
+  leaseReapMs: 1_000,
   /** Mock stages the demo runs at once; `execute_stage` answers 429 beyond. */
   maxDemoTasks: 16,
   /** The largest JSON request body accepted: 1 MiB. */

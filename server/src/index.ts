@@ -15,7 +15,10 @@ export type { RedisBrokerOptions } from './broker/redis-broker.js';
 export { MemoryBroker } from './broker/memory-broker.js';
 export type { MemoryBrokerOptions } from './broker/memory-broker.js';
 export type { Broker, BrokerKind, LogEntry, ReplayResult, Snapshot, StageText, TokenPiece, MessageListener, Unsubscribe } from './broker/broker.js';
-export { BrokerUnavailableError, BrokerClosedError, InvalidArgumentError, SubscriberOverflowError, TokenOffsetError } from './broker/errors.js';
+export { BrokerUnavailableError, BrokerClosedError, InvalidArgumentError, SubscriberOverflowError, TokenOffsetError, StageCancelledError, LeaseLostError } from './broker/errors.js';
+export { hasStageControl } from './broker/broker.js';
+export type { PublishControl, StageControlBroker, ControlOp, ControlResult } from './broker/broker.js';
+export { LeaseReaper, WORKER_LOST, workerLostMessage } from './lease-reaper.js';
 
 // The hub in your own server, its metrics, and the tokens of its authenticated endpoints.
 export { mountSse } from './mount.js';

@@ -6,7 +6,7 @@
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import { Server as NetServer } from 'node:net';
 import polka, { type Polka } from 'polka';
-import type { Broker } from './broker/broker.js';
+import { hasStageControl, type Broker } from './broker/broker.js';
 import { secretTooShort } from './config.js';
 import { DEFAULTS } from './defaults.js';
 import { Hub } from './hub/hub.js';
@@ -15,6 +15,8 @@ import { internalError, notFound } from './http/handler.js';
 import { mountHealthRoutes } from './http/health-routes.js';
 import { mountMuxRoutes } from './http/mux-routes.js';
 import { mountStreamRoutes } from './http/stream-routes.js';
+import { mountCancelRoutes } from './http/cancel-routes.js';
+import { LeaseReaper } from './lease-reaper.js';
 import { SseMetrics } from './metrics.js';
 
 /** The few methods of a logger the hub writes to; a pino logger fits. */
@@ -57,6 +59,13 @@ export interface SseOptions {
   metrics?: SseMetrics | false;
   /** Where the metrics are served, or false to serve them yourself (from `metrics.registry`). Default `/metrics`. */
   metricsPath?: string | false;
+  /**
+   * Serve `POST …/stages/{stage}/cancel/` without a token when there is no `authSecret` (the demo does). Default
+   * false: without a secret the cancel endpoint answers 403; with one it needs a token for the project.
+   */
+  openCancel?: boolean;
+  /** How often this hub looks for expired worker leases (`SSE_LEASE_REAP_MS`), or false for never. Default 1000. */
+  leaseReapMs?: number | false;
 }
 
 export interface SseMount {
@@ -99,6 +108,17 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
   });
   metrics?.watch({ hub, broker });
   const unlog = logger ? logStreams(hub.events, logger) : () => {};
+  // Dead workers' stages get their worker-lost error from whichever hub process reaps first (lease-reaper.ts).
+  const reapMs = options.leaseReapMs ?? DEFAULTS.leaseReapMs;
+  const reaper =
+    reapMs !== false && hasStageControl(broker)
+      ? new LeaseReaper({
+          broker,
+          intervalMs: reapMs,
+          onReaped: (projectId, stage, id) => logger?.warn({ project_id: projectId, stage, id }, 'worker lost: lease expired, stage marked lost'),
+          onError: (error) => logger?.warn({ err: error }, 'lease reaper round failed'),
+        })
+      : undefined;
 
   const mount = (app: Polka) => {
     const routeOptions = {
@@ -111,6 +131,13 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
     // The multiplexed routes first: their paths would not match the stream routes' patterns anyway.
     mountMuxRoutes(app, { ...routeOptions, maxSubscriptions: options.maxSubscriptions ?? DEFAULTS.maxSubscriptions });
     mountStreamRoutes(app, routeOptions);
+    if (hasStageControl(broker)) {
+      mountCancelRoutes(app, {
+        broker,
+        policy: { secret: options.authSecret, issuer: options.authIssuer, audience: options.authAudience },
+        open: options.openCancel ?? false,
+      });
+    }
     mountHealthRoutes(app, broker);
     const path = options.metricsPath ?? '/metrics';
     if (metrics && path !== false) app.get(path, metrics.handler);
@@ -127,6 +154,7 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
     async close() {
       detach();
       detach = () => {};
+      await reaper?.close();
       await hub.close();
       // After the hub: the streams it ended are still logged and counted. A caller's metrics stay readable.
       unlog();

@@ -2,8 +2,10 @@
  * The worker side: publishes one stage's progress of one project. The TypeScript counterpart of the
  * original Python `RedisStreamPublisher` (and of workers/python/ai_story_stream.py), with the same messages.
  */
-import type { Broker } from './broker/broker.js';
-import { BrokerClosedError, InvalidArgumentError, type TokenOffsetError } from './broker/errors.js';
+import { randomUUID } from 'node:crypto';
+import { hasStageControl, type Broker, type PublishControl, type TokenPiece } from './broker/broker.js';
+import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError, LeaseLostError, StageCancelledError, type TokenOffsetError } from './broker/errors.js';
+import { DEFAULTS } from './defaults.js';
 import { RedisBroker } from './broker/redis-broker.js';
 import { ID_RULE, checkPrefix, isValidId, stageChannel } from './channels.js';
 import type { StageStatus } from '../../protocol/messages.js';
@@ -31,6 +33,22 @@ export interface StreamPublisherOptions {
    * the original format while hubs of an older version still run (deploy/README.md, "Upgrading to linear tokens").
    */
   linearTokens?: boolean;
+  /**
+   * Send each message with this publisher's producer id and a sequence number, so that a publish retried after a
+   * lost reply returns the original id instead of logging a duplicate (publish.lua keeps the state with the log's
+   * TTL). Default true.
+   */
+  idempotent?: boolean;
+  /** The producer id (1-128 bytes). Default a random UUID: one run of the stage per publisher. */
+  producerId?: string;
+  /**
+   * Hold a lease on the stage, renewed by every publish and by a heartbeat timer every third of it: when the worker
+   * dies and the lease expires without `done` or `error`, a hub publishes the stage's worker-lost `error`. In ms;
+   * false for none (then no cancel reaches this publisher either). Default 30000 (`DEFAULTS.leaseMs`).
+   */
+  leaseMs?: number | false;
+  /** Publishes that fail with BrokerUnavailableError are retried this often (safe: idempotent). Default 2. */
+  retries?: number;
 }
 
 /** Keys every message gets from the publisher; `fields` cannot set them. */
@@ -73,6 +91,66 @@ export class StreamPublisher {
     this.channel = stageChannel(this.broker.prefix, this.projectId, this.stage);
     this.#now = options.now ?? Date.now;
     this.#linearTokens = options.linearTokens ?? true;
+    this.producerId = options.producerId ?? randomUUID();
+    this.#idempotent = options.idempotent ?? true;
+    const leaseMs = options.leaseMs ?? DEFAULTS.leaseMs;
+    if (leaseMs !== false && (!Number.isSafeInteger(leaseMs) || leaseMs < 1)) throw new InvalidArgumentError('leaseMs', `${String(leaseMs)} must be a positive integer or false`);
+    this.#leaseMs = leaseMs === false ? undefined : leaseMs;
+    this.#retries = options.retries ?? 2;
+  }
+
+  /** This publisher's producer id (and run of the stage). */
+  readonly producerId: string;
+
+  /**
+   * Aborted when the stage is cancelled (reason a {@link StageCancelledError}) or this run's lease was lost (a
+   * {@link LeaseLostError}): pass it to the model call so that a cancel stops the work at once. Reading it makes the
+   * publisher listen for the cancel as it happens; otherwise it learns it at its next publish or heartbeat.
+   */
+  get signal(): AbortSignal {
+    if (!this.#watching && this.#leaseMs !== undefined && hasStageControl(this.broker) && !this.#closed) {
+      this.#watching = true;
+      const broker = this.broker;
+      void broker
+        .subscribe(broker.controlChannel(this.projectId, this.stage), (payload) => {
+          const type = /"type":"([^"]*)"/.exec(payload)?.[1];
+          if (type === 'cancelled') this.#abort(new StageCancelledError(this.stage));
+          else if (type === 'error' && payload.includes('"worker_lost"')) this.#abort(new LeaseLostError(this.stage));
+        })
+        .then(
+          (unsubscribe) => (this.#closed ? void unsubscribe().catch(() => {}) : (this.#unwatch = unsubscribe)),
+          () => (this.#watching = false),
+        );
+    }
+    return this.#aborter.signal;
+  }
+
+  /** True once the stage was cancelled (the next publish rejects with StageCancelledError). */
+  get cancelled(): boolean {
+    return this.#aborter.signal.reason instanceof StageCancelledError;
+  }
+
+  /**
+   * The closing message of a cancelled stage: a `stage_update` (`failed`, `message`), allowed after the cancel.
+   * The viewers already got the `cancelled` message; this says where the work stopped.
+   */
+  async publishCancelled(message = 'cancelled', progress = 0): Promise<string> {
+    return this.#send('stage_update', this.#message('stage_update', { status: 'failed', progress, message: text('message', message) }), undefined, true);
+  }
+
+  /** Renews the lease now (the timer does it every third of the lease); resolves to false once cancelled or lost. */
+  async heartbeat(): Promise<boolean> {
+    if (this.#leaseMs === undefined || !hasStageControl(this.broker) || this.#closed) return false;
+    const broker = this.broker;
+    const result = await broker.control(this.projectId, this.stage, 'renew', '{}', { run: this.producerId, leaseMs: this.#leaseMs });
+    if (result.outcome === 'ok' && result.deadline !== undefined) {
+      await broker.indexLease(this.projectId, this.stage, result.deadline);
+      return true;
+    }
+    if (result.outcome === 'cancelled') this.#abort(new StageCancelledError(this.stage));
+    else if (result.outcome === 'lost') this.#abort(new LeaseLostError(this.stage));
+    this.#stopHeartbeat();
+    return false;
   }
 
   /**
@@ -100,7 +178,7 @@ export class StreamPublisher {
     }
     const offset = fullText.length - content.length;
     const wholeText = this.#joined || offset === 0 ? undefined : fullText;
-    const id = await this.broker.publish(this.projectId, this.stage, 'token', this.#message('token', { content, offset }), { content, offset, wholeText });
+    const id = await this.#send('token', this.#message('token', { content, offset }), { content, offset, wholeText });
     this.#joined = true;
     this.#text = fullText;
     return id;
@@ -140,13 +218,15 @@ export class StreamPublisher {
    * `project_id` and `timestamp` (seconds, float). Unknown types reach viewers as they are.
    */
   async publish(type: string, fields: Record<string, unknown> = {}): Promise<string> {
-    return this.broker.publish(this.projectId, this.stage, type, this.#message(type, fields));
+    return this.#send(type, this.#message(type, fields));
   }
 
-  /** Closes the broker if the publisher opened it. Idempotent. */
+  /** Closes the broker if the publisher opened it. Idempotent. The lease is left to expire unless the stage ended. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopHeartbeat();
+    await this.#unwatch?.().catch(() => {});
     if (this.#ownsBroker) await this.broker.close();
   }
 
@@ -162,6 +242,68 @@ export class StreamPublisher {
   /** The stage's text as this publisher last published it (for tokens sent without a `fullText`). */
   #text = '';
   #closed = false;
+
+  readonly #idempotent: boolean;
+  readonly #leaseMs: number | undefined;
+  readonly #retries: number;
+  readonly #aborter = new AbortController();
+  #seq = 0;
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #leased = false;
+  #watching = false;
+  #unwatch: (() => Promise<void>) | undefined;
+
+  /** Publishes with the control options (producer, sequence, run, lease), retrying what the broker could not answer. */
+  async #send(type: string, message: string, linear?: TokenPiece, final = false): Promise<string> {
+    const leased = this.#leaseMs !== undefined && hasStageControl(this.broker);
+    const control: PublishControl | undefined =
+      this.#idempotent || leased
+        ? {
+            ...(this.#idempotent && { producer: this.producerId, seq: ++this.#seq }),
+            ...(leased && { run: this.producerId, leaseMs: this.#leaseMs }),
+            ...(final && { final: true }),
+          }
+        : undefined;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const id = await this.broker.publish(this.projectId, this.stage, type, message, linear, control);
+        if (leased) this.#afterPublish(type);
+        return id;
+      } catch (error) {
+        if (error instanceof StageCancelledError || error instanceof LeaseLostError) {
+          this.#abort(error);
+          this.#stopHeartbeat();
+        }
+        // Safe only with a sequence number: the retry returns the original id when the first one did land.
+        const retry = error instanceof BrokerUnavailableError && (this.#idempotent || !error.sent) && attempt < this.#retries && !this.#closed;
+        if (!retry) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100 * (attempt + 1)));
+      }
+    }
+  }
+
+  #afterPublish(type: string): void {
+    if (type === 'done' || type === 'error') {
+      this.#stopHeartbeat();
+      if (hasStageControl(this.broker)) void this.broker.unindexLease(this.projectId, this.stage).catch(() => {});
+      return;
+    }
+    if (this.#leased || this.#closed || !hasStageControl(this.broker)) return;
+    this.#leased = true;
+    // "Look now": the reaper reads the true deadline from the broker and files the lease under it.
+    void this.broker.indexLease(this.projectId, this.stage, this.#now()).catch(() => {});
+    this.#heartbeat = setInterval(() => void this.heartbeat().catch(() => {}), Math.max(1, Math.floor(this.#leaseMs! / 3)));
+    this.#heartbeat.unref?.();
+  }
+
+  #stopHeartbeat(): void {
+    if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+  }
+
+  #abort(reason: Error): void {
+    if (!this.#aborter.signal.aborted) this.#aborter.abort(reason);
+  }
 
   /** The message JSON: `type`, `stage`, `project_id`, `timestamp`, then `fields` in their order. */
   #message(type: string, fields: Record<string, unknown>): string {

@@ -42,7 +42,7 @@ export type ServerSettings = Pick<
   ServerConfig,
   'port' | 'host' | 'authSecret' | 'heartbeatMs' | 'retryMs' | 'publicStreams' | 'demoEnabled' | 'maxStreams' | 'maxStreamsPerClient' | 'maxBufferBytes'
 > &
-  Partial<Pick<ServerConfig, 'authIssuer' | 'authAudience' | 'allowedHosts' | 'metricsPort' | 'metricsHost' | 'maxDemoTasks' | 'maxReplayEntries' | 'maxReplayBytes' | 'maxSubscriptions'>>;
+  Partial<Pick<ServerConfig, 'authIssuer' | 'authAudience' | 'allowedHosts' | 'metricsPort' | 'metricsHost' | 'maxDemoTasks' | 'maxReplayEntries' | 'maxReplayBytes' | 'maxSubscriptions' | 'leaseMs' | 'leaseReapMs'>>;
 
 export async function startServer(settings: ServerSettings, broker: Broker, log?: Logger, demoDir = DEMO_DIST): Promise<RunningServer> {
   const app = polka({
@@ -71,6 +71,9 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
     maxSubscriptions: settings.maxSubscriptions,
     logger: log,
     metrics,
+    // Cancel without a token only where anyone may start mock stages anyway: the demo.
+    openCancel: settings.demoEnabled,
+    leaseReapMs: settings.leaseReapMs,
   });
 
   // The demo's endpoints: the mock publisher and the demo-only controls; with the demo off, a 404 that says so.
@@ -83,6 +86,7 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
       authIssuer: settings.authIssuer,
       authAudience: settings.authAudience,
       maxDemoTasks: settings.maxDemoTasks,
+      leaseMs: settings.leaseMs,
       logger: log,
     });
   } else {

@@ -212,7 +212,9 @@ describe('StreamPublisher', () => {
     const memory = new RecordingBroker();
     open.push(memory);
     const project = uniqueProject();
-    const pub = publisher(project, 'rewrite', memory);
+    // No automatic retry (retries: 0): the caller sees the failure, and the next token syncs the text again.
+    const pub = new StreamPublisher({ projectId: project, stage: 'rewrite', broker: memory, now: () => NOW, retries: 0 });
+    open.push(pub);
     memory.failNext = true;
     await assert.rejects(pub.publishToken('b', 'ab'), BrokerUnavailableError);
     await pub.publishToken('b', 'ab');

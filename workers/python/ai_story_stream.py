@@ -33,7 +33,9 @@ import json
 import math
 import os
 import re
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -42,6 +44,11 @@ import redis
 __all__ = [
     "RedisStreamPublisher",
     "TokenOffsetError",
+    "StageCancelled",
+    "LeaseLost",
+    "control_key",
+    "control_channel",
+    "lease_index_key",
     "DEFAULT_LUA_PATH",
     "STATUSES",
     "stage_channel",
@@ -97,6 +104,40 @@ def text_key(prefix: str, project_id: str, stage_name: str) -> str:
     return f"{prefix}:project:{{{project_id}}}:text:{stage_name}"
 
 
+def control_key(prefix: str, project_id: str) -> str:
+    """The project's control hash (runs, statuses, leases, cancels, producer sequences), in the slot of the log."""
+    return f"{prefix}:project:{{{project_id}}}:control"
+
+
+def control_channel(prefix: str, project_id: str, stage_name: str) -> str:
+    """Where a stage's worker hears its cancel and worker-lost messages."""
+    return f"{prefix}:project:{project_id}:control:{stage_name}"
+
+
+def lease_index_key(prefix: str) -> str:
+    """The sorted set of leases the hubs' reapers read (member ``<project_id>|<stage>``, score a deadline in ms)."""
+    return f"{prefix}:leases"
+
+
+class StageCancelled(Exception):
+    """The stage was cancelled (``POST .../stages/{stage}/cancel/``): nothing was published. Let it propagate out of
+    a Celery task (it is not a failure to retry); :meth:`RedisStreamPublisher.publish_cancelled` may say where the
+    work stopped first."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"stage {stage!r} was cancelled: stop the work (nothing was published)")
+        self.stage = stage
+
+
+class LeaseLost(Exception):
+    """This run's lease on the stage expired (no publish or heartbeat within ``lease_ms``) and a hub marked the stage
+    lost with a ``worker_lost`` error: this run may not publish into it any more. Nothing was published."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"the lease on stage {stage!r} expired and the stage was marked lost (worker_lost)")
+        self.stage = stage
+
+
 def utf16_length(text: str) -> int:
     """The length of ``text`` in UTF-16 code units, as JavaScript's ``length`` and publish.lua count it."""
     return len(text.encode("utf-16-le")) // 2
@@ -122,6 +163,9 @@ class TokenOffsetError(ValueError):
         self.got = got
 
 
+_CANCELLED_REFUSAL = re.compile(r'publish\.lua: stage cancelled: stage "([^"]*)"')
+_LOST_REFUSAL = re.compile(r'publish\.lua: lease lost: the lease of run "[^"]*" on stage "([^"]*)"')
+
 #: publish.lua's refusal of a token offset (its message, after the "ERR" that redis-py strips or keeps).
 _OFFSET_REFUSAL = re.compile(
     r'publish\.lua: token offset (\d+) does not continue the text of stage "([^"]*)", which has (\d+) UTF-16 code units'
@@ -144,6 +188,15 @@ class RedisStreamPublisher:
     :param socket_timeout: seconds to wait for Redis to connect or answer before raising.
     :param linear_tokens: publish tokens in linear form (``offset`` instead of ``full_text``; see the module's
         doc). Default True; False for the original format while hubs of an older version still run.
+    :param producer_id: this publisher's producer id and run of the stage (1-128 bytes). Default a random UUID.
+    :param idempotent: send each message with the producer id and a sequence number, so that a publish retried
+        after a lost reply returns the original id instead of logging a duplicate. Default True.
+    :param lease_ms: hold a lease on the stage, renewed by every publish and by heartbeats; when it expires without
+        ``done`` or ``error`` a hub publishes a ``worker_lost`` error. None for no lease (and no cancel). Default 30000.
+    :param heartbeat: renew the lease from a background thread every third of ``lease_ms`` (it also listens for the
+        cancel, so :attr:`cancelled` turns true at once). False: call :meth:`heartbeat` yourself. Default True.
+    :param retries: how often a publish that raised ``ConnectionError``/``TimeoutError`` is sent again (same
+        sequence number, so never twice in the log). Default 2.
     :raises ValueError: for an invalid id or option.
     :raises FileNotFoundError: when ``publish.lua`` is not where it should be.
     """
@@ -162,6 +215,11 @@ class RedisStreamPublisher:
         socket_timeout: float = 5.0,
         cluster: bool = False,
         linear_tokens: bool = True,
+        producer_id: Optional[str] = None,
+        idempotent: bool = True,
+        lease_ms: Optional[int] = 30000,
+        heartbeat: bool = True,
+        retries: int = 2,
     ) -> None:
         _check_id("project_id", project_id)
         _check_id("stage_name", stage_name)
@@ -179,6 +237,24 @@ class RedisStreamPublisher:
         self.texts_key = texts_key(prefix, project_id)
         self.text_key = text_key(prefix, project_id, stage_name)
         self.linear_tokens = bool(linear_tokens)
+        self.producer_id = producer_id or uuid.uuid4().hex
+        if not isinstance(self.producer_id, str) or not 1 <= len(self.producer_id.encode()) <= 128:
+            raise ValueError("producer_id: must be a str of 1 to 128 bytes")
+        if lease_ms is not None:
+            _check_count("lease_ms", lease_ms)
+        self.idempotent = bool(idempotent)
+        self.lease_ms = lease_ms
+        self.retries = retries
+        self.control_key = control_key(prefix, project_id)
+        self.control_channel = control_channel(prefix, project_id, stage_name)
+        self._use_heartbeat_thread = bool(heartbeat)
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._leased = False
+        #: "cancelled" or "lost" once the hub said so.
+        self._ended: Optional[str] = None
         # True once a linear token of this publisher went out: the stage's text in Redis is then its own.
         self._joined = False
         #: The stage's text as this publisher last published it (for tokens sent without ``full_text``).
@@ -234,13 +310,7 @@ class RedisStreamPublisher:
         args = [content, offset]
         if not self._joined and offset > 0:
             args.append(full_text)
-        try:
-            message_id = self._run("token", text, [self.texts_key, self.text_key], args)
-        except redis.exceptions.ResponseError as error:
-            refusal = _OFFSET_REFUSAL.search(str(error))
-            if refusal is None:
-                raise
-            raise TokenOffsetError(refusal.group(2), int(refusal.group(3)), int(refusal.group(1))) from None
+        message_id = self._run("token", text, [self.texts_key, self.text_key], args)
         self._joined = True
         self._text = full_text
         return message_id
@@ -305,19 +375,157 @@ class RedisStreamPublisher:
         # Compact and starting with "{": publish.lua inserts the id right after the brace.
         return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
-    def _run(self, message_type: str, text: str, linear_keys: Sequence[str] = (), linear_args: Sequence[Any] = ()) -> str:
-        """Runs publish.lua (its KEYS and ARGV are documented at its top); returns the new id."""
-        message_id = self._publish_script(
-            keys=[self.log_key, self.state_key, *linear_keys],
-            args=[self.channel, self.stage_name, message_type, text, self.log_maxlen, self.log_ttl, *linear_args],
+    # -- cancel, leases, retries --------------------------------------------------------------------
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the stage was cancelled: the next publish raises :class:`StageCancelled`."""
+        return self._ended == "cancelled"
+
+    @property
+    def lost(self) -> bool:
+        """True once this run's lease expired and the stage was marked lost (the next publish raises :class:`LeaseLost`)."""
+        return self._ended == "lost"
+
+    def publish_cancelled(self, message: str = "cancelled", progress: float = 0) -> str:
+        """The closing message of a cancelled stage (a ``stage_update`` ``failed``), allowed after the cancel."""
+        return self._run(
+            "stage_update",
+            self._message("stage_update", {"status": "failed", "progress": progress, "message": _text("message", message)}),
+            final=True,
         )
-        return message_id.decode() if isinstance(message_id, bytes) else str(message_id)
+
+    def heartbeat(self) -> bool:
+        """Renews the lease now (the background thread does it every third of ``lease_ms``). Call it from a long step
+        without publishes when ``heartbeat=False`` (a Celery task on a prefork pool may prefer that). Returns False
+        once the stage was cancelled or lost (the next publish raises), or ended."""
+        if self.lease_ms is None or self._closed:
+            return False
+        with self._lock:
+            reply = self._publish_script(
+                keys=[self.log_key, self.state_key, self.control_key],
+                args=[self.channel, self.stage_name, "heartbeat", "{}", self.log_maxlen, self.log_ttl,
+                      json.dumps({"op": "renew", "run": self.producer_id, "lease_ms": self.lease_ms})],
+            )
+        outcome = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        if outcome == "ok":
+            self._redis.zadd(lease_index_key(self.prefix), {f"{self.project_id}|{self.stage_name}": int(reply[1])})
+            return True
+        if outcome in ("cancelled", "lost"):
+            self._ended = outcome
+        return False
+
+    def _watch(self) -> None:
+        """The heartbeat thread: renews the lease every third of it, and hears the cancel on the control channel."""
+        interval = self.lease_ms / 3000.0
+        pubsub = None
+        try:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(self.control_channel)
+        except Exception:  # noqa: BLE001 - without the channel, heartbeats still report a cancel
+            pubsub = None
+        next_beat = time.monotonic() + interval
+        while not self._stop.is_set():
+            try:
+                if pubsub is not None:
+                    message = pubsub.get_message(timeout=min(0.2, interval))
+                    if message and message.get("type") == "message":
+                        data = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
+                        if '"type":"cancelled"' in data:
+                            self._ended = "cancelled"
+                        elif '"worker_lost"' in data:
+                            self._ended = "lost"
+                else:
+                    self._stop.wait(min(0.2, interval))
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + interval
+                    if not self.heartbeat() and self._ended is None:
+                        break
+            except Exception:  # noqa: BLE001 - a missed heartbeat is retried at the next one
+                self._stop.wait(min(0.5, interval))
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _run(self, message_type: str, text: str, linear_keys: Sequence[str] = (), linear_args: Sequence[Any] = (), final: bool = False) -> str:
+        """Runs publish.lua (its KEYS and ARGV are documented at its top); returns the new id."""
+        if self._ended == "cancelled" and not final:
+            raise StageCancelled(self.stage_name)
+        if self._ended == "lost":
+            raise LeaseLost(self.stage_name)
+        keys = [self.log_key, self.state_key, *linear_keys]
+        args = [self.channel, self.stage_name, message_type, text, self.log_maxlen, self.log_ttl, *linear_args]
+        leased = self.lease_ms is not None
+        if self.idempotent or leased:
+            options: dict = {}
+            with self._lock:
+                if self.idempotent:
+                    self._seq += 1
+                    options.update(producer=self.producer_id, seq=self._seq)
+            if leased:
+                options.update(run=self.producer_id, lease_ms=self.lease_ms)
+            if final:
+                options["final"] = True
+            if linear_keys and len(args) == 8:
+                args.append("")
+            keys.append(self.control_key)
+            args.append(json.dumps(options, separators=(",", ":")))
+        for attempt in range(self.retries + 1):
+            try:
+                with self._lock:
+                    message_id = self._publish_script(keys=keys, args=args)
+                break
+            except redis.exceptions.ResponseError as error:
+                text_of = str(error)
+                refusal = _OFFSET_REFUSAL.search(text_of)
+                if refusal is not None:
+                    raise TokenOffsetError(refusal.group(2), int(refusal.group(3)), int(refusal.group(1))) from None
+                if _CANCELLED_REFUSAL.search(text_of):
+                    self._ended = "cancelled"
+                    raise StageCancelled(self.stage_name) from None
+                if _LOST_REFUSAL.search(text_of):
+                    self._ended = "lost"
+                    raise LeaseLost(self.stage_name) from None
+                raise
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                # Safe with a sequence number: a retry of a publish that did land returns its id and writes nothing.
+                if attempt >= self.retries or not self.idempotent:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+        message_id = message_id.decode() if isinstance(message_id, bytes) else str(message_id)
+        if leased:
+            self._after_publish(message_type)
+        return message_id
+
+    def _after_publish(self, message_type: str) -> None:
+        member = f"{self.project_id}|{self.stage_name}"
+        if message_type in ("done", "error"):
+            self._stop.set()
+            try:
+                self._redis.zrem(lease_index_key(self.prefix), member)
+            except redis.exceptions.RedisError:
+                pass
+            return
+        if self._leased:
+            return
+        self._leased = True
+        # "Look now": the reaper reads the true deadline from Redis and files the lease under it.
+        self._redis.zadd(lease_index_key(self.prefix), {member: int(time.time() * 1000)})
+        if self._use_heartbeat_thread:
+            self._thread = threading.Thread(target=self._watch, name=f"lease:{self.project_id}:{self.stage_name}", daemon=True)
+            self._thread.start()
 
     def close(self) -> None:
-        """Closes the Redis connection if the publisher opened it. Idempotent."""
+        """Stops the heartbeat and closes the Redis connection if the publisher opened it. Idempotent. The lease is
+        left to expire unless the stage ended (a worker that stops mid-stage is lost)."""
         if self._closed:
             return
         self._closed = True
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
         if self._owns_client:
             self._redis.close()
 

@@ -1,5 +1,5 @@
 /** The checks of what callers give both brokers, so that both refuse the same arguments with the same messages. */
-import type { TokenPiece } from './broker.js';
+import type { PublishControl, TokenPiece } from './broker.js';
 import { InvalidArgumentError } from './errors.js';
 import { ID_RULE, isValidId } from '../channels.js';
 
@@ -50,6 +50,21 @@ export function checkTokenPiece(linear: TokenPiece): void {
   if (typeof wholeText !== 'string') throw new InvalidArgumentError('linear.wholeText', `must be a string, got ${typeof wholeText}`);
   if (!wholeText.endsWith(content) || wholeText.length - content.length !== offset) {
     throw new InvalidArgumentError('linear.wholeText', `must end with the piece, at its offset ${offset} (it has ${wholeText.length} UTF-16 code units)`);
+  }
+}
+
+/** Checks the `control` of `Broker.publish`: ids of 1-128 characters, a positive integer sequence and lease. */
+export function checkPublishControl(control: PublishControl): void {
+  if (typeof control !== 'object' || control === null) throw new InvalidArgumentError('control', 'must be an object { producer?, seq?, run?, leaseMs?, final? }');
+  for (const name of ['producer', 'run'] as const) {
+    const value = control[name];
+    if (value !== undefined && (typeof value !== 'string' || value.length < 1 || Buffer.byteLength(value) > 128)) {
+      throw new InvalidArgumentError(`control.${name}`, 'must be a string of 1 to 128 bytes');
+    }
+  }
+  for (const name of ['seq', 'leaseMs'] as const) {
+    const value = control[name];
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) throw new InvalidArgumentError(`control.${name}`, `${String(value)} must be a positive integer`);
   }
 }
 

@@ -75,6 +75,68 @@ export interface StageText {
   id: string | undefined;
 }
 
+/**
+ * What a publisher adds to a message so that retries, leases and cancel work (publish.lua's control options):
+ * a producer id and sequence number make a retried publish return the original id instead of a duplicate; a run
+ * (default: the producer) with `leaseMs` holds the stage's lease; `final` is a cancelled run's last word.
+ */
+export interface PublishControl {
+  /** The publisher's id (1-128 bytes), e.g. a random UUID per publisher. */
+  producer?: string;
+  /** 1, 2, 3, ... per producer: a sequence already logged is not logged again. */
+  seq?: number;
+  /** The run of the stage this publisher is (1-128 bytes). Default: `producer`. */
+  run?: string;
+  /** Hold (renew) the stage's lease for this long, in ms, with this publish. */
+  leaseMs?: number;
+  /** Allowed after the run was cancelled: the closing message of a cancelled stage. */
+  final?: boolean;
+}
+
+/** The stage operations of {@link StageControlBroker.control}. */
+export type ControlOp = 'renew' | 'cancel' | 'reap';
+
+/** What a {@link StageControlBroker.control} call answers (publish.lua's reply). */
+export interface ControlResult {
+  /**
+   * renew: `ok`, `cancelled`, `lost`, `superseded`, `finished`; cancel: `cancelled`, `already_cancelled`, `finished`,
+   * `not_running`; reap: `reaped`, `alive`, `gone`.
+   */
+  outcome: string;
+  /** The id of the message logged (cancel, reap), or of the earlier cancel (`already_cancelled`). */
+  id?: string;
+  /** renew / alive: the lease's deadline, ms since the epoch on the broker's clock. */
+  deadline?: number;
+  /** finished: how the stage ended (`done`, `error`, `lost`). */
+  status?: string;
+}
+
+/**
+ * The capability behind cancel and worker leases (both brokers have it; found with {@link hasStageControl}).
+ * Lease deadlines are the broker's clock (Redis TIME), so workers' and hubs' clocks need not agree.
+ */
+export interface StageControlBroker extends Broker {
+  /**
+   * One stage operation, atomically (see publish.lua): `renew` a run's lease (`control.run`, `control.leaseMs`;
+   * `message` is ignored), `cancel` the stage (logs and publishes `message`, a `cancelled` message, once), or `reap`
+   * an expired lease (logs and publishes `message`, the worker-lost `error`, once however many callers race).
+   */
+  control(projectId: string, stage: string, op: ControlOp, message: string, control?: PublishControl): Promise<ControlResult>;
+  /** Adds or moves a lease in the index the reaper reads (`deadline`: ms, the broker's clock). */
+  indexLease(projectId: string, stage: string, deadline: number): Promise<void>;
+  /** Leases of the index due by `now` (ms), at most `limit`, oldest first; and the removal of one. */
+  dueLeases(now: number, limit: number): Promise<{ projectId: string; stage: string }[]>;
+  unindexLease(projectId: string, stage: string): Promise<void>;
+  /** The broker's clock, in ms since the epoch (Redis TIME). */
+  time(): Promise<number>;
+  /** The channel a stage's worker listens on for its cancel and worker-lost messages. */
+  controlChannel(projectId: string, stage: string): string;
+}
+
+export function hasStageControl(broker: Broker): broker is StageControlBroker {
+  return typeof (broker as Partial<StageControlBroker>).control === 'function';
+}
+
 /** Receives a payload exactly as published, and the channel it was published on. */
 export type MessageListener = (payload: string, channel: string) => void;
 export type Unsubscribe = () => Promise<void>;
@@ -100,7 +162,7 @@ export interface Broker {
    * {@link TokenOffsetError} (errors.ts), and nothing is logged or published: a lost or repeated token never
    * becomes a silently wrong text. Without `linear` the message is logged and published as it is.
    */
-  publish(projectId: string, stage: string, type: string, message: string, linear?: TokenPiece): Promise<string>;
+  publish(projectId: string, stage: string, type: string, message: string, linear?: TokenPiece, control?: PublishControl): Promise<string>;
 
   /**
    * Each stage's text so far, from the linear tokens published, with the id of its last token: of `stage`, or of

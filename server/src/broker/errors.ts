@@ -73,3 +73,31 @@ export class TokenOffsetError extends Error {
     this.got = got;
   }
 }
+
+/**
+ * The stage was cancelled (`POST …/stages/{stage}/cancel/`): nothing was published. Stop the work; the publisher
+ * may still send a closing message (`publishCancelled`, or any publish with `final`).
+ */
+export class StageCancelledError extends Error {
+  override readonly name = 'StageCancelledError';
+  readonly stage: string;
+
+  constructor(stage: string) {
+    super(`stage ${JSON.stringify(stage)} was cancelled: stop the work (nothing was published)`);
+    this.stage = stage;
+  }
+}
+
+/**
+ * The publisher's lease on the stage expired (no publish or heartbeat within the lease) and a hub marked the
+ * stage lost with a worker-lost error: this run may not write into it any more. Nothing was published.
+ */
+export class LeaseLostError extends Error {
+  override readonly name = 'LeaseLostError';
+  readonly stage: string;
+
+  constructor(stage: string) {
+    super(`the lease on stage ${JSON.stringify(stage)} expired and the stage was marked lost (worker_lost); this run may not publish into it any more`);
+    this.stage = stage;
+  }
+}

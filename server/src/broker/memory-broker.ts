@@ -3,14 +3,14 @@
  * capped and expiring replay log, the same state, glob patterns, the same listener table; only this process's
  * publishers reach it.
  */
-import { checkPublishArguments, checkReplayLimit, checkTokenPiece, positiveInteger } from './arguments.js';
-import type { Broker, LogEntry, MessageListener, ReplayOptions, ReplayResult, Snapshot, StageText, TokenPiece, Unsubscribe } from './broker.js';
-import { BrokerClosedError, TokenOffsetError } from './errors.js';
+import { checkPublishArguments, checkPublishControl, checkReplayLimit, checkTokenPiece, positiveInteger } from './arguments.js';
+import type { ControlOp, ControlResult, LogEntry, MessageListener, PublishControl, ReplayOptions, ReplayResult, Snapshot, StageControlBroker, StageText, TokenPiece, Unsubscribe } from './broker.js';
+import { BrokerClosedError, InvalidArgumentError, LeaseLostError, StageCancelledError, TokenOffsetError } from './errors.js';
 import { globToRegExp } from './glob-to-regexp.js';
 import { compareLogIds, isLogId, nextLogId, withId } from './log-id.js';
 import { snapshotStages, stateField } from './state-field.js';
 import { SubscriptionTable } from './subscription-table.js';
-import { DEFAULT_PREFIX, checkPrefix, isValidId, stageChannel } from '../channels.js';
+import { DEFAULT_PREFIX, checkPrefix, controlChannel, isValidId, stageChannel } from '../channels.js';
 import { DEFAULTS } from '../defaults.js';
 
 export interface MemoryBrokerOptions {
@@ -39,10 +39,14 @@ interface ProjectLog {
    */
   texts: Map<string, { text: string; lastId: string }>;
   textsExpireAt: number;
+  /** publish.lua's control hash: field -> value, with the log's lifetime. */
+  control: Map<string, string>;
 }
 
+const TERMINAL = new Set(['done', 'error', 'cancelled', 'lost']);
+
 /** A {@link Broker} inside this process. Listeners are called asynchronously, in publish order. */
-export class MemoryBroker implements Broker {
+export class MemoryBroker implements StageControlBroker {
   readonly kind = 'memory' as const;
   readonly prefix: string;
 
@@ -76,14 +80,28 @@ export class MemoryBroker implements Broker {
   }
 
   /** What publish.lua does, in the same order: the piece is checked against the stage's text before anything is written. */
-  async publish(projectId: string, stage: string, type: string, message: string, linear?: TokenPiece): Promise<string> {
+  async publish(projectId: string, stage: string, type: string, message: string, linear?: TokenPiece, control?: PublishControl): Promise<string> {
     this.#assertOpen();
     checkPublishArguments(projectId, stage, type, message);
     if (linear !== undefined) checkTokenPiece(linear);
+    if (control !== undefined) checkPublishControl(control);
     const now = this.#now();
     this.#sweep(now);
-    let log = this.#log(projectId, now);
-    if (!log) this.#projects.set(projectId, (log = { entries: [], state: new Map(), expiresAt: 0, texts: new Map(), textsExpireAt: 0 }));
+    const log = this.#project(projectId, now);
+    const ctl = log.control;
+    const run = control?.run ?? control?.producer;
+    if (control?.producer && control.seq) {
+      const last = Number(ctl.get(`seq|${control.producer}`) ?? 0);
+      if (control.seq <= last) {
+        const kept = /^(\d+):(.*)$/.exec(ctl.get(`sid|${control.producer}|${control.seq % 32}`) ?? '');
+        if (kept && Number(kept[1]) === control.seq) return kept[2]!;
+        throw new InvalidArgumentError('control.seq', `sequence ${control.seq} of producer ${JSON.stringify(control.producer)} is older than the last 32 it logged`);
+      }
+    }
+    if (run !== undefined) {
+      if (ctl.get(`lost|${stage}`) === run) throw new LeaseLostError(stage);
+      if (ctl.get(`cancel|${stage}`) === run && !control?.final) throw new StageCancelledError(stage);
+    }
     const texts = this.#texts(log, now);
     let text: string | undefined;
     if (linear) {
@@ -107,7 +125,96 @@ export class MemoryBroker implements Broker {
     log.state.set(stateField(stage, type), live);
     log.expiresAt = now + this.#ttlMs;
     this.#deliver(stageChannel(this.prefix, projectId, stage), live);
+    if (control?.producer && control.seq) {
+      ctl.set(`seq|${control.producer}`, String(control.seq)).set(`sid|${control.producer}|${control.seq % 32}`, `${control.seq}:${id}`);
+    }
+    if (run !== undefined) {
+      let status = ctl.get(`status|${stage}`);
+      if (ctl.get(`run|${stage}`) !== run) {
+        ctl.set(`run|${stage}`, run);
+        status = 'running';
+      }
+      if (type === 'done' || type === 'error' || type === 'cancelled') {
+        if (!TERMINAL.has(status ?? '')) status = type;
+        ctl.delete(`lease|${stage}`);
+      } else if (!TERMINAL.has(status ?? '')) {
+        status = 'running';
+        if (control?.leaseMs) ctl.set(`lease|${stage}`, `${run}|${now + control.leaseMs}`);
+      }
+      ctl.set(`status|${stage}`, status ?? 'running');
+    }
     return id;
+  }
+
+  /** What publish.lua does for an `op`, in the same order. */
+  async control(projectId: string, stage: string, op: ControlOp, message: string, control: PublishControl = {}): Promise<ControlResult> {
+    this.#assertOpen();
+    checkPublishArguments(projectId, stage, op === 'cancel' ? 'cancelled' : 'error', message);
+    checkPublishControl(control);
+    const now = this.#now();
+    const log = this.#project(projectId, now);
+    const ctl = log.control;
+    const run = control.run ?? control.producer;
+    if (op === 'renew') {
+      if (run === undefined || control.leaseMs === undefined) throw new InvalidArgumentError('control', 'renew needs "run" and "leaseMs"');
+      if (ctl.get(`lost|${stage}`) === run) return { outcome: 'lost' };
+      if (ctl.get(`cancel|${stage}`) === run) return { outcome: 'cancelled' };
+      const current = ctl.get(`run|${stage}`);
+      if (current !== undefined && current !== run) return { outcome: 'superseded' };
+      if (TERMINAL.has(ctl.get(`status|${stage}`) ?? '')) return { outcome: 'finished' };
+      const deadline = now + control.leaseMs;
+      ctl.set(`lease|${stage}`, `${run}|${deadline}`).set(`run|${stage}`, run).set(`status|${stage}`, 'running');
+      return { outcome: 'ok', deadline };
+    }
+    if (op === 'cancel') {
+      const status = ctl.get(`status|${stage}`) ?? this.#legacyStatus(log, stage);
+      if (status === undefined) return { outcome: 'not_running' };
+      if (status === 'cancelled') return { outcome: 'already_cancelled', id: ctl.get(`cancelid|${stage}`) };
+      if (TERMINAL.has(status)) return { outcome: 'finished', status };
+      const id = await this.publish(projectId, stage, 'cancelled', message);
+      ctl.set(`status|${stage}`, 'cancelled').set(`cancel|${stage}`, ctl.get(`run|${stage}`) ?? '*').set(`cancelid|${stage}`, id);
+      ctl.delete(`lease|${stage}`);
+      this.#deliver(controlChannel(this.prefix, projectId, stage), withId(message, id));
+      return { outcome: 'cancelled', id };
+    }
+    const lease = /^(.*)\|(\d+)$/.exec(ctl.get(`lease|${stage}`) ?? '');
+    if (!lease) return { outcome: 'gone' };
+    if (Number(lease[2]) > now) return { outcome: 'alive', deadline: Number(lease[2]) };
+    ctl.delete(`lease|${stage}`);
+    if (TERMINAL.has(ctl.get(`status|${stage}`) ?? '')) return { outcome: 'gone' };
+    ctl.set(`lost|${stage}`, lease[1]!).set(`status|${stage}`, 'lost');
+    const id = await this.publish(projectId, stage, 'error', message);
+    this.#deliver(controlChannel(this.prefix, projectId, stage), withId(message, id));
+    return { outcome: 'reaped', id };
+  }
+
+  async indexLease(projectId: string, stage: string, deadline: number): Promise<void> {
+    this.#assertOpen();
+    this.#leaseIndex.set(`${projectId}|${stage}`, deadline);
+  }
+
+  async unindexLease(projectId: string, stage: string): Promise<void> {
+    this.#leaseIndex.delete(`${projectId}|${stage}`);
+  }
+
+  async dueLeases(now: number, limit: number): Promise<{ projectId: string; stage: string }[]> {
+    this.#assertOpen();
+    return [...this.#leaseIndex]
+      .filter(([, deadline]) => deadline <= now)
+      .sort((a, b) => a[1] - b[1])
+      .slice(0, limit)
+      .map(([member]) => {
+        const [projectId = '', stage = ''] = member.split('|');
+        return { projectId, stage };
+      });
+  }
+
+  async time(): Promise<number> {
+    return this.#now();
+  }
+
+  controlChannel(projectId: string, stage: string): string {
+    return controlChannel(this.prefix, projectId, stage);
   }
 
   /**
@@ -187,11 +294,31 @@ export class MemoryBroker implements Broker {
   /** Messages awaiting delivery, each with the listeners subscribed when it was published. */
   readonly #queue: { payload: string; channel: string; listeners: MessageListener[] }[] = [];
   #lastId: string | null = null;
+  readonly #leaseIndex = new Map<string, number>();
   #lastSweep = 0;
   #closed = false;
 
   #assertOpen(): void {
     if (this.#closed) throw new BrokerClosedError();
+  }
+
+  /** The project's log, created when it has none. */
+  #project(projectId: string, now: number): ProjectLog {
+    let log = this.#log(projectId, now);
+    if (!log) this.#projects.set(projectId, (log = { entries: [], state: new Map(), expiresAt: 0, texts: new Map(), textsExpireAt: 0, control: new Map() }));
+    return log;
+  }
+
+  /** A stage's status from its latest message, for publishers that send no control (publish.lua's legacy_status). */
+  #legacyStatus(log: ProjectLog, stage: string): string | undefined {
+    let latest: { id: string; type: string } | undefined;
+    for (const [field, live] of log.state) {
+      if (!field.startsWith(`${stage}|`)) continue;
+      const id = /^\{"id":"(\d+-\d+)"/.exec(live)?.[1];
+      if (id && (!latest || compareLogIds(id, latest.id) > 0)) latest = { id, type: field.slice(stage.length + 1) };
+    }
+    if (!latest) return undefined;
+    return TERMINAL.has(latest.type) ? latest.type : 'running';
   }
 
   /** The project's log, or undefined when it has none or it expired. */

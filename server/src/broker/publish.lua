@@ -30,6 +30,32 @@
 -- ARGV[9]  optional: the whole text including the piece, when a publisher joins a stage mid-run (a retried task,
 --          or a worker of an older version wrote the text before): the kept text becomes it, whatever it was
 -- Without ARGV[7] the message is logged and published as it is (the original format, and older callers).
+--
+-- Control (what the kit's publishers send by default; older callers and plain workers leave it out): one more
+-- key, the project's control hash, always the LAST key (so KEYS has 3 or 5 entries), and one more argument, a JSON
+-- object of options, always the LAST argument. With a linear token ARGV[9] is then always present ('' = no whole text).
+-- KEYS[#KEYS] the project's control hash:        <prefix>:project:{<project_id>}:control
+--          "status|<stage>"  running | done | error | cancelled | lost      "run|<stage>"   the run publishing it
+--          "lease|<stage>"   "<run>|<deadline ms, Redis TIME>"              "lost|<stage>"  the run whose lease expired
+--          "cancel|<stage>"  the run that was cancelled ("*": none known)    "cancelid|<stage>" the cancel message's id
+--          "seq|<producer>"  the producer's highest sequence number          "sid|<producer>|<seq % 32>" "<seq>:<id>"
+--          It has the log's TTL, refreshed by every call that writes it.
+-- ARGV[#ARGV] options, all optional: {"op": "publish" (default) | "renew" | "cancel" | "reap",
+--          "producer": "<id>", "seq": N, "run": "<id>" (default: producer), "lease_ms": N, "final": true}
+--   publish  with producer and seq: a sequence already logged returns its original id and writes and publishes
+--            nothing (a retried publish whose reply was lost). With run: refused with
+--            'ERR publish.lua: lease lost ...' once the run's lease expired and the stage was marked lost, and with
+--            'ERR publish.lua: stage cancelled ...' once the run was cancelled, unless "final" (its last word).
+--            A new run of a stage starts it over (status running); done and error end it and drop its lease;
+--            with lease_ms every publish of a running run renews its lease. Returns the id.
+--   renew    (a heartbeat; the message is ignored, pass "{}") renews the run's lease: returns
+--            {"ok", deadline_ms} or {"cancelled"|"lost"|"superseded"|"finished", 0}.
+--   cancel   the message is the "cancelled" message to log and publish: returns {"cancelled", id} for a running
+--            stage, {"already_cancelled", id}, {"finished", "<done|error|lost>"} or {"not_running", ""}.
+--   reap     the message is the worker-lost "error" to log and publish when the stage's lease has expired:
+--            returns {"reaped", id}, {"alive", deadline_ms} or {"gone", ""}. Atomic: one caller of many wins.
+--   cancel and reap also PUBLISH the message on <prefix>:project:<project_id>:control:<stage> (derived from
+--   ARGV[1]), where the stage's worker listens.
 
 local message = ARGV[4]
 local maxlen = tonumber(ARGV[5])
@@ -49,6 +75,110 @@ end
 maxlen = string.format('%d', maxlen)
 ttl = string.format('%d', ttl)
 
+-- Control: the last key and the last argument (see the header).
+local control_key, options = nil, {}
+local linear = #KEYS >= 4
+if #KEYS == 3 or #KEYS == 5 then
+  control_key = KEYS[#KEYS]
+  local ok, parsed = pcall(cjson.decode, ARGV[#ARGV])
+  if not ok or type(parsed) ~= 'table' then
+    return redis.error_reply('ERR publish.lua: the last argument must be a JSON object of control options')
+  end
+  options = parsed
+end
+local op = options.op or 'publish'
+local stage = ARGV[2]
+local function cget(field) return control_key and redis.call('HGET', control_key, field) end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function is_text(v) return type(v) == 'string' and #v > 0 and #v <= 128 end
+if options.producer ~= nil and not is_text(options.producer) then
+  return redis.error_reply('ERR publish.lua: "producer" must be a text of 1 to 128 bytes')
+end
+if options.seq ~= nil and (type(options.seq) ~= 'number' or options.seq < 1 or options.seq % 1 ~= 0) then
+  return redis.error_reply('ERR publish.lua: "seq" must be a positive integer')
+end
+local run = options.run or options.producer
+if run ~= nil and not is_text(run) then return redis.error_reply('ERR publish.lua: "run" must be a text of 1 to 128 bytes') end
+local lease_ms = tonumber(options.lease_ms)
+if lease_ms ~= nil and (lease_ms < 1 or lease_ms % 1 ~= 0) then return redis.error_reply('ERR publish.lua: "lease_ms" must be a positive integer') end
+if op ~= 'publish' and not control_key then return redis.error_reply('ERR publish.lua: "op" needs the control key') end
+local terminal = { done = true, error = true, cancelled = true, lost = true }
+
+if op == 'renew' then
+  if not run or not lease_ms then return redis.error_reply('ERR publish.lua: renew needs "run" and "lease_ms"') end
+  if cget('lost|' .. stage) == run then return { 'lost', 0 } end
+  if cget('cancel|' .. stage) == run then return { 'cancelled', 0 } end
+  local current = cget('run|' .. stage)
+  if current and current ~= run then return { 'superseded', 0 } end
+  if terminal[cget('status|' .. stage) or ''] then return { 'finished', 0 } end
+  local deadline = now_ms() + lease_ms
+  redis.call('HSET', control_key, 'lease|' .. stage, run .. '|' .. deadline, 'run|' .. stage, run, 'status|' .. stage, 'running')
+  redis.call('EXPIRE', control_key, ttl)
+  return { 'ok', deadline }
+end
+
+-- The status of a stage whose publishers sent no control (older workers): from its latest messages in the state.
+local function legacy_status()
+  local latest, latest_type = nil, nil
+  local fields = redis.call('HGETALL', KEYS[2])
+  for i = 1, #fields, 2 do
+    local name = fields[i]
+    if string.sub(name, 1, #stage + 1) == stage .. '|' then
+      local id = string.match(fields[i + 1], '^{"id":"(%d+%-%d+)"')
+      if id then
+        local ms, sq = string.match(id, '(%d+)-(%d+)')
+        local key = { tonumber(ms), tonumber(sq) }
+        if not latest or key[1] > latest[1] or (key[1] == latest[1] and key[2] > latest[2]) then
+          latest, latest_type = key, string.sub(name, #stage + 2)
+        end
+      end
+    end
+  end
+  if not latest then return nil end
+  if terminal[latest_type] then return latest_type end
+  return 'running'
+end
+
+if op == 'cancel' then
+  local status = cget('status|' .. stage) or legacy_status()
+  if not status then return { 'not_running', '' } end
+  if status == 'cancelled' then return { 'already_cancelled', cget('cancelid|' .. stage) or '' } end
+  if terminal[status] then return { 'finished', status } end
+elseif op == 'reap' then
+  local lease = cget('lease|' .. stage)
+  if not lease then return { 'gone', '' } end
+  local owner, deadline = string.match(lease, '^(.*)|(%d+)$')
+  deadline = tonumber(deadline)
+  if owner and deadline and deadline > now_ms() then return { 'alive', deadline } end
+  redis.call('HDEL', control_key, 'lease|' .. stage)
+  if terminal[cget('status|' .. stage) or ''] then return { 'gone', '' } end
+  redis.call('HSET', control_key, 'lost|' .. stage, owner or '', 'status|' .. stage, 'lost')
+elseif op == 'publish' then
+  -- A sequence already logged: its id, and nothing written or published.
+  if options.producer and options.seq then
+    local last = tonumber(cget('seq|' .. options.producer) or '0')
+    if options.seq <= last then
+      local kept = cget('sid|' .. options.producer .. '|' .. (options.seq % 32)) or ''
+      local kept_seq, kept_id = string.match(kept, '^(%d+):(.*)$')
+      if tonumber(kept_seq) == options.seq then return kept_id end
+      return redis.error_reply(string.format('ERR publish.lua: sequence %d of producer "%s" is older than the last 32 it logged', options.seq, options.producer))
+    end
+  end
+  if run then
+    if cget('lost|' .. stage) == run then
+      return redis.error_reply(string.format('ERR publish.lua: lease lost: the lease of run "%s" on stage "%s" expired and the stage was marked lost', run, stage))
+    end
+    if cget('cancel|' .. stage) == run and not options.final then
+      return redis.error_reply(string.format('ERR publish.lua: stage cancelled: stage "%s" was cancelled (run "%s")', stage, run))
+    end
+  end
+else
+  return redis.error_reply('ERR publish.lua: unknown "op"')
+end
+
 -- UTF-16 code units of a UTF-8 text: one per character (every byte that is not a continuation byte), and a
 -- second one for each character beyond the BMP (a 4-byte sequence). O(piece), never O(text).
 local function utf16_length(text)
@@ -57,7 +187,8 @@ local function utf16_length(text)
   return chars + astral
 end
 
-local piece = ARGV[7]
+local piece = nil
+if linear or (not control_key and ARGV[7]) then piece = ARGV[7] end
 if piece then
   if #KEYS < 4 then
     return redis.error_reply('ERR publish.lua: a linear token needs KEYS[3] (texts hash) and KEYS[4] (the stage text)')
@@ -106,4 +237,38 @@ if piece then
   redis.call('EXPIRE', KEYS[4], ttl)
 end
 redis.call('PUBLISH', ARGV[1], live)
+
+if control_key then
+  local mtype = ARGV[3]
+  if op == 'publish' then
+    if options.producer and options.seq then
+      redis.call('HSET', control_key, 'seq|' .. options.producer, options.seq,
+        'sid|' .. options.producer .. '|' .. (options.seq % 32), options.seq .. ':' .. id)
+    end
+    if run then
+      local status = cget('status|' .. stage)
+      if cget('run|' .. stage) ~= run then
+        redis.call('HSET', control_key, 'run|' .. stage, run)
+        status = 'running'
+      end
+      if mtype == 'done' or mtype == 'error' or mtype == 'cancelled' then
+        if not terminal[status or ''] then status = mtype end
+        redis.call('HDEL', control_key, 'lease|' .. stage)
+      elseif not terminal[status or ''] then
+        status = 'running'
+        if lease_ms then redis.call('HSET', control_key, 'lease|' .. stage, run .. '|' .. (now_ms() + lease_ms)) end
+      end
+      redis.call('HSET', control_key, 'status|' .. stage, status or 'running')
+    end
+  elseif op == 'cancel' then
+    redis.call('HSET', control_key, 'status|' .. stage, 'cancelled', 'cancel|' .. stage, cget('run|' .. stage) or '*', 'cancelid|' .. stage, id)
+    redis.call('HDEL', control_key, 'lease|' .. stage)
+  end
+  redis.call('EXPIRE', control_key, ttl)
+  if op == 'cancel' or op == 'reap' then
+    local control_channel = string.gsub(ARGV[1], ':stage:([^:]*)$', ':control:%1')
+    redis.call('PUBLISH', control_channel, live)
+    return { op == 'cancel' and 'cancelled' or 'reaped', id }
+  end
+end
 return id

@@ -9,19 +9,19 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Cluster, type ClusterOptions, type Redis, type RedisOptions } from 'ioredis';
-import { checkPublishArguments, checkReplayLimit, checkTokenPiece, positiveInteger } from './arguments.js';
-import type { Broker, LogEntry, MessageListener, ReplayOptions, ReplayResult, Snapshot, StageText, TokenPiece, Unsubscribe } from './broker.js';
+import { checkPublishArguments, checkPublishControl, checkReplayLimit, checkTokenPiece, positiveInteger } from './arguments.js';
+import type { ControlOp, ControlResult, LogEntry, MessageListener, PublishControl, ReplayOptions, ReplayResult, Snapshot, StageControlBroker, StageText, TokenPiece, Unsubscribe } from './broker.js';
 import type { RedisClusterSettings } from './cluster-nodes.js';
 import { CommandRunner } from './command-runner.js';
 import { BrokerClosedError, InvalidArgumentError } from './errors.js';
 import { compareLogIds, isLogId, withId } from './log-id.js';
-import { publishScriptError, runPublishScript } from './publish-script.js';
+import { controlArgument, publishScriptError, runPublishScript } from './publish-script.js';
 import { CLUSTER_OPTIONS, CONNECTION_OPTIONS, openCluster, openRedis, quit, type CommandClient } from './redis-connections.js';
 import { ReplayFence } from './replay-fence.js';
 import { snapshotStages } from './state-field.js';
 import { SubscriberConnection } from './subscriber-connection.js';
 import { SubscriptionTable } from './subscription-table.js';
-import { DEFAULT_PREFIX, checkPrefix, isValidId, logKey, stageChannel, stateKey, textKey, textsKey } from '../channels.js';
+import { DEFAULT_PREFIX, checkPrefix, controlChannel, controlKey, isValidId, leaseIndexKey, logKey, stageChannel, stateKey, textKey, textsKey } from '../channels.js';
 import { DEFAULTS } from '../defaults.js';
 
 export interface RedisBrokerOptions {
@@ -77,7 +77,7 @@ export interface RedisBrokerOptions {
  * ioredis (at most `commandTimeoutMs` more); a call that timed out meanwhile says `sent: true`, as it may still run.
  * A command whose connection dropped is never resent there either.
  */
-export class RedisBroker implements Broker {
+export class RedisBroker implements StageControlBroker {
   /** The options the broker's own connections use; give them to a `client` you pass in. */
   static readonly connectionOptions: RedisOptions = CONNECTION_OPTIONS;
   /** The options the broker's own `Cluster` uses; give them to a `Cluster` you pass in as `client`. */
@@ -171,21 +171,67 @@ export class RedisBroker implements Broker {
    * with {@link TokenOffsetError} when the piece does not continue the stage's text (nothing written); rejects within
    * `commandTimeoutMs` with {@link BrokerUnavailableError} when Redis is down or silent: never queued, never lost silently.
    */
-  async publish(projectId: string, stage: string, type: string, message: string, linear?: TokenPiece): Promise<string> {
+  async publish(projectId: string, stage: string, type: string, message: string, linear?: TokenPiece, control?: PublishControl): Promise<string> {
     checkPublishArguments(projectId, stage, type, message);
+    if (control !== undefined) checkPublishControl(control);
     const keys = [logKey(this.prefix, projectId), stateKey(this.prefix, projectId)];
     const args: (string | number)[] = [stageChannel(this.prefix, projectId, stage), stage, type, message, this.#logMaxLen, this.#logTtlSeconds];
     if (linear !== undefined) {
       checkTokenPiece(linear);
       keys.push(textsKey(this.prefix, projectId), textKey(this.prefix, projectId, stage));
       args.push(linear.content, linear.offset);
-      if (linear.wholeText) args.push(linear.wholeText);
+      if (linear.wholeText || control !== undefined) args.push(linear.wholeText ?? '');
+    }
+    if (control !== undefined) {
+      keys.push(controlKey(this.prefix, projectId));
+      args.push(controlArgument(undefined, control));
     }
     try {
       return String(await this.#runner.run('commands', (client) => runPublishScript(client, keys, args)));
     } catch (error) {
       throw publishScriptError(error);
     }
+  }
+
+  /** See {@link StageControlBroker.control}: publish.lua with an `op`. */
+  async control(projectId: string, stage: string, op: ControlOp, message: string, control: PublishControl = {}): Promise<ControlResult> {
+    checkPublishArguments(projectId, stage, op === 'cancel' ? 'cancelled' : 'error', message);
+    checkPublishControl(control);
+    const keys = [logKey(this.prefix, projectId), stateKey(this.prefix, projectId), controlKey(this.prefix, projectId)];
+    const type = op === 'cancel' ? 'cancelled' : op === 'reap' ? 'error' : 'heartbeat';
+    const args = [stageChannel(this.prefix, projectId, stage), stage, type, message, this.#logMaxLen, this.#logTtlSeconds, controlArgument(op, control)];
+    let reply: unknown;
+    try {
+      reply = await this.#runner.run('commands', (client) => runPublishScript(client, keys, args));
+    } catch (error) {
+      throw publishScriptError(error);
+    }
+    return controlResult(reply);
+  }
+
+  async indexLease(projectId: string, stage: string, deadline: number): Promise<void> {
+    await this.#runner.run('commands', (client) => client.zadd(leaseIndexKey(this.prefix), deadline, `${projectId}|${stage}`));
+  }
+
+  async unindexLease(projectId: string, stage: string): Promise<void> {
+    await this.#runner.run('commands', (client) => client.zrem(leaseIndexKey(this.prefix), `${projectId}|${stage}`));
+  }
+
+  async dueLeases(now: number, limit: number): Promise<{ projectId: string; stage: string }[]> {
+    const members = (await this.#runner.run('commands', (client) => client.zrangebyscore(leaseIndexKey(this.prefix), '-inf', now, 'LIMIT', 0, limit))) as string[];
+    return members.flatMap((member) => {
+      const [projectId = '', stage = ''] = member.split('|');
+      return isValidId(projectId) && isValidId(stage) ? [{ projectId, stage }] : [];
+    });
+  }
+
+  async time(): Promise<number> {
+    const [seconds, micros] = (await this.#runner.run('commands', (client) => client.time())) as [string | number, string | number];
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+  }
+
+  controlChannel(projectId: string, stage: string): string {
+    return controlChannel(this.prefix, projectId, stage);
   }
 
   /**
@@ -315,6 +361,16 @@ export class RedisBroker implements Broker {
     if (channels.length > 0) subscriber.subscribe(...channels).catch(() => {});
     if (patterns.length > 0) subscriber.psubscribe(...patterns).catch(() => {});
   }
+}
+
+/** publish.lua's `{outcome, value}` reply of an `op`. */
+export function controlResult(reply: unknown): ControlResult {
+  const [outcome, value] = Array.isArray(reply) ? (reply as unknown[]).map((part) => (part instanceof Buffer ? part.toString() : part)) : [String(reply)];
+  const result: ControlResult = { outcome: String(outcome) };
+  if (outcome === 'ok' || outcome === 'alive') result.deadline = Number(value);
+  else if (outcome === 'finished') result.status = String(value);
+  else if (value !== undefined && value !== '' && value !== 0) result.id = String(value);
+  return result;
 }
 
 /** XRANGE replies (`[id, [field, value, ...]][]`) to log entries, the data rebuilt as the live channel carried it. */

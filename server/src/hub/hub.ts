@@ -668,7 +668,7 @@ function nextPageEntries(previous: number, largestBytes: number): number {
 }
 
 /** The kinds of message a snapshot holds per stage, besides the text (tokens are in it once, not one by one). */
-const STATE_TYPES = ['stage_update', 'progress', 'done', 'error'] as const;
+const STATE_TYPES = ['stage_update', 'progress', 'done', 'error', 'cancelled'] as const;
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);

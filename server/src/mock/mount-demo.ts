@@ -33,6 +33,8 @@ export interface DemoOptions {
   authAudience?: string | undefined;
   /** Mock stages that may run at once; `execute_stage` answers 429 beyond. Default 16. */
   maxDemoTasks?: number;
+  /** The lease of the mock stages' publishers, in ms. Default 30000 (`DEFAULTS.leaseMs`). */
+  leaseMs?: number | undefined;
   /** Gets a line when a mock stage fails to publish. Default: no logs. */
   logger?: SseLogger | undefined;
   /** Seconds a refused run is asked to wait (Retry-After). Default 5. */
@@ -51,7 +53,7 @@ export function mountDemo(app: Polka, options: DemoOptions): DemoMount {
   const { hub, broker, logger } = options;
   const policy: TokenPolicy = { secret: options.authSecret, issuer: options.authIssuer, audience: options.authAudience };
   const retryAfter = String(options.retryAfterSeconds ?? DEFAULTS.retryAfterSeconds);
-  const tasks = new TaskRunner(broker, (error, task) => logger?.error({ err: error, ...task }, 'mock stage failed to publish'), options.maxDemoTasks);
+  const tasks = new TaskRunner(broker, (error, task) => logger?.error({ err: error, ...task }, 'mock stage failed to publish'), options.maxDemoTasks, options.leaseMs);
 
   app.post(
     Route.executeStage,

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Broker } from '../broker/broker.js';
 import { stageChannel } from '../channels.js';
 import { DEFAULTS } from '../defaults.js';
+import { StageCancelledError } from '../broker/errors.js';
 import { StreamPublisher } from '../publisher.js';
 import { runMockStage, type MockStage } from './mock-stage.js';
 
@@ -21,8 +22,11 @@ export class TaskRunner {
   readonly #running = new Map<string, AbortController>();
   readonly #onError: (error: unknown, task: StartedTask) => void;
 
-  constructor(broker: Broker, onError: (error: unknown, task: StartedTask) => void = () => {}, maxRunning = DEFAULT_MAX_TASKS) {
+  readonly #leaseMs: number | undefined;
+
+  constructor(broker: Broker, onError: (error: unknown, task: StartedTask) => void = () => {}, maxRunning = DEFAULT_MAX_TASKS, leaseMs?: number) {
     this.#broker = broker;
+    this.#leaseMs = leaseMs;
     this.#onError = onError;
     this.maxRunning = maxRunning;
   }
@@ -41,10 +45,14 @@ export class TaskRunner {
     const task = { task_id: randomUUID(), channel: stageChannel(this.#broker.prefix, projectId, stage) };
     const abort = new AbortController();
     this.#running.set(task.task_id, abort);
-    const publisher = new StreamPublisher({ projectId, stage, broker: this.#broker });
-    runMockStage(stage, publisher, { ...options, signal: abort.signal })
-      .catch((error: unknown) => {
-        if (!abort.signal.aborted) this.#onError(error, task);
+    const publisher = new StreamPublisher({ projectId, stage, broker: this.#broker, leaseMs: this.#leaseMs });
+    // A cancel (POST …/cancel/) aborts the run at once, as a shutdown does; the run then says where it stopped.
+    const signal = AbortSignal.any([abort.signal, publisher.signal]);
+    runMockStage(stage, publisher, { ...options, signal })
+      .catch(async (error: unknown) => {
+        if (publisher.cancelled || error instanceof StageCancelledError) {
+          await publisher.publishCancelled(`${stage} cancelled`).catch(() => {});
+        } else if (!signal.aborted) this.#onError(error, task);
       })
       .finally(() => {
         this.#running.delete(task.task_id);

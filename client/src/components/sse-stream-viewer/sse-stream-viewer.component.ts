@@ -17,7 +17,7 @@ import {
   type TokenMessage,
 } from '../../../../protocol/messages.js';
 import { EventLogController, type LogEntry } from '../../event-log-controller.js';
-import { ConnectionState, DisconnectReason, type DisconnectedEvent } from '../../sse-client.js';
+import { ConnectionState, DisconnectReason, SSEClient, type DisconnectedEvent } from '../../sse-client.js';
 import type { StageView } from '../../stage-store.js';
 import { StreamController } from '../../stream-controller.js';
 import type { TokenSource } from '../../token-source.js';
@@ -37,6 +37,17 @@ export interface SseStreamViewerEventMap {
   reset: CustomEvent<ResetMessage>;
   /** The current state of the stages, first on a fresh stream of a project with history; the viewer drew it at once. */
   snapshot: CustomEvent<SnapshotMessage>;
+  /** The cancel button (`cancelable`) was pressed: `detail` is the server's answer (`status`, `body`), or the `error`. */
+  cancel: CustomEvent<CancelDetail>;
+}
+
+/** The detail of the viewer's `cancel` event. */
+export interface CancelDetail {
+  stage: string;
+  /** The HTTP status of the cancel request (200: cancelled; 409: finished or not running; 401/403: not allowed). */
+  status?: number;
+  body?: Record<string, unknown>;
+  error?: unknown;
 }
 
 type ViewerListener<K extends keyof SseStreamViewerEventMap> = (this: SseStreamViewer, event: SseStreamViewerEventMap[K]) => unknown;
@@ -79,6 +90,7 @@ function clock(time: number): string {
  * - `[data-stage="<name>"] [part="status"]`: the status chip, with `data-status`.
  * - `[data-stage="<name>"] [role="progressbar"]`: `aria-valuenow` 0-100; `[part="progress-label"]` shows `current / total · item`.
  * - `[data-stage="<name>"] [part="done"]`, `[part="metadata"] [data-key="<key>"]`, `[part="error"]`, `[part="retry-count"]`.
+ * - `[data-stage="<name>"] [part="cancel-button"]` (with `cancelable`, while the stage runs).
  * - `[part="notice"]`, `[part="retry-button"]`, `[part="connect-button"]`, `[part="disconnect-button"]`, `[part="logs"]`.
  *
  * @summary Shows a long AI job live: one stage (`stage-name`) or every stage of a project, streamed over Server-Sent Events.
@@ -92,12 +104,15 @@ function clock(time: number): string {
  * @event {CustomEvent<ErrorMessage>} error - A stage failed. Not a connection problem: those are `disconnected`.
  * @event {CustomEvent<DisconnectedEvent>} disconnected - The connection ended; `detail.willReconnect` says whether it retries.
  * @event {CustomEvent<ResetMessage>} reset - The server could not replay what was missed and sent the latest state of each stage instead; the viewer redrew from it.
+ * @event {CustomEvent<CancelDetail>} cancel - The cancel button was pressed; `detail` has the server's answer (`status`, `body`) or the `error`.
+ * @event {CustomEvent<CancelledMessage>} cancelled - A stage was cancelled (the hub's `cancelled` message).
  * @event {CustomEvent<SnapshotMessage>} snapshot - A fresh stream (opened or reloaded mid-job, or after it) started with the current state of each stage; the viewer drew it in one update. The `token`, `done`, ... events are not fired for that history.
  *
  * @csspart base - The wrapper of everything.
  * @csspart header - The row with the badge and the buttons.
  * @csspart badge - The connection badge (has `data-state`).
  * @csspart retry-button - "Retry now", while reconnecting or after a failure.
+ * @csspart cancel-button - "Cancel" on a running stage (`cancelable`).
  * @csspart connect-button - Shown when not `auto-connect` and not connected.
  * @csspart disconnect-button - Shown when not `auto-connect` and connected or trying.
  * @csspart notice - Why the connection closed, or why it could not start.
@@ -160,6 +175,12 @@ export class SseStreamViewer extends LitElement {
 
   @property({ attribute: 'auto-connect', type: Boolean }) autoConnect = false;
 
+  /**
+   * Show a Cancel button on each running stage: it POSTs `…/stages/{stage}/cancel/` (with `token`, as the stream)
+   * and fires `cancel` with the answer; the stage shows Cancelled once the hub's `cancelled` message arrives. Default false.
+   */
+  @property({ type: Boolean }) cancelable = false;
+
   /** Show the event log under the stages. Default false. */
   @property({ attribute: 'show-logs', type: Boolean }) showLogs = false;
 
@@ -192,6 +213,19 @@ export class SseStreamViewer extends LitElement {
   /** Disconnects and stays disconnected until `connect()` (even with `auto-connect`). */
   disconnect(): void {
     this.#stream.disconnect();
+  }
+
+  /** Cancels `stage` (see `cancelable`); resolves to the detail of the `cancel` event it fires. */
+  async cancel(stage: string): Promise<CancelDetail> {
+    let detail: CancelDetail;
+    try {
+      const client = new SSEClient(this.projectId, stage, { baseUrl: this.baseUrl || undefined, token: this.token, shared: false });
+      detail = { stage, ...(await client.cancel(stage)) };
+    } catch (error) {
+      detail = { stage, error };
+    }
+    this.dispatchEvent(new CustomEvent('cancel', { detail }));
+    return detail;
   }
 
   /** Resolves once the streamed text received so far is in the DOM (text is written once per animation frame). */
@@ -270,7 +304,10 @@ export class SseStreamViewer extends LitElement {
       <section part="stage" class="stage" data-stage=${stage.name} data-status=${status} aria-label=${labels.stage(stage.name)}>
         <div class="stage-header">
           <h3 part="stage-title" class="stage-title">${labels.stage(stage.name)}</h3>
-          <span part="status" class="status" data-status=${status}>${labels.status[status] ?? status}</span>
+          <span part="status" class="status" data-status=${status}>${stage.cancelled ? labels.cancelled : (labels.status[status] ?? status)}</span>
+          ${this.cancelable && streaming && !stage.cancelled
+            ? html`<button part="cancel-button" type="button" @click=${() => void this.cancel(stage.name)}>${labels.cancel}</button>`
+            : nothing}
         </div>
         ${stage.message ? html`<p part="message" class="message">${stage.message}</p>` : nothing}
         ${this.#renderProgress(stage, labels)}
