@@ -4,7 +4,7 @@
  * bench/results/<timestamp>.md (+ .svg, .json) and bench/results/latest.md + latest.svg.
  *
  * Env: BENCH_QUICK=1 (small N, short trials), BENCH_TARGETS=ours,nchan,naive (subset, in order),
- * BENCH_ONLY=fanout,allstages,projects,idle,tokens,render,resume,long-answer,late-join,churn (subset of the scenarios),
+ * BENCH_ONLY=fanout,allstages,projects,idle,tokens,render,resume,long-answer,late-join,batching,pressure,churn (subset of the scenarios),
  * BENCH_SERVER_CPU / BENCH_LOADGEN_CPU / BENCH_REDIS_CPU (taskset lists; default 0 / 1 / 0),
  * BENCH_P99_LIMIT_MS (what "keeps up" allows, default 200), BENCH_COMPACT_QUERY (the query that asks our
  * server for compact token events, default `compact=1`), BENCH_NO_INSTALL=1 (never apt-get nginx),
@@ -18,6 +18,9 @@ import { peakRssBytes, resetPeakRss, rssBytes } from './lib/proc.js';
 import { CHROMIUM, renderMissing, startRenderPage } from './lib/render-page.js';
 import { LONG_TOKENS, LONG_WARMUP_TOKENS, PubsubCounter, gitCommit, projectMemory, usedMemory, writeLongAnswerReport, type LongAnswerResult, type LongPublishResult, type LongViewResult } from './lib/long-answer.js';
 import { LATE_MID_AT, LATE_TOKENS, writeLateJoinReport, type LateJoinResult } from './lib/late-join.js';
+import { measureStartup, writeStartupReport } from './lib/startup.js';
+import { BATCH_RATE, runBatching, writeBatchingReport } from './lib/batching.js';
+import { PRESSURE_READ_BYTES_PER_SECOND, runPressure, writePressureReport } from './lib/pressure.js';
 import type { ChurnResult, CommandBody, OpenResult, RenderResult, Reply, ResumeResult, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
 import { ROOT, NOFILE, nchanMissing, nginxVersion, pinned, startNaive, startNchan, startOurs, startRedis, type Running } from './lib/targets.js';
 
@@ -327,6 +330,14 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
       }
     });
 
+    // Issue 19: startup time and RSS of the server through tsx (before) and compiled (after), fresh processes on this redis-server.
+    if (name === 'ours' && wanted('startup')) await step(results, 'startup: tsx against the compiled server', async () => {
+      const r = await measureStartup(SERVER_CPU, redis!.url, quick ? 3 : 5);
+      const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+      for (const [label, s] of [['tsx', r.tsx], ['compiled', r.compiled]] as const) log(`    ${label}: ready in ${s.readyMs.toFixed(0)} ms, RSS ${mb(s.rssReady)}, ${mb(s.rssIdle)} after 2 s`);
+      log(`    ${writeStartupReport(r, gitCommit())}`);
+    });
+
     // Issue 15: a fresh stream's snapshot of a 5,000-token answer, mid-stage and after the done, on a fresh redis-server and server.
     if (name === 'ours' && wanted('late-join')) await step(results, `late join of a ${LATE_TOKENS}-token answer: snapshot bytes and time`, async () => {
       const startedAt = new Date().toISOString();
@@ -351,6 +362,40 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
       } finally {
         await lateServer?.stop();
         await lateRedis.stop();
+      }
+    });
+
+    // Issue 17, item 3: a viewer reading 20 KB/s through a 5,000-token burst, on a fresh redis-server and server.
+    if (name === 'ours' && wanted('pressure')) await step(results, `a viewer reading ${PRESSURE_READ_BYTES_PER_SECOND / 1024} KB/s through a token burst: connected, exact, bounded`, async () => {
+      const pressureRedis = await startRedis(REDIS_CPU);
+      let pressureServer: Running | undefined;
+      try {
+        pressureServer = await startOurs(SERVER_CPU, pressureRedis.url);
+        const r = await runPressure({ redisUrl: pressureRedis.url, hubPid: pressureServer.pid, port: pressureServer.port, quick });
+        const file = writePressureReport(r, gitCommit());
+        log(`    connected ${r.connectedThroughout}, ${r.tokenEvents} token events for ${r.tokens}, control ${r.controlEvents}/${r.controlEventsPublished}, text ${r.textExact ? 'exact' : 'WRONG'}, read ${(r.readBytes / 1024).toFixed(0)} KB of ${(r.originalBytes / 1024 / 1024).toFixed(0)} MB, RSS ${(r.rssBeforeBytes / 1048576).toFixed(0)} -> ${(r.rssPeakBytes / 1048576).toFixed(0)} MB; ${file}`);
+      } finally {
+        await pressureServer?.stop();
+        await pressureRedis.stop();
+      }
+    });
+
+    // Issue 17, item 4: a 150 tokens/s answer, a message per token against batched, on a fresh redis-server and server.
+    if (name === 'ours' && wanted('batching')) await step(results, `${BATCH_RATE} tokens/s, a message per token vs batched: Redis commands, hub CPU, bytes`, async () => {
+      const batchRedis = await startRedis(REDIS_CPU);
+      let batchServer: Running | undefined;
+      try {
+        batchServer = await startOurs(SERVER_CPU, batchRedis.url);
+        const r = await runBatching({ redisUrl: batchRedis.url, redisPid: batchRedis.pid, hubPid: batchServer.pid, port: batchServer.port, quick });
+        results.batching = r;
+        const file = writeBatchingReport(r, gitCommit());
+        for (const run of r.runs) {
+          log(`    ${run.label}: ${run.commandsTotal} Redis commands, ${run.pubsubMessages} pub/sub messages, hub ${(run.hubCpuSeconds * 1000).toFixed(0)} ms CPU, redis ${(run.redisCpuSeconds * 1000).toFixed(0)} ms CPU, ${Math.round(run.wireBytesPerViewer)} wire bytes per viewer, ${Math.round(run.tokenEventsPerViewer)} token events, text ${run.allExact ? 'exact' : 'WRONG'}, delay p50 ${run.latencyMs.p50.toFixed(0)} ms`);
+        }
+        log(`    ${file}`);
+      } finally {
+        await batchServer?.stop();
+        await batchRedis.stop();
       }
     });
 

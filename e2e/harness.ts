@@ -27,7 +27,7 @@ const CHROMIUM_ARGS = [
 
 /** Builds demo/dist when it is missing or older than its sources (what `npm start` does). */
 export function buildDemo(): void {
-  const result = spawnSync(process.execPath, ['scripts/build-demo-if-stale.mjs'], { cwd: ROOT, stdio: 'inherit' });
+  const result = spawnSync(process.execPath, ['scripts/build-if-stale.mjs', 'demo'], { cwd: ROOT, stdio: 'inherit' });
   if (result.status !== 0) throw new Error(`building the demo failed with exit code ${result.status}`);
 }
 

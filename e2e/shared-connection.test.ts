@@ -58,21 +58,23 @@ async function idle(): Promise<number> {
   return 0;
 }
 
-async function newContext(options: { sharedWorker: boolean }): Promise<BrowserContext> {
+async function newContext(options: { sharedWorker: boolean; webSocket?: boolean }): Promise<BrowserContext> {
   const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
   // The fallback path: a browser without SharedWorker (Safari before 16, some Android browsers).
   if (!options.sharedWorker) await context.addInitScript('delete window.SharedWorker;');
+  // A network or an extension that blocks WebSocket: the constructor throws, as Chromium's does when blocked.
+  if (options.webSocket === false) await context.addInitScript("window.WebSocket = function WebSocket() { throw new DOMException('blocked', 'SecurityError'); };");
   contexts.push(context);
   return context;
 }
 
 /** Opens the demo on `project` in a new tab of `context`, and waits until both of its viewers stream. */
-async function openTab(context: BrowserContext, project: string): Promise<Page> {
+async function openTab(context: BrowserContext, project: string, query = ''): Promise<Page> {
   const page = await context.newPage();
   const problems: string[] = [];
   page.on('pageerror', (error) => problems.push(error.message));
   await recordViewerEvents(page);
-  await page.goto(`${server!.url}/sse-demo/?project=${project}`);
+  await page.goto(`${server!.url}/sse-demo/?project=${project}${query}`);
   await page.waitForSelector('#state-single[data-state="open"]', { timeout: 20_000 });
   await page.waitForSelector('#state-all[data-state="open"]', { timeout: 20_000 });
   assert.deepEqual(problems, [], `no uncaught error in the tab of ${project}`);
@@ -81,7 +83,13 @@ async function openTab(context: BrowserContext, project: string): Promise<Page> 
 
 /** The id of each message a viewer got is new, and the tokens of `stage` make the done's `full_text`, in order. */
 async function assertExact(page: Page, viewer: string, stage: string): Promise<string> {
-  const done = await waitForViewerEvent(page, viewer, 'done', stage, 40_000);
+  const done = await waitForViewerEvent(page, viewer, 'done', stage, 40_000).catch(async (error: unknown) => {
+    // What the viewer got instead, for the failure message.
+    const events = await viewerEvents(page, viewer);
+    const badge = await page.getAttribute(viewer === 'single-viewer' ? '#state-single' : '#state-all', 'data-state');
+    const last = events.slice(-5).map((e) => `${e.type}:${String(e.detail.id ?? e.detail.reason ?? '')}`);
+    throw new Error(`${String(error)}; #${viewer} (${badge}) got ${events.length} events, the last ${last.join(' ')}`);
+  });
   await waitForStageText(page, viewer, stage, String(done.full_text));
   const events = await viewerEvents(page, viewer);
   const ids = events.filter((e) => e.type !== 'connected' && e.type !== 'disconnected').map((e) => e.detail.id);
@@ -148,5 +156,30 @@ describe('one connection per browser', () => {
     }
     assert.equal(new Set(texts).size, 1, 'every viewer of every tab shows the same text');
     await waitUntil(async () => (await metric('sse_streams_open')) === before + 1, 'one stream again, held by the new leader');
+  });
+
+  it('streams the demo over a WebSocket (?transport=websocket) with every HTTP event stream blocked', async () => {
+    await idle();
+    const context = await newContext({ sharedWorker: true });
+    // No event stream over HTTP can open: whatever streams, streams over the WebSocket.
+    await context.route('**/api/v1/sse/**', (route) => (route.request().url().includes('/api/v1/sse/ws/') ? route.continue() : route.abort()));
+    const page = await openTab(context, 'over-ws', '&transport=websocket');
+    await runFromPage(page, { stage: 'rewrite', speed: 5 });
+    await assertExact(page, 'single-viewer', 'rewrite');
+    await assertExact(page, 'all-viewer', 'rewrite');
+    assert.equal(await counter(page, 'gaps'), 0);
+    assert.equal(await counter(page, 'duplicates'), 0);
+    assert.equal(await metric('sse_streams_open'), 1, 'one WebSocket for the tab');
+  });
+
+  it('falls back to SSE under ?transport=auto in a page where WebSocket is blocked', async () => {
+    await idle();
+    // Without SharedWorker the connection lives in the page (the leader tab), where WebSocket is blocked.
+    const context = await newContext({ sharedWorker: false, webSocket: false });
+    const page = await openTab(context, 'auto-fallback', '&transport=auto');
+    await runFromPage(page, { stage: 'rewrite', speed: 5 });
+    await assertExact(page, 'single-viewer', 'rewrite');
+    assert.equal(await counter(page, 'gaps'), 0);
+    assert.equal(await metric('sse_streams_open'), 1);
   });
 });

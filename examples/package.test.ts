@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
-import { startRedis, type TestRedis } from '../server/test/redis-server.js';
+import { freePort, startRedis, type TestRedis } from '../server/test/redis-server.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** tsx from this repository, to run the TypeScript examples in the app folder, which does not have it. */
@@ -63,6 +63,7 @@ let work: string;
 let app: string;
 let redis: TestRedis;
 let packed: Array<{ path: string }>;
+let tarball: string;
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'sse-pack-'));
@@ -75,6 +76,7 @@ before(async () => {
   // prepack's build logs come first on stdout; the JSON report is last.
   const report = JSON.parse(pack.stdout.slice(pack.stdout.lastIndexOf('\n[') + 1)) as Array<{ filename: string; files: Array<{ path: string }> }>;
   packed = report[0]!.files;
+  tarball = join(work, report[0]!.filename);
   await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
   // Its dependencies come from npm's cache when they are there (CI has just installed them).
   await succeed('npm install of the tarball', 'npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', join(work, report[0]!.filename)], { cwd: app });
@@ -93,6 +95,9 @@ describe('npm pack', () => {
       'package.json',
       'README.md',
       'CHANGELOG.md',
+      'LICENSE',
+      'dist/server/main.js',
+      'demo/dist/index.html',
       'custom-elements.json',
       'dist/client/sse-kit.js',
       'dist/client/sse-kit-worker.js',
@@ -109,8 +114,30 @@ describe('npm pack', () => {
     ]) {
       assert.ok(paths.includes(expected), `${expected} is missing from the package`);
     }
-    const unwanted = paths.filter((path) => /\.test\.|(^|\/)(test|e2e|demo|examples|bench|workers)\//.test(path) || /\.tsx?$/.test(path.replace(/\.d\.ts$/, '')));
+    const unwanted = paths.filter(
+      (path) => /\.test\.|(^|\/)(test|e2e|examples|bench|workers)\//.test(path) || (path.startsWith('demo/') && !path.startsWith('demo/dist/')) || /\.tsx?$/.test(path.replace(/\.d\.ts$/, '')),
+    );
     assert.deepEqual(unwanted, []);
+  });
+
+  it('passes the package linters: publint and @arethetypeswrong/cli', async () => {
+    await succeed('npm run check:package', process.execPath, [join(ROOT, 'scripts/check-package.mjs'), '--tarball', tarball], { cwd: ROOT });
+  });
+
+  it('passes npm publish --dry-run', async () => {
+    const result = await succeed('npm publish --dry-run', 'npm', ['publish', '--dry-run', '--ignore-scripts', '--json'], { cwd: ROOT });
+    assert.match(result.stdout, /"name": "ai-story-sse"/);
+  });
+
+  it('is public, MIT-licensed, with a repository, keywords and a bin', async () => {
+    const manifest = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8'));
+    assert.equal(manifest.private, undefined);
+    assert.equal(manifest.license, 'MIT');
+    assert.match(await readFile(join(ROOT, 'LICENSE'), 'utf8'), /^MIT License/);
+    assert.ok(manifest.repository?.url && manifest.keywords?.length > 0);
+    assert.deepEqual(manifest.bin, { 'ai-story-sse': 'dist/server/main.js' });
+    assert.equal(manifest.dependencies.tsx, undefined, 'tsx is a devDependency only');
+    assert.ok(manifest.devDependencies.tsx);
   });
 });
 
@@ -163,14 +190,15 @@ console.log('ok');
     assert.equal(result.stdout.trim(), 'ok');
   });
 
-  it('has types that a strict TypeScript project resolves through the exports', async () => {
+  for (const [module, moduleResolution] of [['NodeNext', 'NodeNext'], ['Node16', 'Node16'], ['ESNext', 'Bundler']]) {
+  it(`has types that a strict TypeScript project resolves through the exports (moduleResolution ${moduleResolution})`, async () => {
     await writeFile(
-      join(app, 'tsconfig.json'),
+      join(app, `tsconfig.${moduleResolution}.json`),
       JSON.stringify({
         compilerOptions: {
           strict: true,
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
+          module,
+          moduleResolution,
           target: 'ES2022',
           lib: ['ES2023', 'DOM', 'DOM.Iterable', 'ESNext.Disposable'],
           types: ['node'],
@@ -206,7 +234,34 @@ const valid: boolean = isValidId('p1');
 void [size, id, message, wire, valid];
 `,
     );
-    await succeed('tsc on the installed package', process.execPath, [TSC, '-p', 'tsconfig.json'], { cwd: app });
+    await succeed(`tsc (${moduleResolution}) on the installed package`, process.execPath, [TSC, '-p', `tsconfig.${moduleResolution}.json`], { cwd: app });
+  });
+  }
+
+  it('has the ai-story-sse command: --version, --help, exit code 2 on a bad setting, and a hub that runs on plain node', async () => {
+    const version = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version;
+    assert.equal((await succeed('npx ai-story-sse --version', 'npx', ['--no-install', 'ai-story-sse', '--version'], { cwd: app })).stdout, `${version}\n`);
+    const help = (await succeed('npx ai-story-sse --help', 'npx', ['--no-install', 'ai-story-sse', '--help'], { cwd: app })).stdout;
+    for (const name of ['REDIS_URL', 'SSE_AUTH_JWKS_URL', 'SSE_TRUSTED_PROXIES', 'SSE_MAX_STREAMS_PER_CLIENT']) assert.match(help, new RegExp(`^  ${name} `, 'm'));
+    const bad = await run('npx', ['--no-install', 'ai-story-sse'], { cwd: app, env: { SSE_TRUSTED_PROXIES: 'nginx' } }).done;
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+    assert.match(bad.stderr, /^ai-story-sse: SSE_TRUSTED_PROXIES: "nginx" is not an address/);
+    // tsx is a devDependency: an installed package has no TypeScript loader, and needs none.
+    await assert.rejects(readFile(join(app, 'node_modules/tsx/package.json')), /ENOENT/);
+
+    const port = await freePort();
+    const hub = run(join(app, 'node_modules/.bin/ai-story-sse'), [], { cwd: app, env: { REDIS_URL: redis.url, PORT: String(port), LOG_LEVEL: 'info' } });
+    await lineOf(hub.child, /listening on http:\/\/127\.0\.0\.1:\d+/);
+    const base = `http://127.0.0.1:${port}`;
+    assert.deepEqual(await (await fetch(`${base}/healthz`)).json(), { status: 'ok', broker: 'redis' });
+    const demo = await fetch(`${base}/sse-demo/`);
+    assert.equal(demo.status, 200, 'the packaged demo is served');
+    assert.match(await demo.text(), /<sse-stream-viewer/);
+    const cmdline = await readFile(`/proc/${hub.child.pid}/cmdline`, 'utf8');
+    assert.doesNotMatch(cmdline, /tsx/);
+    hub.child.kill('SIGTERM');
+    assert.equal((await hub.done).code, 0);
   });
 
   it('runs the Node examples: a worker process publishes, a watcher follows it through a server built from the package', async () => {

@@ -30,13 +30,18 @@ export {
   MUX_LIMITS,
   MUX_ROUTES,
   MUX_SUBSCRIPTION_FIELD,
+  MUX_CLOSE,
   MUX_SUBSCRIPTION_PATTERN,
+  MUX_WS_ROUTE,
+  closeReason,
   newConnectionId,
   tagJson,
 } from './mux.js';
 export type {
   MuxConnectionMessage,
+  MuxControlMessage,
   MuxRawMessage,
+  MuxResultMessage,
   MuxSubscribeBatchAnswer,
   MuxSubscribeBody,
   MuxSubscribeRequest,

@@ -26,6 +26,14 @@ export const MUX_ROUTES = {
   unsubscribe: '/api/v1/sse/mux/unsubscribe/',
 } as const;
 
+/**
+ * The same connection over a WebSocket (`transport: 'websocket'`): `GET` with `Upgrade: websocket`. The server's
+ * messages are the stream's SSE text (each WebSocket text message one or more whole events, heartbeats included),
+ * so both transports share one parser; the client's messages are the control requests as JSON
+ * ({@link MuxControlMessage}), answered in-band by a `result` event. Tokens travel in those messages, never in the URL.
+ */
+export const MUX_WS_ROUTE = '/api/v1/sse/ws/';
+
 /** The header that names the connection, on the stream and on its control requests. */
 export const MUX_CONNECTION_HEADER = 'SSE-Connection';
 /** The query parameter that names the connection on the stream, for clients that cannot send headers. */
@@ -75,6 +83,10 @@ export interface MuxSubscribeRequest {
   snapshot?: boolean;
   /** Compact token events (no `full_text`, an `offset`). Default false. */
   compact?: boolean;
+  /** Only messages of these types (`?types=` of the single stream), e.g. `["progress", "done"]`. Default all. */
+  types?: string[];
+  /** With `stage` null: only these stages (`?stages=`), e.g. `["rewrite", "storyboard"]`. Default all. */
+  stages?: string[];
 }
 
 /** The body of `POST subscribe`: one subscription, or several at once. */
@@ -153,4 +165,51 @@ export function newConnectionId(): string {
   let binary = '';
   for (const byte of bytes) binary += String.fromCharCode(byte);
   return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/**
+ * A control request sent on the WebSocket: the body `POST subscribe` / `POST unsubscribe` take, with `op` and an
+ * optional `request` number that its {@link MuxResultMessage} carries back.
+ */
+export type MuxControlMessage =
+  | ({ op: 'subscribe'; request?: number } & MuxSubscribeBody)
+  | ({ op: 'unsubscribe'; request?: number } & MuxUnsubscribeBody);
+
+/**
+ * The answer to a control message on the WebSocket (event `result`, no `subscription` member): exactly the status
+ * and JSON body the HTTP control request would get (a {@link MuxSubscribeResult}, a {@link MuxSubscribeBatchAnswer},
+ * a {@link MuxUnsubscribeAnswer}, or `{ error }`).
+ */
+export interface MuxResultMessage {
+  type: 'result';
+  /** The message's `request` number; null when it had none or was not JSON. */
+  request: number | null;
+  status: number;
+  body: unknown;
+}
+
+/**
+ * WebSocket close codes. An error that the HTTP transport answers with a status closes the WebSocket with
+ * `4000 + status` (4400, 4403, 4421, 4429, 4503...) and its error code and message as the reason.
+ */
+export const MUX_CLOSE = {
+  /** The server is restarting or shutting down: reconnect (elsewhere). */
+  serverShutdown: 1012,
+  /** The broker failed: reconnect and resubscribe with the cursors. */
+  tryAgainLater: 1013,
+  /** The client did not keep up: reconnect and resubscribe with the cursors. */
+  slowConsumer: 4008,
+  /** The demo's cut, or another end a resume repairs. */
+  cut: 4000,
+  /** No heartbeat answer: a half-open connection. */
+  gone: 4001,
+  /** 4000 + the HTTP status of a refusal. */
+  statusBase: 4000,
+} as const;
+
+/** The close reason of a refusal: `<code>: <message>`, cut to the 123 bytes a close frame allows. */
+export function closeReason(code: string, message: string): string {
+  let reason = `${code}: ${message}`;
+  while (new TextEncoder().encode(reason).length > 123) reason = reason.slice(0, -2) + '…';
+  return reason;
 }

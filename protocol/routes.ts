@@ -10,6 +10,10 @@ export const QueryParam = {
   lastEventId: 'lastEventId',
   /** The token for clients that cannot send `Authorization` (a native EventSource). It lands in URLs: prefer the header. */
   accessToken: 'access_token',
+  /** Only messages of these types, comma-separated (`types=progress,done`); at most 16. */
+  types: 'types',
+  /** On a project's stream: only these stages, comma-separated (`stages=rewrite,storyboard`); at most 16. */
+  stages: 'stages',
 } as const;
 
 /** The four stream endpoints as route patterns (`:projectId`, `:stage`), and whether each needs a token. */

@@ -5,6 +5,7 @@ import type { ChurnResult, OpenResult, RenderResult, ResumeResult, SearchResult,
 import { ROOT } from './targets.js';
 import { LONG_TOKENS, longChecks, type LongAnswerResult } from './long-answer.js';
 import { LATE_MID_AT, LATE_TOKENS, lateChecks, type LateJoinResult } from './late-join.js';
+import type { BatchingResult } from './batching.js';
 
 export type TargetName = 'ours' | 'nchan' | 'naive';
 const NAMES: TargetName[] = ['ours', 'nchan', 'naive'];
@@ -31,6 +32,8 @@ export interface TargetResults {
   longAnswer?: LongAnswerResult;
   /** The late-join scenario (issue 15): a fresh stream's snapshot of a 5,000-token answer, mid-stage and after the done. */
   lateJoin?: LateJoinResult;
+  /** The batching scenario (issue 17, item 4): 150 tokens/s, a message per token against batched. */
+  batching?: BatchingResult;
   /** The live load generator while running; removed before the report. */
   loadgen?: { call(command: { cmd: 'closeAll' }): Promise<unknown> } | undefined;
 }

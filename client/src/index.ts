@@ -32,3 +32,4 @@ export { StreamHub } from './stream-hub.js';
 export type { HubEvent, HubListener } from './stream-hub.js';
 export { configureSharing, sharingMode } from './shared/share.js';
 export type { SharingMode, SharingOptions } from './shared/share.js';
+export type { Transport } from './shared/mux-core.js';

@@ -17,8 +17,8 @@ import { Emitter } from './emitter.js';
 import { isClientEvent } from './event-names.js';
 import { isEventStream, readHttpFailure, type ServerError } from './http-response.js';
 import { NetworkWatcher, isOffline } from './network-watcher.js';
-import type { MuxHandle, MuxStatus } from './shared/mux-core.js';
-import { sharedPort } from './shared/share.js';
+import { MuxCore, type MuxHandle, type MuxStatus, type Transport } from './shared/mux-core.js';
+import { absoluteBase, sharedPort, type MuxPort } from './shared/share.js';
 import { resolveToken, type TokenSource } from './token-source.js';
 import { Watchdog } from './watchdog.js';
 import { cancelStagePath } from '../../protocol/routes.js';
@@ -155,6 +155,23 @@ export interface SSEClientOptions {
    * Default true in a browser; false in Node, and whenever `fetch` or `clock` is given (they cannot cross into a worker).
    */
   shared?: boolean;
+  /**
+   * How the client reaches the server: `sse` (the default), `websocket` (the multiplexed connection over one
+   * WebSocket, `/api/v1/sse/ws/`, for networks that mangle long HTTP responses), or `auto` (the WebSocket first,
+   * SSE when it cannot open, remembering what worked). Every behaviour (backoff, fatal or retried refusals,
+   * offline, watchdog, exact resume, state on connect) is the same on both.
+   */
+  transport?: Transport;
+  /**
+   * Only messages of these types (`['progress', 'done']`), filtered on the server (`?types=`): a dashboard of 200
+   * jobs need not receive every token. The client's own events (`connected`, `snapshot`, ...) always come; a snapshot
+   * holds only these types. Default: all.
+   */
+  types?: string[];
+  /** An all-stages client: only these stages (`?stages=`), not the whole project. Default: all. */
+  stages?: string[];
+  /** The WebSocket class for `transport: 'websocket'` outside a browser (Node 20 has none: the `ws` package's). */
+  WebSocket?: typeof globalThis.WebSocket;
 }
 
 type Handler = (data: never) => void;
@@ -190,6 +207,14 @@ export class SSEClient {
     if (stageName && !isValidId(stageName)) {
       throw new TypeError(`SSEClient: stageName ${JSON.stringify(stageName)} is invalid; it must be ${ID_RULE}, or omitted for all stages.`);
     }
+    for (const name of ['types', 'stages'] as const) {
+      const list = options[name];
+      if (list === undefined) continue;
+      if (!Array.isArray(list) || list.length === 0 || list.length > 16 || !list.every((item) => isValidId(item)) || new Set(list).size !== list.length) {
+        throw new TypeError(`SSEClient: ${name} must be 1 to 16 distinct names, each ${ID_RULE}.`);
+      }
+    }
+    if (options.stages && stageName) throw new TypeError('SSEClient: stages narrows an all-stages client; this one watches one stage already.');
     const baseUrl = options.baseUrl ?? '';
     if (!/^[a-z][a-z0-9+.-]*:/i.test(baseUrl) && typeof (globalThis as { location?: unknown }).location === 'undefined') {
       throw new TypeError('SSEClient: outside a browser, pass an absolute baseUrl such as "http://127.0.0.1:8000".');
@@ -304,11 +329,37 @@ export class SSEClient {
   #shared: MuxHandle | undefined;
   /** The server has no multiplexed endpoint: streams of our own from now on. */
   #sharedUnsupported = false;
+  /** Ids of messages taken ahead of the cursor (see `cursor`), which a resume may bring again. */
+  readonly #ahead = new Set<string>();
+  /** The connection of a client not shared but on a WebSocket. */
+  #core: MuxCore | undefined;
 
   /** True when this client goes through the shared connection. */
   get shared(): boolean {
     const options = this.#options;
-    return options.shared !== false && !options.fetch && !options.clock && !this.#sharedUnsupported && sharedPort() !== undefined;
+    return options.shared !== false && !options.fetch && !options.clock && !options.WebSocket && !this.#sharedUnsupported && sharedPort() !== undefined;
+  }
+
+  /** Where the subscription goes: the browser's shared connection, or (a WebSocket of its own) a connection of this client's. */
+  #port(): Pick<MuxPort, 'add'> | undefined {
+    if (this.shared) return sharedPort();
+    const options = this.#options;
+    if ((options.transport ?? 'sse') === 'sse' || this.#sharedUnsupported) return undefined;
+    return {
+      add: (baseUrl, spec, subscriber) => {
+        this.#core ??= new MuxCore(absoluteBase(baseUrl), {
+          transport: options.transport,
+          ...(options.fetch && { fetch: options.fetch }),
+          ...(options.clock && { clock: options.clock }),
+          ...(options.WebSocket && { WebSocket: options.WebSocket }),
+          ...(options.backoff && { backoff: options.backoff }),
+          ...(options.heartbeatMs !== undefined && { heartbeatMs: options.heartbeatMs }),
+          ...(options.stableAfterMs !== undefined && { stableAfterMs: options.stableAfterMs }),
+          lingerMs: 0,
+        });
+        return this.#core.add({ ...spec, cursor: subscriber.cursor() }, subscriber);
+      },
+    };
   }
 
   #setState(next: ConnectionState): void {
@@ -327,7 +378,8 @@ export class SSEClient {
     }
     this.#setState(ConnectionState.connecting);
     this.#openedAt = undefined;
-    if (this.shared) return this.#openShared(generation);
+    const port = this.#port();
+    if (port) return this.#openShared(generation, port);
 
     let response: Response;
     const abort = new AbortController();
@@ -376,6 +428,8 @@ export class SSEClient {
     const params = new URLSearchParams();
     if (this.#options.compact !== false) params.set(QueryParam.compact, '1');
     if (this.#options.snapshot === false) params.set(QueryParam.snapshot, '0');
+    if (this.#options.types) params.set(QueryParam.types, this.#options.types.join(','));
+    if (this.#options.stages) params.set(QueryParam.stages, this.#options.stages.join(','));
     const query = params.toString();
     return query ? `${this.url}${this.url.includes('?') ? '&' : '?'}${query}` : this.url;
   }
@@ -421,12 +475,20 @@ export class SSEClient {
    * id it took, which every resubscription resumes after (also with a new leader tab, which may send again what
    * this client has: such events are dropped here).
    */
-  #openShared(generation: number): void {
+  #openShared(generation: number, port: Pick<MuxPort, 'add'>): void {
     const current = () => generation === this.#generation;
-    const port = sharedPort()!;
     this.#shared = port.add(
       this.#options.baseUrl ?? '',
-      { projectId: this.projectId, stage: this.stageName, snapshot: this.#options.snapshot !== false, cursor: this.#lastEventId, public: this.#options.token === undefined },
+      {
+        projectId: this.projectId,
+        stage: this.stageName,
+        snapshot: this.#options.snapshot !== false,
+        cursor: this.#lastEventId,
+        public: this.#options.token === undefined,
+        transport: this.#options.transport ?? 'sse',
+        ...(this.#options.types && { types: [...this.#options.types] }),
+        ...(this.#options.stages && { stages: [...this.#options.stages] }),
+      },
       {
         cursor: () => this.#lastEventId,
         token: () => resolveToken(this.#options.token),
@@ -486,6 +548,18 @@ export class SSEClient {
 
   #dispatch(type: string, data: unknown, id: string | undefined): void {
     const event = { id };
+    // A slow client's flush (the server's priorities) ends with an id-only `cursor` event: the position, no message.
+    if (type === 'cursor') {
+      if (id !== undefined) this.#advance(id);
+      return;
+    }
+    // Sent ahead of messages with smaller ids, without its id line: taken now, and dropped if a resume brings it again.
+    const dataId = (data as { id?: unknown } | null)?.id;
+    if (id === undefined && isLogId(dataId) && isLogId(this.#lastEventId) && compareLogIds(dataId, this.#lastEventId) > 0) this.#ahead.add(dataId);
+    else if (id !== undefined && this.#ahead.has(id)) {
+      this.#advance(id);
+      return;
+    }
     // A compact token that does not continue its stage's text: out of step, so reconnect (the server sends each
     // stage's first token of a connection whole, which brings the text back). Its id is not taken: the resume
     // must bring this very token again.
@@ -495,7 +569,7 @@ export class SSEClient {
     }
     if (type === 'snapshot') this.#seedTexts(data);
     // [spec] The id field sets the last event ID buffer, and an empty id clears it.
-    if (event.id !== undefined) this.#lastEventId = event.id;
+    if (event.id !== undefined) this.#advance(event.id);
     const generation = this.#generation;
     if (!isClientEvent(type)) this.#emitter.emit(type, data);
     if (generation !== this.#generation) return; // a handler disconnected
@@ -504,6 +578,14 @@ export class SSEClient {
     if (type === 'done' && this.#options.closeOnDone && this.stageName) this.#close({ reason: DisconnectReason.done });
     // No backoff: the token source is asked again, and the Last-Event-ID resume leaves no gap.
     else if (type === 'token_expired') this.#fail({ reason: DisconnectReason.tokenExpired }, 0);
+  }
+
+  /** The cursor moves to `id`; messages taken ahead of it are behind it now, and no resume brings them again. */
+  #advance(id: string): void {
+    this.#lastEventId = id;
+    if (this.#ahead.size === 0 || !isLogId(id)) return;
+    this.#ahead.delete(id);
+    for (const ahead of this.#ahead) if (compareLogIds(ahead, id) <= 0) this.#ahead.delete(ahead);
   }
 
   /** A snapshot carries each stage's text so far: the compact tokens after it continue that text. */

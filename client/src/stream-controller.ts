@@ -13,6 +13,7 @@ import { isStageMessageType } from './event-names.js';
 import { StageStore } from './stage-store.js';
 import { ConnectionState, DisconnectReason, createSSEClient, type DisconnectedEvent } from './sse-client.js';
 import { StreamHub, type HubEvent, type HubListener } from './stream-hub.js';
+import type { Transport } from './shared/mux-core.js';
 import { TextRenderer } from './text-renderer.js';
 import { liveToken, type TokenSource } from './token-source.js';
 
@@ -26,6 +27,17 @@ export interface StreamHost extends ReactiveControllerHost, HTMLElement {
   autoConnect: boolean;
   /** A connection of its own instead of the browser's shared one. */
   ownConnection: boolean;
+  /** SSE, a WebSocket, or `auto`. */
+  transport: Transport;
+  /** Comma-separated: only these message types / stages (empty: all). */
+  types: string;
+  stages: string;
+}
+
+/** A comma-separated attribute as a list; undefined when empty. */
+function listOf(value: string): string[] | undefined {
+  const items = value.split(',').map((item) => item.trim()).filter(Boolean);
+  return items.length > 0 ? items : undefined;
 }
 
 const PROVIDER_TAG = 'sse-stream-provider';
@@ -114,7 +126,7 @@ export class StreamController implements ReactiveController {
   }
 
   #ownHubFor(host: StreamHost): StreamHub | undefined {
-    const key = JSON.stringify([host.projectId, host.stageName, host.baseUrl, host.token !== undefined, host.ownConnection]);
+    const key = JSON.stringify([host.projectId, host.stageName, host.baseUrl, host.token !== undefined, host.ownConnection, host.transport, host.types, host.stages]);
     if (this.#ownHub?.key === key) return this.#ownHub.hub;
     this.#ownHub = undefined;
     this.configError = undefined;
@@ -123,6 +135,9 @@ export class StreamController implements ReactiveController {
         baseUrl: host.baseUrl,
         token: liveToken(() => host.token),
         shared: !host.ownConnection,
+        transport: host.transport,
+        ...(listOf(host.types) && { types: listOf(host.types) }),
+        ...(listOf(host.stages) && { stages: listOf(host.stages) }),
       });
       this.#ownHub = { key, hub: new StreamHub(client) };
       return this.#ownHub.hub;

@@ -3,7 +3,7 @@
  * `<sse-stream-viewer>` works in a plain page.
  */
 import '../../client/src/define.js';
-import { sharingMode, type SharingMode, type SseStreamViewer } from '../../client/src/index.js';
+import { sharingMode, type SharingMode, type SseStreamViewer, type Transport } from '../../client/src/index.js';
 import { ApiError, cutProject, getHealth, mintToken } from './api.js';
 import { EventLog, summarize } from './event-log.js';
 import { runPipeline, STAGES } from './pipeline.js';
@@ -123,7 +123,11 @@ function listen(s: Slot): void {
  * Connects a viewer to the project. A new project or stage starts a fresh audit; the same one keeps it,
  * since the viewer's client resumes from its last event id and must bring what it missed, once.
  */
+/** `?transport=websocket` (or `auto`): the viewers reach the server over a WebSocket instead of SSE. */
+const TRANSPORT: Transport = (['websocket', 'auto'] as const).find((t) => t === new URLSearchParams(location.search).get('transport')) ?? 'sse';
+
 function connect(s: Slot, id: string, stage = s.viewer.stageName): void {
+  s.viewer.transport = TRANSPORT;
   if (s.viewer.projectId !== id || s.viewer.stageName !== stage) {
     s.audit = new StreamAudit();
     renderCounters();
@@ -223,6 +227,7 @@ async function run(): Promise<void> {
       speed: Number(speedInput.value),
       fail: byId<HTMLInputElement>('fail').checked,
       signal: abort.signal,
+      transport: TRANSPORT,
       onProgress: (progress) => {
         if (progress.kind === 'started') {
           status(runStatus, stages.length > 1 ? `Running ${progress.stage} (${progress.index + 1}/${progress.total})…` : `Running ${progress.stage}…`);
@@ -333,6 +338,7 @@ async function checkHealth(): Promise<void> {
     const mode = sharingMode();
     health.dataset.sharing = mode;
     const [short, long] = SHARING_TEXT[mode];
+    health.dataset.transport = TRANSPORT;
     byId('health-text').textContent = h.status === 'ok' ? `${broker} · ${short}` : `${broker} unavailable`;
     health.title = `${long}. GET /healthz → ${JSON.stringify(h)}`;
   } catch {

@@ -4,7 +4,7 @@
  * It watches the project with its own SSEClient, opened before the first stage starts,
  * so no `done` can slip by between the POST and the subscription.
  */
-import { createSSEClient, type DisconnectedEvent } from '../../client/src/index.js';
+import { createSSEClient, type DisconnectedEvent, type Transport } from '../../client/src/index.js';
 import type { DoneMessage, ErrorMessage } from '../../protocol/messages.js';
 import { ApiError, executeStage, mintToken } from './api.js';
 
@@ -20,6 +20,8 @@ export interface RunOptions {
   signal: AbortSignal;
   /** Called when a stage is started and when it ends. */
   onProgress?: (event: RunProgress) => void;
+  /** How the pipeline's own watcher reaches the server, as the viewers do. Default `sse`. */
+  transport?: Transport;
 }
 
 export type RunProgress =
@@ -56,7 +58,7 @@ function closedError(event: DisconnectedEvent): ApiError {
 
 export async function runPipeline(options: RunOptions): Promise<RunResult> {
   const { projectId, stages, speed, fail, signal, onProgress } = options;
-  const client = createSSEClient(projectId);
+  const client = createSSEClient(projectId, null, { transport: options.transport ?? 'sse' });
   // What the current wait is for: `connected`, or the end of one stage.
   let waiting: { stage: string | null; resolve: (message?: DoneMessage | ErrorMessage) => void; reject: (error: unknown) => void } | undefined;
   const until = (stage: string | null) =>

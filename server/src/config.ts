@@ -2,6 +2,8 @@
 import { DEFAULT_PREFIX, ID_RULE, isValidId } from './channels.js';
 import { parseClusterNodes, type RedisClusterSettings } from './broker/cluster-nodes.js';
 import { DEFAULTS } from './defaults.js';
+import { TrustedProxies } from './http/client-address.js';
+import type { TokenKeySource } from './http/token-keys.js';
 
 export interface ServerConfig {
   /** `NODE_ENV=production`: public streams and the demo default to off. */
@@ -16,6 +18,15 @@ export interface ServerConfig {
   /** `SSE_AUTH_ISSUER` / `SSE_AUTH_AUDIENCE`: when set, a token's `iss` / `aud` must match. */
   authIssuer: string | undefined;
   authAudience: string | undefined;
+  /**
+   * Where the public keys of asymmetric tokens come from (`SSE_AUTH_PUBLIC_KEY_FILE`, `SSE_AUTH_JWKS_FILE` or
+   * `SSE_AUTH_JWKS_URL`, with `SSE_AUTH_ALGORITHMS`); loaded and checked by `loadTokenKeys` before the server listens.
+   */
+  authKeySource: TokenKeySource | undefined;
+  /** `SSE_AUTH_CLOCK_TOLERANCE_SECONDS`: skew allowed on public-key tokens' `exp`, `nbf` and `iat`. */
+  authClockToleranceSeconds: number;
+  /** `SSE_TRUSTED_PROXIES`: the proxies whose `X-Forwarded-For` names the client; undefined: none (the socket's address). */
+  trustedProxies: TrustedProxies | undefined;
   /**
    * `Host` names the server answers (DNS-rebinding guard), lower case, without port; null: any.
    * Default: the loopback names when bound to a loopback address, else any. The loopback names are always in a list.
@@ -109,6 +120,40 @@ function secret(env: Env): string | undefined {
   return value;
 }
 
+/** The public-key settings, or undefined when none is set; with keys, `iss` and `aud` must be checked. */
+function keySource(env: Env): TokenKeySource | undefined {
+  const source: TokenKeySource = {
+    publicKeyFile: env.SSE_AUTH_PUBLIC_KEY_FILE || undefined,
+    jwksFile: env.SSE_AUTH_JWKS_FILE || undefined,
+    jwksUrl: env.SSE_AUTH_JWKS_URL || undefined,
+    algorithms: env.SSE_AUTH_ALGORITHMS?.split(',').map((alg) => alg.trim()).filter(Boolean),
+    jwksCacheSeconds: int(env, 'SSE_AUTH_JWKS_CACHE_SECONDS', DEFAULTS.jwksCacheSeconds, 1),
+    jwksCooldownSeconds: int(env, 'SSE_AUTH_JWKS_COOLDOWN_SECONDS', DEFAULTS.jwksCooldownSeconds, 0),
+  };
+  const keys = [source.publicKeyFile && 'SSE_AUTH_PUBLIC_KEY_FILE', source.jwksFile && 'SSE_AUTH_JWKS_FILE', source.jwksUrl && 'SSE_AUTH_JWKS_URL'].filter(Boolean);
+  if (keys.length === 0) {
+    if (source.algorithms?.length) throw new ConfigError('SSE_AUTH_ALGORITHMS is set, but no public key: set SSE_AUTH_PUBLIC_KEY_FILE, SSE_AUTH_JWKS_FILE or SSE_AUTH_JWKS_URL');
+    return undefined;
+  }
+  if (keys.length > 1) throw new ConfigError(`set one of SSE_AUTH_PUBLIC_KEY_FILE, SSE_AUTH_JWKS_FILE and SSE_AUTH_JWKS_URL, not ${keys.join(' and ')}`);
+  // An identity provider's keys sign tokens for every application it serves: only iss + aud make one ours.
+  const missing = [!env.SSE_AUTH_ISSUER && 'SSE_AUTH_ISSUER', !env.SSE_AUTH_AUDIENCE && 'SSE_AUTH_AUDIENCE'].filter(Boolean);
+  if (missing.length > 0) {
+    throw new ConfigError(`${keys[0]} needs ${missing.join(' and ')}: tokens signed by a key must name their issuer and this server as audience`);
+  }
+  return source;
+}
+
+function trustedProxies(env: Env): TrustedProxies | undefined {
+  const raw = env.SSE_TRUSTED_PROXIES?.trim();
+  if (!raw) return undefined;
+  try {
+    return TrustedProxies.parse(raw);
+  } catch (error) {
+    throw new ConfigError(`SSE_TRUSTED_PROXIES: ${(error as Error).message}`);
+  }
+}
+
 export function readConfig(env: Env = process.env): ServerConfig {
   const production = env.NODE_ENV === 'production';
   const host = env.HOST || DEFAULTS.host;
@@ -132,6 +177,9 @@ export function readConfig(env: Env = process.env): ServerConfig {
     authSecret: secret(env),
     authIssuer: env.SSE_AUTH_ISSUER || undefined,
     authAudience: env.SSE_AUTH_AUDIENCE || undefined,
+    authKeySource: keySource(env),
+    authClockToleranceSeconds: int(env, 'SSE_AUTH_CLOCK_TOLERANCE_SECONDS', DEFAULTS.clockToleranceSeconds, 0),
+    trustedProxies: trustedProxies(env),
     allowedHosts: allowedHosts(env, host),
     metricsPort: env.SSE_METRICS_PORT ? int(env, 'SSE_METRICS_PORT', 0, 0) : undefined,
     metricsHost: env.SSE_METRICS_HOST || DEFAULTS.metricsHost,

@@ -47,6 +47,12 @@ const defaults = {
   maxDemoTasks: 16,
   /** The largest JSON request body accepted: 1 MiB. */
   maxBodyBytes: 1024 * 1024,
+  /** `SSE_AUTH_CLOCK_TOLERANCE_SECONDS`: clock skew allowed on `exp`/`nbf`/`iat` of tokens verified with a public key. */
+  clockToleranceSeconds: 5,
+  /** `SSE_AUTH_JWKS_CACHE_SECONDS`: how long keys fetched from `SSE_AUTH_JWKS_URL` are used before a new fetch. */
+  jwksCacheSeconds: 600,
+  /** `SSE_AUTH_JWKS_COOLDOWN_SECONDS`: a token with an unknown `kid` fetches the JWKS again at most this often. */
+  jwksCooldownSeconds: 30,
   /** Lifetime of a token minted by `POST /api/v1/demo/token`. */
   demoTokenTtlSeconds: 600,
   /** `LOG_LEVEL` of the standalone server (pino). */

@@ -30,7 +30,11 @@ export type { HubEventMap, HubEventName, HubEventSource, HubMessage, StreamOpeni
 export type { ClientStream, CloseReason } from './hub/client-stream.js';
 export type { MuxConnection, MuxSubscription } from './hub/mux-connection.js';
 export type { StreamSink } from './hub/stream-sink.js';
-export { signToken } from './http/auth.js';
+export { signToken, signTokenWithKey } from './http/auth.js';
+export type { KeySignOptions, TokenClaims, TokenPolicy } from './http/auth.js';
+export { loadTokenKeys, TokenKeyError, ASYMMETRIC_ALGORITHMS } from './http/token-keys.js';
+export type { TokenKeys, TokenKeySource } from './http/token-keys.js';
+export { TrustedProxies, clientAddress } from './http/client-address.js';
 export { DEFAULTS } from './defaults.js';
 
 // The demo's endpoints (the mock pipeline, cut, development tokens), apart from the library: not for production.

@@ -1,6 +1,6 @@
 /**
  * Embeds the SSE hub in a server of your own: mounts the library's routes (the four stream endpoints, the
- * multiplexed stream and its control requests, the health checks and `/metrics`) on a polka app or a plain `node:http` server. The demo's endpoints are not
+ * multiplexed stream and its control requests, its WebSocket transport, the health checks and `/metrics`) on a polka app or a plain `node:http` server. The demo's endpoints are not
  * among them: the standalone server adds those with `mountDemo` (mock/mount-demo.ts).
  */
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
@@ -15,7 +15,10 @@ import { internalError, notFound } from './http/handler.js';
 import { mountHealthRoutes } from './http/health-routes.js';
 import { mountMuxRoutes } from './http/mux-routes.js';
 import { mountStreamRoutes } from './http/stream-routes.js';
+import { attachWebSocket } from './http/ws-routes.js';
 import { mountCancelRoutes } from './http/cancel-routes.js';
+import { markTrustedProxies, TrustedProxies } from './http/client-address.js';
+import type { TokenKeys } from './http/token-keys.js';
 import { LeaseReaper } from './lease-reaper.js';
 import { SseMetrics } from './metrics.js';
 
@@ -35,6 +38,18 @@ export interface SseOptions {
   authIssuer?: string | undefined;
   /** When set, a token's `aud` claim must include it (401 otherwise). Default unset. */
   authAudience?: string | undefined;
+  /**
+   * Public keys for tokens signed with a private key (RS256, ES256, EdDSA…), from `loadTokenKeys` (a PEM file, a
+   * JWKS file or a JWKS URL). With `authSecret` too, HS256 tokens go to the secret and the others to these keys.
+   */
+  authKeys?: TokenKeys | undefined;
+  /** Seconds of clock skew allowed on public-key tokens' `exp`, `nbf` and `iat`. Default 5. */
+  authClockToleranceSeconds?: number | undefined;
+  /**
+   * The reverse proxies (addresses, CIDRs, `loopback`, `private`) whose `X-Forwarded-For` names the client, for the
+   * per-client limit and the logs: the rightmost address in it that is not one of them. Default none: the socket's address.
+   */
+  trustedProxies?: TrustedProxies | readonly string[] | undefined;
   /** Serve the unauthenticated stream endpoints; false answers them 403. Default true. */
   publicStreams?: boolean;
   /** Interval of the `: ping` comment lines, in ms. Default 15000. */
@@ -43,6 +58,8 @@ export interface SseOptions {
   retryMs?: number;
   /** Unsent bytes a client may hold before it is dropped as too slow. Default 1 MiB. */
   maxBufferBytes?: number;
+  /** Past this many unsent bytes a slow client's live messages go in priority (tokens merged). Default maxBufferBytes / 4. */
+  softBufferBytes?: number;
   /** Log entries one resume may replay; beyond, it gets the current state (`reset`, reason `too_long`). Default 10000. */
   maxReplayEntries?: number;
   /** Bytes one resume may read from the log; beyond, the same. Default 16 MiB. */
@@ -79,6 +96,12 @@ export interface SseMount {
    * streams. Does not close the broker or the server. On a polka app the routes stay.
    */
   close(): Promise<void>;
+  /**
+   * Serves the WebSocket transport (`/api/v1/sse/ws/`) on `server`'s `upgrade` event. Done for you when `target` is
+   * a `node:http` server; with a polka app, call it with `app.server` once it listens. `allowedHosts` applies the
+   * DNS-rebinding guard to the upgrade requests (null, the default: any host). Returns the undo.
+   */
+  attachWebSocket(server: Server, options?: { allowedHosts?: readonly string[] | null }): () => void;
 }
 
 /**
@@ -103,6 +126,7 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
     heartbeatMs: options.heartbeatMs,
     retryMs: options.retryMs,
     maxBufferBytes: options.maxBufferBytes,
+    softBufferBytes: options.softBufferBytes,
     maxReplayEntries: options.maxReplayEntries,
     maxReplayBytes: options.maxReplayBytes,
   });
@@ -120,10 +144,20 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
         })
       : undefined;
 
+  const policy = {
+    secret: options.authSecret,
+    keys: options.authKeys,
+    issuer: options.authIssuer,
+    audience: options.authAudience,
+    clockToleranceSeconds: options.authClockToleranceSeconds,
+  };
+  const trusted = options.trustedProxies instanceof TrustedProxies || options.trustedProxies === undefined ? options.trustedProxies : new TrustedProxies(options.trustedProxies);
   const mount = (app: Polka) => {
+    // Marks each request with the trusted proxies, for the routes' client address (http/client-address.ts).
+    if (trusted) app.use(markTrustedProxies(trusted));
     const routeOptions = {
       hub,
-      policy: { secret: options.authSecret, issuer: options.authIssuer, audience: options.authAudience },
+      policy,
       publicStreams: options.publicStreams ?? true,
       maxStreams: options.maxStreams ?? DEFAULTS.maxStreams,
       maxStreamsPerClient: options.maxStreamsPerClient ?? DEFAULTS.maxStreamsPerClient,
@@ -134,7 +168,7 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
     if (hasStageControl(broker)) {
       mountCancelRoutes(app, {
         broker,
-        policy: { secret: options.authSecret, issuer: options.authIssuer, audience: options.authAudience },
+        policy,
         open: options.openCancel ?? false,
       });
     }
@@ -143,17 +177,32 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
     if (metrics && path !== false) app.get(path, metrics.handler);
   };
 
-  let detach = () => {};
+  const detachers: Array<() => void> = [];
+  const attachWs = (server: Server, wsOptions: { allowedHosts?: readonly string[] | null } = {}) => {
+    const undo = attachWebSocket(server, {
+      hub,
+      policy: { secret: options.authSecret, issuer: options.authIssuer, audience: options.authAudience },
+      publicStreams: options.publicStreams ?? true,
+      maxStreams: options.maxStreams ?? DEFAULTS.maxStreams,
+      maxStreamsPerClient: options.maxStreamsPerClient ?? DEFAULTS.maxStreamsPerClient,
+      maxSubscriptions: options.maxSubscriptions ?? DEFAULTS.maxSubscriptions,
+      allowedHosts: wsOptions.allowedHosts ?? null,
+    });
+    detachers.push(undo);
+    return undo;
+  };
   if (isPolka(target)) mount(target);
-  else if (target instanceof NetServer) detach = attach(target, mount);
-  else throw new TypeError('mountSse: `target` must be a polka app or a node:http server');
+  else if (target instanceof NetServer) {
+    detachers.push(attach(target, mount));
+    attachWs(target);
+  } else throw new TypeError('mountSse: `target` must be a polka app or a node:http server');
 
   return {
     hub,
     metrics,
+    attachWebSocket: attachWs,
     async close() {
-      detach();
-      detach = () => {};
+      for (const undo of detachers.splice(0)) undo();
       await reaper?.close();
       await hub.close();
       // After the hub: the streams it ended are still logged and counted. A caller's metrics stay readable.

@@ -49,6 +49,31 @@ export interface StreamPublisherOptions {
   leaseMs?: number | false;
   /** Publishes that fail with BrokerUnavailableError are retried this often (safe: idempotent). Default 2. */
   retries?: number;
+  /**
+   * Coalesce tokens: `publishToken` buffers its piece, and the buffered pieces go out as ONE token message (their
+   * joined `content`, and the `offset` of the first, or the last `full_text` without linear tokens) once
+   * `maxTokens` are buffered or `maxDelayMs` after the first of them (an unref'd timer), whichever comes first.
+   * Every other message, `flush()` and `close()` send the buffer first, so the order is kept. `true` means
+   * `{ maxTokens: 10, maxDelayMs: 50 }`. Default false: one message per token. See {@link TokenBatching}.
+   */
+  batch?: boolean | TokenBatching;
+}
+
+/** {@link StreamPublisherOptions.batch}: when buffered tokens go out. */
+export interface TokenBatching {
+  /** Send once this many tokens are buffered (an integer >= 1). Default 10. */
+  maxTokens?: number;
+  /** Send this long after the first buffered token, in ms (an integer >= 0). Default 50. */
+  maxDelayMs?: number;
+}
+
+/** A batch ready to send: its sequence number, once taken, is kept, so sending it again can never log it twice. */
+interface Prepared {
+  /** Its place in the order of prepared batches (1, 2, 3, ...). */
+  n: number;
+  message: string;
+  linear: TokenPiece | undefined;
+  seq: number | undefined;
 }
 
 /** Keys every message gets from the publisher; `fields` cannot set them. */
@@ -97,6 +122,7 @@ export class StreamPublisher {
     if (leaseMs !== false && (!Number.isSafeInteger(leaseMs) || leaseMs < 1)) throw new InvalidArgumentError('leaseMs', `${String(leaseMs)} must be a positive integer or false`);
     this.#leaseMs = leaseMs === false ? undefined : leaseMs;
     this.#retries = options.retries ?? 2;
+    this.#batching = batching(options.batch);
   }
 
   /** This publisher's producer id (and run of the stage). */
@@ -171,6 +197,7 @@ export class StreamPublisher {
     text('fullText', fullText);
     if (fullText === '' && content !== '') fullText = this.#text + content;
     if (!fullText.endsWith(content)) throw new InvalidArgumentError('fullText', 'must end with content: it is everything generated so far, this piece included');
+    if (this.#batching) return this.#buffer(content, fullText, this.#batching);
     if (!this.#linearTokens) {
       const id = await this.publish('token', { content, full_text: fullText });
       this.#text = fullText;
@@ -221,13 +248,53 @@ export class StreamPublisher {
     return this.#send(type, this.#message(type, fields));
   }
 
-  /** Closes the broker if the publisher opened it. Idempotent. The lease is left to expire unless the stage ended. */
+  /**
+   * With `batch`: sends the buffered tokens now (after any batch still in flight) and resolves to the id of the last
+   * batch sent, or undefined when nothing was buffered. Rejects with the failure of this or an earlier batch (see
+   * {@link StreamPublisherOptions.batch}). Without `batch` it has nothing to do.
+   */
+  async flush(): Promise<string | undefined> {
+    if (!this.#batching) return undefined;
+    this.#takeFailure();
+    this.#prepareBatch();
+    return this.#drainLater(false);
+  }
+
+  /**
+   * Sends the buffered tokens (with `batch`), then closes the broker if the publisher opened it. Idempotent. The lease
+   * is left to expire unless the stage ended. Rejects when the buffered tokens could not be sent (the publisher is
+   * closed all the same: those tokens were not published).
+   */
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closing) return this.#closed$?.catch(() => {});
+    if (this.#batching) this.#prepareBatch();
+    this.#closing = true;
+    this.#closed$ = this.#close();
+    return this.#closed$;
+  }
+
+  async #close(): Promise<void> {
+    let failure: unknown;
+    if (this.#batching) {
+      // The last chance for what is unsent: a batch that failed in the background is sent again, and its failure
+      // is reported only if it is still unsent (or was refused for good).
+      const upTo = this.#prepared;
+      await this.#serially(async () => {
+        failure = this.#failure;
+        this.#failure = undefined;
+        try {
+          await this.#drain(false, upTo);
+          if (failure instanceof BrokerUnavailableError) failure = undefined;
+        } catch (error) {
+          failure = error;
+        }
+      });
+    }
     this.#closed = true;
     this.#stopHeartbeat();
     await this.#unwatch?.().catch(() => {});
     if (this.#ownsBroker) await this.broker.close();
+    if (failure !== undefined) throw failure;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -243,6 +310,23 @@ export class StreamPublisher {
   #text = '';
   #closed = false;
 
+  /** Set by close() before its last flush: no new message is taken. */
+  #closing = false;
+  #closed$: Promise<void> | undefined;
+
+  // Batching (undefined: off). Tokens wait in #pending; #prepareBatch turns them into one message in #outbox, and
+  // #drain sends the outbox in order, one job at a time on #queue (so sequence numbers follow the order of sending).
+  readonly #batching: Required<TokenBatching> | undefined;
+  /** The buffered tokens: their joined pieces, the text after the last, how many, when the first came (its timestamp). */
+  #pending: { content: string; fullText: string; count: number; at: number } | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #outbox: Prepared[] = [];
+  /** How many batches were prepared so far. */
+  #prepared = 0;
+  #queue: Promise<unknown> = Promise.resolve();
+  /** A batch that failed where no caller was waiting (the timer, a restart): the next call rejects with it. */
+  #failure: unknown;
+
   readonly #idempotent: boolean;
   readonly #leaseMs: number | undefined;
   readonly #retries: number;
@@ -253,13 +337,129 @@ export class StreamPublisher {
   #watching = false;
   #unwatch: (() => Promise<void>) | undefined;
 
-  /** Publishes with the control options (producer, sequence, run, lease), retrying what the broker could not answer. */
+  /** Publishes a message; with batching, after the buffered tokens, one message at a time. */
   async #send(type: string, message: string, linear?: TokenPiece, final = false): Promise<string> {
+    if (!this.#batching) return this.#sendNow(type, message, linear, final);
+    // The closing message of a cancelled stage goes out even though the tokens before it were refused.
+    const moot = (error: unknown) => final && error instanceof StageCancelledError;
+    try {
+      this.#takeFailure();
+    } catch (error) {
+      if (!moot(error)) throw error;
+    }
+    this.#prepareBatch();
+    const upTo = this.#prepared;
+    return this.#serially(async () => {
+      await this.#drain(false, upTo).catch((error: unknown) => {
+        if (!moot(error)) throw error;
+      });
+      return this.#sendNow(type, message, linear, final);
+    });
+  }
+
+  /** Adds a token to the batch; sends the batch when it is full (resolving to its id), else resolves to ''. */
+  async #buffer(content: string, fullText: string, batching: Required<TokenBatching>): Promise<string> {
+    if (this.#closed || this.#closing) throw new BrokerClosedError('publisher');
+    this.#takeFailure();
+    const pending = this.#pending;
+    if (pending && fullText === pending.fullText + content) {
+      pending.content += content;
+      pending.fullText = fullText;
+      pending.count++;
+    } else {
+      // A token that does not continue the batch (a new run of the stage): the batch goes first, on its own.
+      if (pending) {
+        this.#prepareBatch();
+        void this.#drainLater(true);
+      }
+      this.#pending = { content, fullText, count: 1, at: this.#now() };
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        if (this.#closed || this.#closing) return;
+        this.#prepareBatch();
+        void this.#drainLater(true);
+      }, batching.maxDelayMs);
+      this.#timer.unref?.();
+    }
+    this.#text = fullText;
+    if (this.#pending!.count < batching.maxTokens) return '';
+    this.#prepareBatch();
+    return (await this.#drainLater(true)) ?? '';
+  }
+
+  /** Turns the buffered tokens into one prepared message at the end of the outbox. */
+  #prepareBatch(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const pending = this.#pending;
+    if (!pending) return;
+    this.#pending = undefined;
+    const { content, fullText, at } = pending;
+    let prepared: Prepared;
+    if (!this.#linearTokens) {
+      prepared = { n: ++this.#prepared, message: this.#message('token', { content, full_text: fullText }, at), linear: undefined, seq: undefined };
+    } else {
+      const offset = fullText.length - content.length;
+      const wholeText = this.#joined || offset === 0 ? undefined : fullText;
+      prepared = { n: ++this.#prepared, message: this.#message('token', { content, offset }, at), linear: { content, offset, wholeText }, seq: undefined };
+      this.#joined = true;
+    }
+    this.#outbox.push(prepared);
+  }
+
+  /**
+   * Sends the outbox in order; resolves to the last id sent. A batch the broker could not take (BrokerUnavailableError
+   * after the retries) stays in the outbox, first, and is sent again by the next drain with its sequence number; any
+   * other failure (cancelled, lease lost, a text that does not continue) empties it. In the background the failure is
+   * kept for the next call; otherwise it rejects, as does a failure kept from before.
+   */
+  async #drain(background: boolean, upTo: number): Promise<string | undefined> {
+    let id: string | undefined;
+    try {
+      if (!background) this.#takeFailure();
+      for (let next = this.#outbox[0]; next && next.n <= upTo; next = this.#outbox[0]) {
+        // Its sequence number is taken when it is first sent (in the order of sending) and kept for every retry.
+        if (this.#idempotent) next.seq ??= ++this.#seq;
+        id = await this.#sendNow('token', next.message, next.linear, false, next.seq);
+        this.#outbox.shift();
+      }
+      return id;
+    } catch (error) {
+      if (!(error instanceof BrokerUnavailableError)) this.#outbox.length = 0;
+      if (!background) throw error;
+      this.#failure ??= error;
+      return id;
+    }
+  }
+
+  /** Queues a drain of the batches prepared so far (not of those prepared later: calls between them go first). */
+  #drainLater(background: boolean): Promise<string | undefined> {
+    const upTo = this.#prepared;
+    return this.#serially(() => this.#drain(background, upTo));
+  }
+
+  /** Runs `job` after every job queued before it. */
+  #serially<T>(job: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(job);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Throws (once) the failure of a batch sent in the background. */
+  #takeFailure(): void {
+    if (this.#failure === undefined) return;
+    const failure = this.#failure;
+    this.#failure = undefined;
+    throw failure;
+  }
+
+  /** Publishes with the control options (producer, sequence, run, lease), retrying what the broker could not answer. */
+  async #sendNow(type: string, message: string, linear?: TokenPiece, final = false, seq?: number): Promise<string> {
     const leased = this.#leaseMs !== undefined && hasStageControl(this.broker);
     const control: PublishControl | undefined =
       this.#idempotent || leased
         ? {
-            ...(this.#idempotent && { producer: this.producerId, seq: ++this.#seq }),
+            ...(this.#idempotent && { producer: this.producerId, seq: seq ?? ++this.#seq }),
             ...(leased && { run: this.producerId, leaseMs: this.#leaseMs }),
             ...(final && { final: true }),
           }
@@ -306,18 +506,30 @@ export class StreamPublisher {
   }
 
   /** The message JSON: `type`, `stage`, `project_id`, `timestamp`, then `fields` in their order. */
-  #message(type: string, fields: Record<string, unknown>): string {
-    if (this.#closed) throw new BrokerClosedError('publisher');
+  #message(type: string, fields: Record<string, unknown>, at = this.#now()): string {
+    if (this.#closed || this.#closing) throw new BrokerClosedError('publisher');
     if (!isValidId(type)) throw new InvalidArgumentError('type', `${JSON.stringify(type)} must be ${ID_RULE}`);
     if (!isPlainObject(fields)) throw new InvalidArgumentError('fields', 'must be a plain object');
     const reserved = RESERVED.find((key) => Object.hasOwn(fields, key));
     if (reserved) throw new InvalidArgumentError('fields', `must not set "${reserved}": the publisher sets it`);
     try {
-      return JSON.stringify({ type, stage: this.stage, project_id: this.projectId, timestamp: this.#now() / 1000, ...fields });
+      return JSON.stringify({ type, stage: this.stage, project_id: this.projectId, timestamp: at / 1000, ...fields });
     } catch (error) {
       throw new InvalidArgumentError('fields', `cannot be written as JSON: ${(error as Error).message}`);
     }
   }
+}
+
+function batching(option: boolean | TokenBatching | undefined): Required<TokenBatching> | undefined {
+  if (option === undefined || option === false) return undefined;
+  if (option === true) option = {};
+  if (!isPlainObject(option)) throw new InvalidArgumentError('batch', 'must be a boolean or { maxTokens, maxDelayMs }');
+  const { maxTokens = 10, maxDelayMs = 50 } = option as TokenBatching;
+  if (!Number.isSafeInteger(maxTokens) || maxTokens < 1) throw new InvalidArgumentError('batch', `maxTokens ${String(maxTokens)} must be an integer >= 1`);
+  if (!Number.isSafeInteger(maxDelayMs) || maxDelayMs < 0 || maxDelayMs > 2 ** 31 - 1) {
+    throw new InvalidArgumentError('batch', `maxDelayMs ${String(maxDelayMs)} must be an integer from 0 to 2147483647`);
+  }
+  return { maxTokens, maxDelayMs };
 }
 
 function text(name: string, value: unknown): string {

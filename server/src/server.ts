@@ -20,6 +20,7 @@ import { internalError, notFound } from './http/handler.js';
 import { SseMetrics } from './metrics.js';
 import { mountDemo, mountDemoDisabled, type DemoMount } from './mock/mount-demo.js';
 import { mountSse } from './mount.js';
+import type { TokenKeys } from './http/token-keys.js';
 
 export const DEMO_DIST = fileURLToPath(new URL('../../demo/dist/', import.meta.url));
 
@@ -42,7 +43,10 @@ export type ServerSettings = Pick<
   ServerConfig,
   'port' | 'host' | 'authSecret' | 'heartbeatMs' | 'retryMs' | 'publicStreams' | 'demoEnabled' | 'maxStreams' | 'maxStreamsPerClient' | 'maxBufferBytes'
 > &
-  Partial<Pick<ServerConfig, 'authIssuer' | 'authAudience' | 'allowedHosts' | 'metricsPort' | 'metricsHost' | 'maxDemoTasks' | 'maxReplayEntries' | 'maxReplayBytes' | 'maxSubscriptions' | 'leaseMs' | 'leaseReapMs'>>;
+  Partial<Pick<ServerConfig, 'authIssuer' | 'authAudience' | 'authClockToleranceSeconds' | 'trustedProxies' | 'allowedHosts' | 'metricsPort' | 'metricsHost' | 'maxDemoTasks' | 'maxReplayEntries' | 'maxReplayBytes' | 'maxSubscriptions' | 'leaseMs' | 'leaseReapMs'>> & {
+    /** The public keys of asymmetric tokens, loaded by `loadTokenKeys` from the config's `authKeySource`. */
+    authKeys?: TokenKeys | undefined;
+  };
 
 export async function startServer(settings: ServerSettings, broker: Broker, log?: Logger, demoDir = DEMO_DIST): Promise<RunningServer> {
   const app = polka({
@@ -58,6 +62,9 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
     authSecret: settings.authSecret,
     authIssuer: settings.authIssuer,
     authAudience: settings.authAudience,
+    authKeys: settings.authKeys,
+    authClockToleranceSeconds: settings.authClockToleranceSeconds,
+    trustedProxies: settings.trustedProxies,
     publicStreams: settings.publicStreams,
     // With a metrics port, the public port does not serve them at all.
     metricsPath: settings.metricsPort === undefined ? '/metrics' : false,
@@ -85,6 +92,8 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
       authSecret: settings.authSecret,
       authIssuer: settings.authIssuer,
       authAudience: settings.authAudience,
+      authKeys: settings.authKeys,
+      authClockToleranceSeconds: settings.authClockToleranceSeconds,
       maxDemoTasks: settings.maxDemoTasks,
       leaseMs: settings.leaseMs,
       logger: log,
@@ -114,6 +123,8 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
     app.listen(settings.port, settings.host, () => resolve());
   });
   const server = app.server as Server;
+  // The WebSocket transport, with the same Host guard as the HTTP routes.
+  sse.attachWebSocket(server, { allowedHosts: settings.allowedHosts ?? null });
   // Requests node's HTTP parser refuses (bad framing, oversized headers) get the same JSON error shape.
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy();

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import WebSocket from 'ws';
 import { createSSEClient } from 'ai-story-sse/client';
 import type { TokenMessage } from '../../protocol/messages.js';
 import { BrokerUnavailableError } from '../src/broker/errors.js';
@@ -34,15 +35,23 @@ after(async () => {
 });
 
 
-describe('Redis restarting mid-stream', () => {
+// The same scenario over both transports: the client's own SSE stream, and the multiplexed connection over a WebSocket.
+for (const transport of ['sse', 'websocket'] as const) {
+describe(`Redis restarting mid-stream (${transport})`, () => {
   it('reports the outage on /healthz, refuses publishes meanwhile, and the client ends with every logged token once', async () => {
     const received: string[] = [];
-    const client = createSSEClient('f1', 'rewrite', { baseUrl: server.url, heartbeatMs: 0 }).on('token', (message: TokenMessage) => {
+    const project = `f1-${transport}`;
+    const client = createSSEClient(project, 'rewrite', {
+      baseUrl: server.url,
+      heartbeatMs: 0,
+      transport,
+      WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
+    }).on('token', (message: TokenMessage) => {
       received.push(message.content);
     });
     client.connect();
     try {
-      const publisher = new StreamPublisher({ projectId: 'f1', stage: 'rewrite', broker: workerBroker });
+      const publisher = new StreamPublisher({ projectId: project, stage: 'rewrite', broker: workerBroker });
       await waitUntil(() => client.isConnected(), 'the client is connected', 20_000);
       for (let i = 0; i < 10; i++) await publisher.publishToken(String(i), '');
       await waitUntil(() => received.length === 10, '10 tokens arrived', 20_000);
@@ -63,6 +72,7 @@ describe('Redis restarting mid-stream', () => {
     }
   });
 });
+}
 
 describe('a client that vanishes without closing', () => {
   it('is released entirely when the kernel reports its connection dead on a write, and the others carry on', async () => {

@@ -10,7 +10,7 @@ import { MUX_CONNECTION_HEADER, MUX_ROUTES, newConnectionId } from '../../protoc
 import { signToken } from '../src/http/auth.js';
 import { StreamPublisher } from '../src/publisher.js';
 import { startHarness, streamUrl, type Harness } from './harness.js';
-import { control, openMux, type MuxReader } from './mux-reader.js';
+import { TRANSPORTS, control, openMux, type MuxReader, type Transport } from './mux-reader.js';
 import { openStream, requestJson, type ReceivedEvent, type StreamReader } from './sse-reader.js';
 import { waitUntil } from './wait-until.js';
 
@@ -37,10 +37,13 @@ after(async () => {
   await Promise.all([h.close(), closed.close()]);
 });
 
+/** The transport the suites over both transports run on now (see the end of the file); the others use HTTP. */
+let transport: Transport = 'sse';
+
 async function connect(base = h.url, options: Parameters<typeof openMux>[1] = {}): Promise<MuxReader> {
   // The closed server allows two streams per client: the connections of the tests before must be gone.
   if (base === closed.url) await waitUntil(() => closed.server.hub.size === 0, 'no stream left on the closed server');
-  const reader = await openMux(base, options);
+  const reader = await openMux(base, 'connection' in options ? options : { ...options, transport });
   open.push(reader);
   return reader;
 }
@@ -202,6 +205,27 @@ describe('a multiplexed connection', () => {
     assert.equal(await metric('sse_mux_subscriptions_open'), 0);
   });
 });
+
+// Every scenario of a connection's subscriptions, over both transports: the same tests, the same helpers.
+for (const each of TRANSPORTS) {
+describe(`over ${each}`, () => {
+  // The second transport on servers of its own (fresh Redis logs): the projects of the tests are the same.
+  let saved: [Harness, Harness] | undefined;
+  before(async () => {
+    transport = each;
+    if (each === TRANSPORTS[0]) return;
+    saved = [h, closed];
+    [h, closed] = await Promise.all([
+      startHarness({ settings: { authSecret: SECRET, maxSubscriptions: MAX_SUBSCRIPTIONS, heartbeatMs: HEARTBEAT_MS } }),
+      startHarness({ settings: { authSecret: SECRET, publicStreams: false, maxStreamsPerClient: 2 } }),
+    ]);
+  });
+  after(async () => {
+    transport = 'sse';
+    if (!saved) return;
+    await Promise.all([h.close(), closed.close()]);
+    [h, closed] = saved;
+  });
 
 describe('adding and removing subscriptions while publishers run', () => {
   it('never loses, repeats or reorders an event of any subscription, and resumes each churned one exactly', async () => {
@@ -407,6 +431,19 @@ describe('adding and removing subscriptions while publishers run', () => {
     reader.close();
   });
 
+  it('answers a cursor the log does not hold with a reset carrying the current state, then goes live', async () => {
+    await using pub = publisher('reset1', 'rewrite');
+    await pub.publishStageUpdate('processing', 40);
+    const reader = await connect();
+    await reader.subscribe({ subscription: 'r', project_id: 'reset1', last_event_id: '1-0' });
+    const reset = await reader.waitFor((e) => e.event === 'reset' && e.json?.subscription === 'r');
+    assert.equal(reset.json?.reason, 'expired', 'the log does not hold that id (it has history)');
+    assert.equal((reset.json?.stages as any).rewrite.stage_update.progress, 40);
+    const next = await pub.publishProgress(1, 2, 'frame');
+    await reader.waitFor((e) => e.id === next && e.json?.subscription === 'r');
+    reader.close();
+  });
+
   it('starts a new subscription without a cursor with a snapshot of its scope (unless snapshot: false)', async () => {
     await using pub = publisher('snap1', 'rewrite');
     await pub.publishStageUpdate('processing', 10);
@@ -438,7 +475,8 @@ describe('authorization, per subscription', () => {
     assert.equal(bad.status, 401);
     assert.equal(bad.body.error.code, 'unauthorized');
     // A bad Authorization header is a bad token, not "no token".
-    const notBearer = await reader.subscribe({ subscription: 'a', project_id: 'authA' }, { Authorization: 'Basic eDp5' });
+    // Over HTTP a header that is not a bearer token is a bad token; a WebSocket has no such header.
+    const notBearer = transport === 'sse' ? await reader.subscribe({ subscription: 'a', project_id: 'authA' }, { Authorization: 'Basic eDp5' }) : bad;
     assert.equal(notBearer.status, 401);
     const byHeader = await reader.subscribe({ subscription: 'a', project_id: 'authA' }, { Authorization: `Bearer ${forA}` });
     assert.equal(byHeader.status, 200);
@@ -533,6 +571,8 @@ describe('unsubscribe', () => {
     reader.close();
   });
 });
+});
+}
 
 describe('the limits of a connection', () => {
   it('refuses more subscriptions than it may hold (429), a batch larger than that (400), and one id for another scope (409)', async () => {

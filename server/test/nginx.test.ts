@@ -17,6 +17,7 @@ import { openStream, requestJson, type StreamReader } from './sse-reader.js';
 import { MUX_ROUTES, newConnectionId } from '../../protocol/mux.js';
 import { openMux } from './mux-reader.js';
 import { waitUntil } from './wait-until.js';
+import WebSocket from 'ws';
 
 const missing = spawnSync(NGINX, ['-v']).status !== 0;
 // Outside CI a machine without nginx skips with a message; in CI (.ci/run installs nginx) it must run.
@@ -206,14 +207,27 @@ describe('nginx in front of two server processes', { skip }, () => {
     byQuery.close();
   });
 
-  it('resumes a client whose process is killed on the other process, without loss or duplicate', async () => {
+  // The same scenario over both transports: the client's own SSE stream, and the multiplexed connection over a
+  // WebSocket through nginx's WebSocket location.
+  for (const transport of ['sse', 'websocket'] as const) {
+  it(`resumes a client whose process is killed on the other process, without loss or duplicate (${transport})`, async () => {
+    // The process the run before killed comes back first.
+    for (const server of servers) if (server.child.exitCode !== null || server.child.signalCode !== null) await server.restart();
     await waitUntil(async () => (await streamsPerServer()).every((count) => count === 0), 'no stream left from the tests before');
+    const project = `n5-${transport}`;
     const total = 120;
     const tokens: string[] = [];
     const ids: string[] = [];
     let opens = 0;
     let done = false;
-    const client = createSSEClient('n5', 'rewrite', { baseUrl: nginx.url, heartbeatMs: 0, retryMs: 50 })
+    const client = createSSEClient(project, 'rewrite', {
+      baseUrl: nginx.url,
+      heartbeatMs: 0,
+      retryMs: 50,
+      backoff: () => 50,
+      transport,
+      WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
+    })
       .on('connected', () => opens++)
       .on('token', (message) => {
         tokens.push(message.full_text);
@@ -223,7 +237,7 @@ describe('nginx in front of two server processes', { skip }, () => {
     try {
       client.connect();
       await waitUntil(() => opens === 1, 'the first connection');
-      await using publisher = new StreamPublisher({ projectId: 'n5', stage: 'rewrite', broker });
+      await using publisher = new StreamPublisher({ projectId: project, stage: 'rewrite', broker });
       let text = '';
       const publishing = (async () => {
         for (let i = 0; i < total; i++) {
@@ -251,4 +265,5 @@ describe('nginx in front of two server processes', { skip }, () => {
       client.disconnect();
     }
   });
+  }
 });

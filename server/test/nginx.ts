@@ -13,6 +13,8 @@ import { waitForPort } from './wait-for-port.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const NGINX_CONF = join(ROOT, 'deploy', 'nginx.conf');
+/** The same with TLS and HTTP/2 towards the browsers. */
+export const NGINX_HTTP2_CONF = join(ROOT, 'deploy', 'nginx-http2.conf');
 /** Debian installs nginx in /usr/sbin, which is not on every user's PATH. */
 export const NGINX = process.env.NGINX ?? (existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx');
 
@@ -23,6 +25,8 @@ export interface NginxConfigOptions {
   upstreams: number[];
   /** Folder for the pid file, the logs and nginx's temporary files. */
   dir: string;
+  /** The certificate and key files in place of the file's `ssl_certificate` / `ssl_certificate_key` (a TLS config). */
+  tls?: { certificate: string; key: string } | undefined;
 }
 
 /**
@@ -30,7 +34,7 @@ export interface NginxConfigOptions {
  * parameters kept), the access log, and a pid file and temporary paths added. Throws when the file's shape
  * changed so that a replacement would silently not apply.
  */
-export function nginxConfig(source: string, { port, upstreams, dir }: NginxConfigOptions): string {
+export function nginxConfig(source: string, { port, upstreams, dir, tls }: NginxConfigOptions): string {
   let text = source;
   const replace = (pattern: RegExp, replacement: (match: string, ...groups: string[]) => string, what: string) => {
     const count = text.match(new RegExp(pattern.source, pattern.flags.includes('g') ? pattern.flags : `${pattern.flags}g`))?.length ?? 0;
@@ -51,7 +55,11 @@ export function nginxConfig(source: string, { port, upstreams, dir }: NginxConfi
     'the upstream blocks',
   );
   if (!/^\s*server 127\.0\.0\.1:\d+/m.test(text)) throw new Error('deploy/nginx.conf: no upstream server found');
-  replace(/^(\s*)listen \d+;$/m, (_match, indent) => `${indent}listen 127.0.0.1:${port};`, 'the listen directive');
+  replace(/^(\s*)listen \d+((?: ssl)?(?: http2)?);$/m, (_match, indent, parameters) => `${indent}listen 127.0.0.1:${port}${parameters};`, 'the listen directive');
+  if (tls) {
+    replace(/^(\s*)ssl_certificate \S+;$/m, (_match, indent) => `${indent}ssl_certificate ${tls.certificate};`, 'ssl_certificate');
+    replace(/^(\s*)ssl_certificate_key \S+;$/m, (_match, indent) => `${indent}ssl_certificate_key ${tls.key};`, 'ssl_certificate_key');
+  }
   replace(/^(\s*)access_log \S+ sse;$/m, (_match, indent) => `${indent}access_log ${join(dir, 'access.log')} sse;`, 'the access_log');
   replace(
     /^http \{$/m,
@@ -93,13 +101,20 @@ export interface RunningNginx {
   close(): Promise<void>;
 }
 
-/** Starts nginx in the foreground on a free port in front of `upstreams`; `edit` may change the config (for a negative control). */
-export async function startNginx(upstreams: number[], edit: (config: string) => string = (config) => config): Promise<RunningNginx> {
+/**
+ * Starts nginx in the foreground on a free port in front of `upstreams`; `edit` may change the config (for a negative
+ * control). `options.conf`: another file than deploy/nginx.conf (with `options.tls`, its certificate and key).
+ */
+export async function startNginx(
+  upstreams: number[],
+  edit: (config: string) => string = (config) => config,
+  options: { conf?: string; tls?: { certificate: string; key: string } } = {},
+): Promise<RunningNginx> {
   const dir = await mkdtemp(join(tmpdir(), 'sse-nginx-'));
   // nginx's workers drop root for `nobody` and must reach their temporary folders inside this one.
   await chmod(dir, 0o755);
   const port = await freePort();
-  const config = edit(nginxConfig(await readFile(NGINX_CONF, 'utf8'), { port, upstreams, dir }));
+  const config = edit(nginxConfig(await readFile(options.conf ?? NGINX_CONF, 'utf8'), { port, upstreams, dir, tls: options.tls }));
   const configPath = join(dir, 'nginx.conf');
   await writeFile(configPath, config);
   const child = spawn(NGINX, ['-p', dir, '-c', configPath, '-e', join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -120,7 +135,7 @@ export async function startNginx(upstreams: number[], edit: (config: string) => 
     throw error;
   }
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     config,
     output,

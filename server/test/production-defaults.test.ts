@@ -107,7 +107,8 @@ describe('a server process started as deploy/nginx.conf says, behind that nginx'
     assert.ok(documented.REDIS_URL, 'the commands set REDIS_URL');
     assert.equal(documented.HOST, '127.0.0.1');
     assert.match(PUBLIC_HOST, /^[a-z0-9.-]+\.[a-z]+$/, 'SSE_ALLOWED_HOSTS starts with the public name');
-    assert.match(CONF, /^#\s+PORT=\d+ SSE_METRICS_PORT=\d+ node --import tsx server\/src\/main\.ts/m, 'each process has its metrics port');
+    assert.match(CONF, /^#\s+PORT=\d+ SSE_METRICS_PORT=\d+ npx ai-story-sse &$/m, 'each process has its metrics port, and runs the compiled command');
+    assert.equal(documented.SSE_TRUSTED_PROXIES, '127.0.0.1', 'the processes trust nginx for the client address');
   });
 
   it('refuses to start with a secret under 32 bytes', async () => {

@@ -1,5 +1,6 @@
 /**
- * The real server as a child process (`node --import tsx server/src/main.ts`) on a free port, for tests that
+ * The real server as a child process (`node --import tsx server/src/main.ts`, from the sources; the compiled
+ * `dist/server/main.js` is tested in start.test.ts and examples/package.test.ts) on a free port, for tests that
  * must kill it, restart it, or read what it prints. Resolves once its /healthz answers 200.
  */
 import { spawn, type ChildProcess } from 'node:child_process';

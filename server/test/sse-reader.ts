@@ -28,6 +28,8 @@ export interface StreamReader {
   comments: ReceivedComment[];
   /** Raw text received so far (to check comments, `retry:` and framing). */
   raw: string;
+  /** Events set aside from `events` by readStream's `divert` (the answers of a WebSocket's control messages). */
+  diverted: ReceivedEvent[];
   /** Resolves with the first event (counting from the start) that matches, waiting for it if needed. */
   waitFor(predicate: (event: ReceivedEvent) => boolean, timeoutMs?: number): Promise<ReceivedEvent>;
   /** Resolves when the raw text contains `text`. */
@@ -44,7 +46,32 @@ export interface StreamReader {
 export async function openStream(url: string, headers: Record<string, string> = {}): Promise<StreamReader> {
   const abort = new AbortController();
   const response = await fetch(url, { headers: { Accept: 'text/event-stream', ...headers }, signal: abort.signal });
+  async function* chunks(): AsyncGenerator<string> {
+    if (!response.body) return;
+    const decoder = new TextDecoder();
+    const reader = response.body.getReader();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      yield decoder.decode(value, { stream: true });
+    }
+  }
+  return readStream(response.status, response.headers, chunks(), () => abort.abort());
+}
+
+/**
+ * A StreamReader over any source of SSE text: a response body (openStream) or the messages of a WebSocket
+ * (mux-reader.ts), so both transports are read and checked by the same code.
+ */
+export function readStream(
+  status: number,
+  headers: Headers,
+  chunks: AsyncIterable<string>,
+  close: () => void,
+  divert: (event: ReceivedEvent) => boolean = () => false,
+): StreamReader {
   const events: ReceivedEvent[] = [];
+  const diverted: ReceivedEvent[] = [];
   const comments: ReceivedComment[] = [];
   const waiters = new Set<() => void>();
   const notify = () => waiters.forEach((wake) => wake());
@@ -61,7 +88,8 @@ export async function openStream(url: string, headers: Record<string, string> = 
         json = undefined;
       }
       if (message.id !== undefined) lastEventId = message.id;
-      events.push({ id: message.id, event: message.event ?? 'message', data: message.data, json });
+      const event = { id: message.id, event: message.event ?? 'message', data: message.data, json };
+      (divert(event) ? diverted : events).push(event);
       notify();
     },
     onComment(text) {
@@ -70,14 +98,8 @@ export async function openStream(url: string, headers: Record<string, string> = 
   });
 
   const done = (async () => {
-    if (!response.body) return;
-    const decoder = new TextDecoder();
     try {
-      const reader = response.body.getReader();
-      for (;;) {
-        const { value: chunk, done: finished } = await reader.read();
-        if (finished) break;
-        const text = decoder.decode(chunk, { stream: true });
+      for await (const text of chunks) {
         raw += text;
         parser.feed(text);
         notify();
@@ -107,9 +129,10 @@ export async function openStream(url: string, headers: Record<string, string> = 
     });
 
   return {
-    status: response.status,
-    headers: response.headers,
+    status,
+    headers,
     events,
+    diverted,
     comments,
     get raw() {
       return raw;
@@ -119,7 +142,7 @@ export async function openStream(url: string, headers: Record<string, string> = 
     },
     async waitFor(predicate, timeoutMs = 10_000) {
       let found: ReceivedEvent | undefined;
-      await wait(() => (found = events.find(predicate)) !== undefined || ended, 'a matching event', timeoutMs);
+      await wait(() => (found = events.find(predicate) ?? diverted.find(predicate)) !== undefined || ended, 'a matching event', timeoutMs);
       if (!found) throw new Error(`stream ended before a matching event; got ${events.map((e) => e.event).join(',')}`);
       return found;
     },
@@ -130,9 +153,7 @@ export async function openStream(url: string, headers: Record<string, string> = 
       await wait(() => comments.length >= count, `${count} comments (got ${comments.length})`, timeoutMs);
     },
     ended: done,
-    close() {
-      abort.abort();
-    },
+    close,
   };
 }
 

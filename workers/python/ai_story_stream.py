@@ -24,6 +24,16 @@ On a Redis Cluster, pass ``cluster=True`` (``redis_url`` is then any node of the
 log and state keys share a hash tag, so the script runs on the master of that slot, and the cluster
 forwards the live PUBLISH to every node.
 
+Batching (off by default): ``batch=True`` (or ``batch={"max_tokens": 10, "max_delay_ms": 50}``) coalesces tokens:
+``publish_token`` buffers its piece and returns ``""``, and the buffered pieces go out as ONE token message (the joined
+``content``, the first piece's ``offset``, or the last ``full_text`` without linear tokens) once ``max_tokens`` are
+buffered (that call returns the batch's id), or ``max_delay_ms`` after the first of them. The time bound is kept by
+a small background thread (``"thread": False`` for none: the next publish after the deadline sends the buffer, and
+``flush()`` sends it at any time). Every other message, ``flush()``, ``close()`` and the end of the ``with`` block send
+the buffer first, so the order is kept. A batch that failed without a caller waiting (the count, the time) raises
+at the next call, which did not take its own message then; a batch Redis could not take is kept, with its sequence
+number, and sent again first.
+
 Needs redis-py (Debian: ``apt-get install python3-redis``; or ``pip install redis``; >= 4.1 for clusters).
 """
 
@@ -197,6 +207,9 @@ class RedisStreamPublisher:
         cancel, so :attr:`cancelled` turns true at once). False: call :meth:`heartbeat` yourself. Default True.
     :param retries: how often a publish that raised ``ConnectionError``/``TimeoutError`` is sent again (same
         sequence number, so never twice in the log). Default 2.
+    :param batch: coalesce tokens (see the module's doc): ``True`` for ``{"max_tokens": 10, "max_delay_ms": 50}``, or
+        a mapping with any of ``max_tokens`` (int >= 1), ``max_delay_ms`` (int >= 0) and ``thread`` (bool, default
+        True: a background thread sends the buffer at its deadline). Default None: one message per token.
     :raises ValueError: for an invalid id or option.
     :raises FileNotFoundError: when ``publish.lua`` is not where it should be.
     """
@@ -220,6 +233,7 @@ class RedisStreamPublisher:
         lease_ms: Optional[int] = 30000,
         heartbeat: bool = True,
         retries: int = 2,
+        batch: Union[bool, Mapping[str, Any], None] = None,
     ) -> None:
         _check_id("project_id", project_id)
         _check_id("stage_name", stage_name)
@@ -259,6 +273,16 @@ class RedisStreamPublisher:
         self._joined = False
         #: The stage's text as this publisher last published it (for tokens sent without ``full_text``).
         self._text = ""
+        # Batching: tokens wait in _pending ([content, full_text, count, deadline, timestamp]); _prepare_batch turns
+        # them into one message at the end of _outbox; _drain sends the outbox in order. _batch_lock (re-entrant)
+        # guards all of it and every send while batching is on, so the flusher thread and the caller never interleave.
+        self._batch = _batching(batch)
+        self._pending: Optional[list] = None
+        self._outbox: list = []
+        self._failure: Optional[BaseException] = None
+        self._batch_lock = threading.RLock()
+        self._batch_wake = threading.Condition(self._batch_lock)
+        self._flusher: Optional[threading.Thread] = None
 
         path = Path(lua_path or os.environ.get("AI_STORY_PUBLISH_LUA") or DEFAULT_LUA_PATH)
         if not path.is_file():
@@ -300,6 +324,8 @@ class RedisStreamPublisher:
             full_text = self._text + content
         if not full_text.endswith(content):
             raise ValueError("full_text: must end with content: it is everything generated so far, this piece included")
+        if self._batch is not None:
+            return self._buffer(content, full_text)
         if not self.linear_tokens:
             message_id = self.publish("token", {"content": content, "full_text": full_text})
             self._text = full_text
@@ -354,9 +380,138 @@ class RedisStreamPublisher:
         The message gets ``type``, ``stage``, ``project_id`` and ``timestamp`` (seconds, float) first;
         ``fields`` may not set those, nor ``id`` (Redis assigns it).
         """
-        return self._run(message_type, self._message(message_type, fields))
+        return self._send(message_type, self._message(message_type, fields))
 
-    def _message(self, message_type: str, fields: Optional[Mapping[str, Any]]) -> str:
+    # -- batching -----------------------------------------------------------------------------------
+
+    def flush(self) -> Optional[str]:
+        """With ``batch``: sends the buffered tokens now and returns the id of the last batch sent (None when nothing
+        was buffered). Raises the failure of this or of an earlier batch (see the module's doc). Without ``batch``
+        it has nothing to do and returns None."""
+        if self._batch is None:
+            return None
+        with self._batch_lock:
+            self._take_failure()
+            self._prepare_batch()
+            return self._drain(background=False)
+
+    def _send(self, message_type: str, text: str, final: bool = False) -> str:
+        """Publishes a message; with batching, after the buffered tokens."""
+        if self._batch is None:
+            return self._run(message_type, text, final=final)
+        with self._batch_lock:
+            try:
+                self._take_failure()
+                self._prepare_batch()
+                self._drain(background=False)
+            except StageCancelled:
+                # The closing message of a cancelled stage goes out even though the tokens before it were refused.
+                if not final:
+                    raise
+            return self._run(message_type, text, final=final)
+
+    def _buffer(self, content: str, full_text: str) -> str:
+        with self._batch_lock:
+            if self._closed:
+                raise RuntimeError("the publisher is closed; create a new one")
+            self._take_failure()
+            pending = self._pending
+            now = time.monotonic()
+            if pending is not None and full_text == pending[1] + content:
+                pending[0] += content
+                pending[1] = full_text
+                pending[2] += 1
+            else:
+                # A token that does not continue the batch (a new run of the stage): the batch goes first, on its own.
+                if pending is not None:
+                    self._prepare_batch()
+                    self._drain(background=True)
+                self._pending = pending = [content, full_text, 1, now + self._batch["max_delay_ms"] / 1000.0, time.time()]
+                if self._batch["thread"]:
+                    self._start_flusher()
+                    self._batch_wake.notify_all()
+            self._text = full_text
+            if pending[2] < self._batch["max_tokens"] and now < pending[3]:
+                return ""
+            # Full, or past its deadline (without a thread, the next token sends it).
+            self._prepare_batch()
+            return self._drain(background=True) or ""
+
+    def _prepare_batch(self) -> None:
+        """Turns the buffered tokens into one message at the end of the outbox (under _batch_lock)."""
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        content, full_text, _count, _deadline, timestamp = pending
+        if not self.linear_tokens:
+            text = self._message("token", {"content": content, "full_text": full_text}, timestamp)
+            self._outbox.append({"text": text, "keys": [], "args": [], "seq": None})
+            return
+        offset = utf16_length(full_text) - utf16_length(content)
+        text = self._message("token", {"content": content, "offset": offset}, timestamp)
+        args = [content, offset]
+        if not self._joined and offset > 0:
+            args.append(full_text)
+        self._joined = True
+        self._outbox.append({"text": text, "keys": [self.texts_key, self.text_key], "args": args, "seq": None})
+
+    def _drain(self, background: bool) -> Optional[str]:
+        """Sends the outbox in order (under _batch_lock); returns the last id sent. A batch Redis could not take
+        (ConnectionError/TimeoutError after the retries) stays first in the outbox, with its sequence number, and is
+        sent again by the next drain; any other failure empties it. In the background the failure is kept for the
+        next call; otherwise it raises, as does a failure kept from before."""
+        message_id = None
+        try:
+            if not background:
+                self._take_failure()
+            while self._outbox:
+                batch = self._outbox[0]
+                # Its sequence number is taken when it is first sent, and kept for every retry.
+                if self.idempotent and batch["seq"] is None:
+                    with self._lock:
+                        self._seq += 1
+                        batch["seq"] = self._seq
+                message_id = self._run("token", batch["text"], batch["keys"], batch["args"], seq=batch["seq"])
+                self._outbox.pop(0)
+            return message_id
+        except Exception as error:  # noqa: BLE001 - kept or raised, never dropped silently
+            if not isinstance(error, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+                self._outbox.clear()
+            if not background:
+                raise
+            if self._failure is None:
+                self._failure = error
+            return message_id
+
+    def _take_failure(self) -> None:
+        """Raises (once) the failure of a batch sent without a caller waiting."""
+        failure = self._failure
+        if failure is not None:
+            self._failure = None
+            raise failure
+
+    def _start_flusher(self) -> None:
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_at_deadlines, name=f"batch:{self.project_id}:{self.stage_name}", daemon=True)
+            self._flusher.start()
+
+    def _flush_at_deadlines(self) -> None:
+        """The flusher thread: sends the buffer at its deadline (a failure is kept for the caller's next call)."""
+        with self._batch_lock:
+            while not self._closed:
+                pending = self._pending
+                if pending is None:
+                    self._batch_wake.wait()
+                    continue
+                remaining = pending[3] - time.monotonic()
+                if remaining > 0:
+                    self._batch_wake.wait(remaining)
+                    continue
+                self._prepare_batch()
+                self._drain(background=True)
+
+    def _message(self, message_type: str, fields: Optional[Mapping[str, Any]], timestamp: Optional[float] = None) -> str:
         """The message JSON: ``type``, ``stage``, ``project_id``, ``timestamp``, then ``fields`` in their order."""
         if self._closed:
             raise RuntimeError("the publisher is closed; create a new one")
@@ -369,7 +524,7 @@ class RedisStreamPublisher:
             "type": message_type,
             "stage": self.stage_name,
             "project_id": self.project_id,
-            "timestamp": time.time(),
+            "timestamp": time.time() if timestamp is None else timestamp,
             **fields,
         }
         # Compact and starting with "{": publish.lua inserts the id right after the brace.
@@ -389,7 +544,7 @@ class RedisStreamPublisher:
 
     def publish_cancelled(self, message: str = "cancelled", progress: float = 0) -> str:
         """The closing message of a cancelled stage (a ``stage_update`` ``failed``), allowed after the cancel."""
-        return self._run(
+        return self._send(
             "stage_update",
             self._message("stage_update", {"status": "failed", "progress": progress, "message": _text("message", message)}),
             final=True,
@@ -449,7 +604,10 @@ class RedisStreamPublisher:
             except Exception:  # noqa: BLE001
                 pass
 
-    def _run(self, message_type: str, text: str, linear_keys: Sequence[str] = (), linear_args: Sequence[Any] = (), final: bool = False) -> str:
+    def _run(
+        self, message_type: str, text: str, linear_keys: Sequence[str] = (), linear_args: Sequence[Any] = (), final: bool = False,
+        seq: Optional[int] = None,
+    ) -> str:
         """Runs publish.lua (its KEYS and ARGV are documented at its top); returns the new id."""
         if self._ended == "cancelled" and not final:
             raise StageCancelled(self.stage_name)
@@ -462,8 +620,10 @@ class RedisStreamPublisher:
             options: dict = {}
             with self._lock:
                 if self.idempotent:
-                    self._seq += 1
-                    options.update(producer=self.producer_id, seq=self._seq)
+                    if seq is None:
+                        self._seq += 1
+                        seq = self._seq
+                    options.update(producer=self.producer_id, seq=seq)
             if leased:
                 options.update(run=self.producer_id, lease_ms=self.lease_ms)
             if final:
@@ -522,12 +682,32 @@ class RedisStreamPublisher:
         left to expire unless the stage ended (a worker that stops mid-stage is lost)."""
         if self._closed:
             return
+        failure: Optional[BaseException] = None
+        if self._batch is not None:
+            with self._batch_lock:
+                # The last chance for what is unsent: a batch that failed without a caller waiting is sent again, and
+                # its failure raised only if it is still unsent (or was refused for good).
+                failure = self._failure
+                self._failure = None
+                try:
+                    self._prepare_batch()
+                    self._drain(background=False)
+                    if isinstance(failure, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+                        failure = None
+                except Exception as error:  # noqa: BLE001 - raised below, once everything is closed
+                    failure = error
+                self._closed = True
+                self._batch_wake.notify_all()
+            if self._flusher is not None and self._flusher is not threading.current_thread():
+                self._flusher.join(timeout=2)
         self._closed = True
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
         if self._owns_client:
             self._redis.close()
+        if failure is not None:
+            raise failure
 
     def __enter__(self) -> "RedisStreamPublisher":
         return self
@@ -542,6 +722,24 @@ def _cluster_class():
     except ImportError as error:  # redis-py before 4.1
         raise RuntimeError("cluster=True needs redis-py >= 4.1 (redis.cluster.RedisCluster)") from error
     return RedisCluster
+
+
+def _batching(option: Union[bool, Mapping[str, Any], None]) -> Optional[dict]:
+    if option is None or option is False:
+        return None
+    if option is True:
+        option = {}
+    if not isinstance(option, Mapping):
+        raise ValueError("batch: must be True, False, None or a mapping of max_tokens, max_delay_ms, thread")
+    unknown = set(option) - {"max_tokens", "max_delay_ms", "thread"}
+    if unknown:
+        raise ValueError(f"batch: unknown option(s) {', '.join(sorted(unknown))}")
+    max_tokens = option.get("max_tokens", 10)
+    max_delay_ms = option.get("max_delay_ms", 50)
+    _check_count("batch max_tokens", max_tokens)
+    if isinstance(max_delay_ms, bool) or not isinstance(max_delay_ms, int) or max_delay_ms < 0:
+        raise ValueError(f"batch max_delay_ms: {max_delay_ms!r} must be an integer >= 0")
+    return {"max_tokens": max_tokens, "max_delay_ms": max_delay_ms, "thread": bool(option.get("thread", True))}
 
 
 def _check_id(name: str, value: Any) -> None:

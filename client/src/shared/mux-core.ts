@@ -11,10 +11,13 @@
  */
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import {
+  MUX_CLOSE,
   MUX_CONNECTION_HEADER,
   MUX_ROUTES,
   MUX_SUBSCRIPTION_FIELD,
+  MUX_WS_ROUTE,
   newConnectionId,
+  type MuxResultMessage,
   type MuxSubscribeBatchAnswer,
   type MuxSubscribeRequest,
   type MuxSubscribeResult,
@@ -36,6 +39,11 @@ export interface MuxSpec {
   cursor: string;
   /** True: the subscriber has no token (a public stream); it is then never asked for one. */
   public: boolean;
+  /** How its connection reaches the server. Default `sse`. Subscribers of one server and transport share a connection. */
+  transport?: Transport;
+  /** Only messages of these types / stages (the server filters). */
+  types?: string[];
+  stages?: string[];
 }
 
 /** Why a subscription stopped flowing, as the SSEClient's `disconnected` event says it. */
@@ -74,7 +82,14 @@ export interface MuxHandle {
   remove(): void;
 }
 
+/** How the connection reaches the server. `auto` tries the WebSocket first, then SSE, and remembers what worked. */
+export type Transport = 'sse' | 'websocket' | 'auto';
+
 export interface MuxCoreOptions {
+  /** Default `sse`. */
+  transport?: Transport;
+  /** The WebSocket class (Node 20 has none: pass the `ws` package's). Default the global `WebSocket`. */
+  WebSocket?: typeof globalThis.WebSocket;
   fetch?: typeof globalThis.fetch;
   clock?: Clock;
   backoff?: BackoffStrategy;
@@ -123,6 +138,12 @@ export class MuxCore {
   #unsubscribeQueue: string[] = [];
   /** Per-connection counters of subscription ids by prefix. */
   #counters = new Map<string, number>();
+  /** The transport of the current attempt, and whether one attempt ever opened on it. */
+  #transport: 'sse' | 'websocket';
+  #socket: WebSocket | undefined;
+  /** Control messages on the WebSocket waiting for their `result`. */
+  #pending = new Map<number, (answer: ControlAnswer) => void>();
+  #requests = 0;
 
   constructor(baseUrl: string, options: MuxCoreOptions = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
@@ -131,6 +152,13 @@ export class MuxCore {
     this.#backoff = options.backoff ?? exponentialBackoff();
     const watchdogMs = (options.heartbeatMs ?? 15_000) * 2.5;
     this.#watchdog = new Watchdog(this.#clock, watchdogMs, () => this.#fail({ reason: 'watchdog' }));
+    const transport = options.transport ?? 'sse';
+    this.#transport = transport === 'auto' ? (remembered.get(this.baseUrl) ?? 'websocket') : transport;
+  }
+
+  /** The transport in use (for `auto`: the one it settled on). */
+  get transport(): 'sse' | 'websocket' {
+    return this.#transport;
   }
 
   /** Subscriptions held (for tests and for the worker's bookkeeping). */
@@ -211,6 +239,7 @@ export class MuxCore {
     this.#counters = new Map();
     this.#byId.clear();
     for (const sub of this.#subs) if (sub.phase !== 'failed') this.#resetSub(sub);
+    if (this.#transport === 'websocket') return this.#openSocket(generation);
     const abort = new AbortController();
     this.#abort = abort;
     let response: Response;
@@ -245,6 +274,64 @@ export class MuxCore {
       return;
     }
     await this.#read(response.body, generation);
+  }
+
+  /**
+   * The WebSocket transport: the same SSE text in its messages, the same events, the control requests as messages.
+   * Under `auto`, a socket that never opens (blocked, refused by a proxy) falls back to SSE at once, and the
+   * transport that worked is remembered for this server.
+   */
+  #openSocket(generation: number): void {
+    const current = () => generation === this.#generation;
+    const Socket = this.#options.WebSocket ?? globalThis.WebSocket;
+    let opened = false;
+    let socket: WebSocket;
+    try {
+      if (typeof Socket !== 'function') throw new Error('no WebSocket here');
+      socket = new Socket(this.baseUrl.replace(/^http/, 'ws') + MUX_WS_ROUTE);
+    } catch (cause) {
+      return this.#socketFailed(false, { reason: 'network', cause: String(cause) });
+    }
+    this.#socket = socket;
+    this.#watchdog.start();
+    const parser = this.#parser(current);
+    socket.onopen = () => {
+      opened = true;
+    };
+    socket.onmessage = (event: MessageEvent) => {
+      if (!current()) return;
+      this.#watchdog.feed();
+      parser.feed(typeof event.data === 'string' ? event.data : '');
+    };
+    socket.onerror = () => {};
+    socket.onclose = (event: CloseEvent) => {
+      if (!current()) return;
+      this.#socketFailed(opened, closeDetail(event));
+    };
+  }
+
+  #socketFailed(opened: boolean, detail: MuxDetail): void {
+    if (!opened && this.#options.transport === 'auto' && this.#transport === 'websocket') {
+      // Blocked or refused before it opened: SSE, at once, and from now on for this server.
+      this.#transport = 'sse';
+      remembered.set(this.baseUrl, 'sse');
+      this.#endConnection();
+      void this.#open();
+      return;
+    }
+    if (detail.status !== undefined && !isRetriedStatus(detail.status)) return this.#failAll(detail);
+    this.#fail(detail);
+  }
+
+  #parser(current: () => boolean) {
+    return createParser({
+      onEvent: (event) => {
+        if (current()) this.#dispatch(event);
+      },
+      onRetry: (ms) => {
+        this.#serverRetryMs = ms;
+      },
+    });
   }
 
   async #read(body: ReadableStream<Uint8Array>, generation: number): Promise<void> {
@@ -290,6 +377,7 @@ export class MuxCore {
     const id = fields[MUX_SUBSCRIPTION_FIELD];
     if (id === undefined) {
       if (type === 'connection') this.#opened();
+      if (type === 'result') this.#answered(fields as unknown as MuxResultMessage);
       return;
     }
     const sub = typeof id === 'string' ? this.#byId.get(id) : undefined;
@@ -312,6 +400,7 @@ export class MuxCore {
 
   /** The `connection` event: the connection is ours; subscribe everything that waits. */
   #opened(): void {
+    if (this.#options.transport === 'auto') remembered.set(this.baseUrl, this.#transport);
     this.#phase = 'open';
     this.#openedAt = this.#clock.now();
     this.#queueFlush();
@@ -332,7 +421,7 @@ export class MuxCore {
     const generation = this.#generation;
     const leaving = this.#unsubscribeQueue;
     this.#unsubscribeQueue = [];
-    if (leaving.length > 0) void this.#post(MUX_ROUTES.unsubscribe, { subscriptions: leaving }).catch(() => undefined);
+    if (leaving.length > 0) void this.#control('unsubscribe', { subscriptions: leaving }).catch(() => undefined);
 
     const joining = [...this.#subs].filter((sub) => sub.phase === 'waiting' && sub.retryTimer === undefined);
     if (joining.length === 0) return;
@@ -355,39 +444,35 @@ export class MuxCore {
     });
     if (live.length === 0) return;
     const body = { subscriptions: requests };
-    let answer: MuxSubscribeBatchAnswer;
-    let response: Response;
+    let answer: ControlAnswer;
     try {
-      response = await this.#post(MUX_ROUTES.subscribe, body);
-      if (generation !== this.#generation) return;
-      if (response.status !== 200) {
-        const failure = await readHttpFailure(response, this.#clock.now());
-        if (generation !== this.#generation) return;
-        // The connection is unknown where the request landed (it ended, or a proxy sent the request elsewhere): start over.
-        if (failure.status === 404) return this.#fail({ reason: 'http_status', status: 404, ...(failure.error && { error: failure.error }) });
-        const detail: MuxDetail = { reason: 'http_status', status: failure.status, ...(failure.error && { error: failure.error }) };
-        for (const sub of live) {
-          if (failure.retry) this.#retrySub(sub, detail, failure.retryAfterMs);
-          else this.#failSub(sub, detail);
-        }
-        return;
-      }
-      answer = (await response.json()) as MuxSubscribeBatchAnswer;
+      answer = await this.#control('subscribe', body);
     } catch (cause) {
       if (generation === this.#generation) this.#fail({ reason: 'network', cause: String(cause) });
       return;
     }
     if (generation !== this.#generation) return;
-    for (const result of answer.results ?? []) this.#settle(result, response);
+    if (answer.status !== 200) {
+      const error = (answer.body as { error?: ServerError } | undefined)?.error;
+      const detail: MuxDetail = { reason: 'http_status', status: answer.status, ...(error && { error }) };
+      // The connection is unknown where the request landed (it ended, or a proxy sent the request elsewhere): start over.
+      if (answer.status === 404) return this.#fail(detail);
+      for (const sub of live) {
+        if (isRetriedStatus(answer.status)) this.#retrySub(sub, detail, answer.retryAfterMs);
+        else this.#failSub(sub, detail);
+      }
+      return;
+    }
+    for (const result of (answer.body as MuxSubscribeBatchAnswer).results ?? []) this.#settle(result, answer.retryAfterMs);
   }
 
-  #settle(result: MuxSubscribeResult, response: Response): void {
+  #settle(result: MuxSubscribeResult, retryAfterMs: number | undefined): void {
     const sub = this.#byId.get(result.subscription);
     if (!sub || !this.#subs.has(sub) || sub.phase !== 'subscribing') return;
     if (result.ok) return; // its `connected` event follows on the stream
     const detail: MuxDetail = { reason: 'http_status', status: result.status, error: result.error };
     if (result.status === 404) return this.#fail(detail);
-    if (isRetriedStatus(result.status)) this.#retrySub(sub, detail, parseRetryAfter(response.headers.get('retry-after'), this.#clock.now()));
+    if (isRetriedStatus(result.status)) this.#retrySub(sub, detail, retryAfterMs);
     else this.#failSub(sub, detail);
   }
 
@@ -395,6 +480,8 @@ export class MuxCore {
     const { spec } = sub;
     const request: MuxSubscribeRequest = { subscription: sub.id!, project_id: spec.projectId, stage: spec.stage, compact: true, snapshot: spec.snapshot };
     if (spec.cursor) request.last_event_id = spec.cursor;
+    if (spec.types) request.types = spec.types;
+    if (spec.stages) request.stages = spec.stages;
     if (!spec.public) {
       const token = await sub.sink.token();
       if (token) request.token = token;
@@ -402,13 +489,44 @@ export class MuxCore {
     return request;
   }
 
-  #post(path: string, body: unknown): Promise<Response> {
+  /**
+   * A control request: a POST over SSE, a message over the WebSocket (answered by its `result` event). Rejects when
+   * it could not be sent or answered (the connection is then in trouble anyway).
+   */
+  async #control(op: 'subscribe' | 'unsubscribe', body: Record<string, unknown>): Promise<ControlAnswer> {
+    const socket = this.#socket;
+    if (this.#transport === 'websocket') {
+      if (!socket || socket.readyState !== socket.OPEN) throw new Error('the WebSocket is not open');
+      const request = ++this.#requests;
+      return new Promise<ControlAnswer>((resolve, reject) => {
+        const timer = this.#clock.setTimeout(() => {
+          this.#pending.delete(request);
+          reject(new Error('no answer to a control message'));
+        }, CONTROL_TIMEOUT_MS);
+        this.#pending.set(request, (answer) => {
+          this.#clock.clearTimeout(timer);
+          resolve(answer);
+        });
+        socket.send(JSON.stringify({ op, request, ...body }));
+      });
+    }
     const fetch = this.#options.fetch ?? globalThis.fetch;
-    return fetch(this.baseUrl + path, {
+    const response = await fetch(this.baseUrl + (op === 'subscribe' ? MUX_ROUTES.subscribe : MUX_ROUTES.unsubscribe), {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', [MUX_CONNECTION_HEADER]: this.#connectionId },
       body: JSON.stringify(body),
     });
+    const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.#clock.now());
+    if (response.status === 200) return { status: 200, body: await response.json(), retryAfterMs };
+    const failure = await readHttpFailure(response, this.#clock.now());
+    return { status: failure.status, body: failure.error ? { error: failure.error } : undefined, retryAfterMs };
+  }
+
+  #answered(result: MuxResultMessage): void {
+    if (typeof result.request !== 'number') return;
+    const resolve = this.#pending.get(result.request);
+    this.#pending.delete(result.request);
+    resolve?.({ status: result.status, body: result.body, retryAfterMs: undefined });
   }
 
   /** `p:<project>:<n>` or `s:<project>.<stage>:<n>`: the same for the first subscriber of a project in every browser, so the server shares its bytes. */
@@ -493,6 +611,10 @@ export class MuxCore {
     this.#generation++;
     this.#abort?.abort();
     this.#abort = undefined;
+    const socket = this.#socket;
+    this.#socket = undefined;
+    if (socket && socket.readyState <= 1) socket.close(1000);
+    this.#pending.clear();
     this.#openedAt = undefined;
     this.#watchdog.stop();
     this.#unsubscribeQueue = [];
@@ -513,4 +635,31 @@ export class MuxCore {
     this.#retryTimer = undefined;
     this.#setOffline();
   }
+}
+
+/** A control request's answer, on either transport. */
+interface ControlAnswer {
+  status: number;
+  body: unknown;
+  retryAfterMs: number | undefined;
+}
+
+/** How long a control message on the WebSocket may wait for its `result`. */
+const CONTROL_TIMEOUT_MS = 15_000;
+
+/** Under `auto`: the transport that worked, per server, for this page or worker. */
+const remembered = new Map<string, 'sse' | 'websocket'>();
+
+/**
+ * A WebSocket's close as the reason a subscription stopped: `4000 + status` is the HTTP transport's refusal (its
+ * error code and message in the reason); every other code is a connection that ended, which a resume repairs.
+ */
+function closeDetail(event: CloseEvent): MuxDetail {
+  const status = event.code - MUX_CLOSE.statusBase;
+  if (event.code >= MUX_CLOSE.statusBase + 400 && event.code < MUX_CLOSE.statusBase + 600) {
+    const at = event.reason.indexOf(': ');
+    const error = at > 0 ? { code: event.reason.slice(0, at), message: event.reason.slice(at + 2) } : undefined;
+    return { reason: 'http_status', status, ...(error && { error }) };
+  }
+  return { reason: event.code === 1000 || event.code === MUX_CLOSE.serverShutdown ? 'stream_ended' : 'network', cause: `WebSocket closed: ${event.code} ${event.reason}` };
 }

@@ -4,7 +4,7 @@
  * every tab; {@link RelayTab} is a tab's side, which keeps its own subscriptions and their cursors so that it can
  * give them to a new host (a new leader) and resume with no gap.
  */
-import { MuxCore, type MuxHandle, type MuxSink, type MuxSpec, type MuxStatus } from './mux-core.js';
+import { MuxCore, type MuxHandle, type MuxSink, type MuxSpec, type MuxStatus, type Transport } from './mux-core.js';
 
 /** What a tab sends. */
 export type TabMessage =
@@ -38,10 +38,11 @@ export class RelayHost {
     this.#send = send;
   }
 
-  /** The connection to `baseUrl` (made on first use): also what a leader tab's own clients use directly. */
-  core(baseUrl: string): MuxCore {
-    let core = this.#cores.get(baseUrl);
-    if (!core) this.#cores.set(baseUrl, (core = new MuxCore(baseUrl)));
+  /** The connection to `baseUrl` over `transport` (made on first use): also what a leader tab's own clients use directly. */
+  core(baseUrl: string, transport: Transport = 'sse'): MuxCore {
+    const key = `${transport} ${baseUrl}`;
+    let core = this.#cores.get(key);
+    if (!core) this.#cores.set(key, (core = new MuxCore(baseUrl, { transport })));
     return core;
   }
 
@@ -61,7 +62,7 @@ export class RelayHost {
           status: (status) => this.#send({ op: 'status', tab, key, status }),
           event: (type, id, data) => this.#send({ op: 'event', tab, key, type, id, data }),
         };
-        this.#handles.set(handleKey, this.core(message.baseUrl).add(message.spec, sink));
+        this.#handles.set(handleKey, this.core(message.baseUrl, message.spec.transport).add(message.spec, sink));
         break;
       }
       case 'remove':

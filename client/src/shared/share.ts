@@ -3,7 +3,7 @@
  * - `worker`: a SharedWorker holds the connection for every tab of the origin (Chromium, Firefox, Safari 16+).
  * - `leader`: without SharedWorker, the tabs elect a leader with the Web Locks API; it holds the connection and
  *   relays over a BroadcastChannel. When it closes or is frozen (it lets go on `freeze`), another tab takes over at
- *   once, and when it hangs (its heartbeat stops for 3 s), another takes its lock; every tab resumes from its own cursor.
+ *   once, and when it hangs (its heartbeat stops for 5 s), another takes its lock; every tab resumes from its own cursor.
  * - `page`: neither exists (or the page is on `file://`): one connection for this page.
  * `auto` (the default) picks the first that works. {@link configureSharing} changes it, or turns sharing off.
  */
@@ -107,7 +107,7 @@ class PagePort implements MuxPort {
   readonly #host = new RelayHost(() => {});
 
   add(baseUrl: string, spec: MuxSpec, subscriber: MuxSubscriber): MuxHandle {
-    return this.#host.core(absoluteBase(baseUrl)).add({ ...spec, cursor: subscriber.cursor() }, subscriber);
+    return this.#host.core(absoluteBase(baseUrl), spec.transport).add({ ...spec, cursor: subscriber.cursor() }, subscriber);
   }
 }
 
@@ -183,13 +183,13 @@ type ChannelMessage =
   | { op: 'to-tab'; message: HostMessage };
 
 const LEADER_LOCK = 'ai-story-sse:leader';
-const BEAT_MS = 500;
+const BEAT_MS = 1000;
 /**
  * A leader silent this long is taken over: a tab that hangs holds its lock but runs nothing. (A tab the browser
  * freezes says so first, with the `freeze` event, and lets go at once.) Background tabs run timers at most once a
- * second, so this stays well above that.
+ * second, and a busy machine delays them more: a leader taken over while alive costs every tab a resubscription.
  */
-const LEADER_SILENCE_MS = 3000;
+const LEADER_SILENCE_MS = 5000;
 
 /** Leader election with Web Locks, relayed over a BroadcastChannel. */
 class LeaderPort implements MuxPort {

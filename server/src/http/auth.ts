@@ -1,19 +1,43 @@
-/** Stream tokens: HS256 JWTs with a `projects` claim (`["*"]` for all) and a required `exp`. */
-import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
+/**
+ * Stream tokens: JWTs with a `projects` claim (`["*"]` for all) and a required `exp`, signed with the HS256 secret,
+ * or with a private key whose public half the server has (RS256, ES256, EdDSA…; see token-keys.ts).
+ */
+import { SignJWT, decodeProtectedHeader, jwtVerify, errors as joseErrors } from 'jose';
+import type { KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { DEFAULTS } from '../defaults.js';
 import { ErrorCode, HttpError } from './http-error.js';
+import type { TokenKeys } from './token-keys.js';
 
 export interface TokenClaims {
   projects: string[];
-  /** When the token expires, in seconds since the epoch: a stream opened with it ends then. */
+  /**
+   * When the token expires, in seconds since the epoch: a stream opened with it ends then. For a token verified
+   * with a public key, its `exp` plus the clock tolerance (the server honours it as long as it accepts it).
+   */
   exp: number;
 }
 
-/** How tokens are checked: the HS256 secret, and the optional `iss` / `aud` the tokens must carry. */
+/**
+ * How tokens are checked: the HS256 secret and/or public keys (each token is verified by the one its `alg` names:
+ * HS256 by the secret only, an asymmetric algorithm by the keys only), and the optional `iss` / `aud` they must carry.
+ */
 export interface TokenPolicy {
   secret: string | undefined;
+  /** Public keys for asymmetric tokens ({@link loadTokenKeys}). */
+  keys?: TokenKeys | undefined;
   issuer?: string | undefined;
   audience?: string | undefined;
+  /** Seconds of clock skew allowed on `exp`, `nbf` and `iat` of public-key tokens. Default 5. HS256 tokens get none. */
+  clockToleranceSeconds?: number | undefined;
+}
+
+/** The default `clockToleranceSeconds`: issuers' clocks drift a little from the server's. */
+export const DEFAULT_CLOCK_TOLERANCE_SECONDS = DEFAULTS.clockToleranceSeconds;
+
+/** Whether `policy` can check tokens at all (a secret or keys): without, the authenticated endpoints answer 503. */
+export function checksTokens(policy: TokenPolicy | undefined): boolean {
+  return Boolean(policy?.secret || policy?.keys);
 }
 
 const encoder = new TextEncoder();
@@ -34,9 +58,9 @@ export function tokenOf(req: IncomingMessage, query: Record<string, string | str
  * 403 when valid but for other projects; 503 when the server has no secret (never open by accident).
  */
 export async function authorize(policy: TokenPolicy | string | undefined, token: string | undefined, projectId: string): Promise<TokenClaims> {
-  const { secret, issuer, audience } = typeof policy === 'object' ? policy : { secret: policy };
-  if (!secret) {
-    throw new HttpError(503, ErrorCode.authNotConfigured, 'Authenticated streams are off: set SSE_AUTH_SECRET on the server.');
+  const { secret, keys, issuer, audience } = typeof policy === 'object' ? policy : ({ secret: policy } as TokenPolicy);
+  if (!secret && !keys) {
+    throw new HttpError(503, ErrorCode.authNotConfigured, 'Authenticated streams are off: set SSE_AUTH_SECRET or a public key (SSE_AUTH_PUBLIC_KEY_FILE, SSE_AUTH_JWKS_FILE, SSE_AUTH_JWKS_URL) on the server.');
   }
   if (!token) {
     throw new HttpError(401, ErrorCode.unauthorized, 'A token is required: send "Authorization: Bearer <jwt>" or ?access_token=<jwt>.', {
@@ -44,13 +68,21 @@ export async function authorize(policy: TokenPolicy | string | undefined, token:
     });
   }
   let payload: Record<string, unknown>;
+  let tolerance = 0;
   try {
-    ({ payload } = await jwtVerify(token, encoder.encode(secret), {
-      algorithms: ['HS256'],
-      requiredClaims: ['exp'],
-      ...(issuer !== undefined && { issuer }),
-      ...(audience !== undefined && { audience }),
-    }));
+    const claims = { requiredClaims: ['exp'], ...(issuer !== undefined && { issuer }), ...(audience !== undefined && { audience }) };
+    // The header's `alg` picks the verifier, and each verifier accepts only its own algorithms: an HS256 token is
+    // never checked against a public key (the "public key as HMAC secret" confusion), and `none` matches neither.
+    const alg = decodeProtectedHeader(token).alg;
+    if (typeof alg === 'string' && /^HS/i.test(alg) && secret) {
+      ({ payload } = await jwtVerify(token, encoder.encode(secret), { ...claims, algorithms: ['HS256'] }));
+    } else if (keys) {
+      tolerance = (typeof policy === 'object' ? policy.clockToleranceSeconds : undefined) ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
+      const key = keys.key as KeyObject & Parameters<typeof jwtVerify>[1];
+      ({ payload } = await jwtVerify(token, key, { ...claims, algorithms: [...keys.algorithms], clockTolerance: tolerance }));
+    } else {
+      throw new joseErrors.JOSEAlgNotAllowed(`"alg" (Algorithm) Header Parameter value not allowed`);
+    }
   } catch (error) {
     throw new HttpError(401, ErrorCode.unauthorized, `Unauthorized: ${reasonOf(error)}.`, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
   }
@@ -58,11 +90,13 @@ export async function authorize(policy: TokenPolicy | string | undefined, token:
   if (!granted.includes('*') && !granted.includes(projectId)) {
     throw new HttpError(403, ErrorCode.forbidden, `The token does not grant project "${projectId}".`);
   }
-  return { projects: granted, exp: payload.exp as number };
+  return { projects: granted, exp: (payload.exp as number) + tolerance };
 }
 
 function reasonOf(error: unknown): string {
   if (error instanceof joseErrors.JWTExpired) return 'the token has expired';
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'the token is signed with an algorithm this server does not accept';
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return 'no key of this server matches the token (its "kid" and "alg")';
   if (error instanceof joseErrors.JWTClaimValidationFailed && (error.claim === 'iss' || error.claim === 'aud')) {
     return `the token's "${error.claim}" claim is not the one this server expects`;
   }
@@ -98,4 +132,46 @@ export async function signToken(
   if (claims.issuer !== undefined) jwt.setIssuer(claims.issuer);
   if (claims.audience !== undefined) jwt.setAudience(claims.audience);
   return jwt.sign(encoder.encode(secret));
+}
+
+/** What {@link signTokenWithKey} puts in a token besides `projects`, `iat` and `exp`. */
+export interface KeySignOptions {
+  /** Default: the key's usual one (RS256, PS256, ES256/384/512, EdDSA). */
+  algorithm?: string | undefined;
+  /** The `kid` header, which picks the key in a JWKS. */
+  kid?: string | undefined;
+  issuer?: string | undefined;
+  audience?: string | undefined;
+}
+
+/**
+ * Signs a token for `projects` with a private key (a PEM PKCS#8 text or a KeyObject), for development and tests:
+ * in production your backend or identity provider signs them, and the server holds only the public key.
+ */
+export async function signTokenWithKey(privateKey: string | KeyObject, projects: string[], ttlSeconds = 3600, options: KeySignOptions = {}): Promise<string> {
+  const { createPrivateKey } = await import('node:crypto');
+  const key = typeof privateKey === 'string' ? createPrivateKey(privateKey) : privateKey;
+  const alg = options.algorithm ?? usualAlgorithm(key);
+  const jwt = new SignJWT({ projects })
+    .setProtectedHeader({ alg, typ: 'JWT', ...(options.kid !== undefined && { kid: options.kid }) })
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds);
+  if (options.issuer !== undefined) jwt.setIssuer(options.issuer);
+  if (options.audience !== undefined) jwt.setAudience(options.audience);
+  return jwt.sign(key as KeyObject & Parameters<SignJWT['sign']>[0]);
+}
+
+function usualAlgorithm(key: KeyObject): string {
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+      return 'RS256';
+    case 'rsa-pss':
+      return 'PS256';
+    case 'ed25519':
+      return 'EdDSA';
+    case 'ec':
+      return { prime256v1: 'ES256', secp384r1: 'ES384', secp521r1: 'ES512' }[key.asymmetricKeyDetails?.namedCurve ?? ''] ?? 'ES256';
+    default:
+      throw new TypeError(`signTokenWithKey: a ${key.asymmetricKeyType ?? 'secret'} key signs no token algorithm; use an RSA, EC or Ed25519 private key`);
+  }
 }

@@ -11,7 +11,7 @@ import type { Polka } from 'polka';
 import { Route } from '../../../protocol/routes.js';
 import type { CancelledMessage } from '../../../protocol/messages.js';
 import type { StageControlBroker } from '../broker/broker.js';
-import { authorize, tokenOf, type TokenPolicy } from './auth.js';
+import { authorize, checksTokens, tokenOf, type TokenPolicy } from './auth.js';
 import { handle, methodNotAllowed, requireIds } from './handler.js';
 import { ErrorCode, HttpError, sendJson } from './http-error.js';
 import { readJsonBody, requireJsonContentType } from './read-json-body.js';
@@ -29,8 +29,8 @@ export function mountCancelRoutes(app: Polka, { broker, policy, open }: CancelRo
     handle(async (req, res) => {
       const { projectId, stage } = requireIds(req.params);
       requireJsonContentType(req);
-      if (policy.secret) await authorize(policy, tokenOf(req, req.query), projectId);
-      else if (!open) throw new HttpError(403, ErrorCode.disabled, 'Cancel needs a token: set SSE_AUTH_SECRET on the server (it is open only in demo mode).');
+      if (checksTokens(policy)) await authorize(policy, tokenOf(req, req.query), projectId);
+      else if (!open) throw new HttpError(403, ErrorCode.disabled, 'Cancel needs a token: set SSE_AUTH_SECRET or a public key on the server (it is open only in demo mode).');
       const body = await readJsonBody(req);
       const reason = typeof body.reason === 'string' ? body.reason.slice(0, 500) : 'cancelled by the user';
       const message: CancelledMessage = { type: 'cancelled', stage: stage!, project_id: projectId, timestamp: Date.now() / 1000, reason };

@@ -9,7 +9,9 @@ import { QueryParam, STREAM_ROUTES } from '../../../protocol/routes.js';
 import { DEFAULTS } from '../defaults.js';
 import type { Hub } from '../hub/hub.js';
 import { authorize, tokenOf, type TokenPolicy } from './auth.js';
+import { clientAddressOf } from './client-address.js';
 import { handle, methodNotAllowed, requireIds, type Handler } from './handler.js';
+import { parseFilter } from './filter.js';
 import { ErrorCode, HttpError } from './http-error.js';
 
 export interface StreamRouteOptions {
@@ -78,6 +80,13 @@ export function refuseOverLimits(
   }
 }
 
+/** A query parameter given once (a repeated one is refused: which would count?). */
+function queryValue(req: Request, name: string): string | undefined {
+  const raw = req.query[name];
+  if (Array.isArray(raw)) throw new HttpError(400, ErrorCode.badRequest, `Give "${name}" once (comma-separated).`);
+  return raw;
+}
+
 export function mountStreamRoutes(app: Polka, options: StreamRouteOptions): Polka {
   const { hub, policy } = options;
   const maxStreams = options.maxStreams ?? DEFAULTS.maxStreams;
@@ -96,14 +105,15 @@ export function mountStreamRoutes(app: Polka, options: StreamRouteOptions): Polk
     }
     const lastEventId = lastEventIdOf(req);
     const snapshot = snapshotOf(req);
-    const clientKey = req.socket.remoteAddress ?? '';
+    const clientKey = clientAddressOf(req);
     refuseOverLimits(hub, clientKey, { maxStreams, maxStreamsPerClient, retryAfter });
     req.socket.setNoDelay(true);
     req.socket.setKeepAlive(true);
     const compact = req.query[QueryParam.compact] === '1';
+    const filter = parseFilter(queryValue(req, QueryParam.types), queryValue(req, QueryParam.stages), stage);
     try {
       // The hub announces the stream (`stream-opened`) for logs and metrics.
-      await hub.open(res, { projectId, stage, lastEventId, clientKey, requestId, compact, snapshot, expiresAt });
+      await hub.open(res, { projectId, stage, lastEventId, clientKey, requestId, compact, snapshot, expiresAt, filter });
     } catch {
       throw new HttpError(503, ErrorCode.unavailable, 'The message broker is unavailable; retry later.', { 'Retry-After': retryAfter });
     }

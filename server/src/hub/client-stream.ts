@@ -5,6 +5,7 @@
 import type { IdOrder } from '../broker/broker.js';
 import { tagJson } from '../../../protocol/mux.js';
 import { compactTokenFrame, formatEvent, HEARTBEAT_FRAME, originalFrame, taggedFrame, type BatchFrames, type ParsedPayload, type SSEEvent } from './sse-frame.js';
+import { HeldMessages } from './held-messages.js';
 import type { StreamSink } from './stream-sink.js';
 
 export const StreamState = {
@@ -17,6 +18,16 @@ export type StreamState = (typeof StreamState)[keyof typeof StreamState];
 
 /** Why a stream ended. `unsubscribed`: a subscription of a multiplexed connection removed by its client (the connection stays). */
 export type CloseReason = 'client_gone' | 'slow_consumer' | 'server_shutdown' | 'cut' | 'broker_error' | 'token_expired' | 'unsubscribed';
+
+/**
+ * What a stream takes of its topic (`?types=`, `?stages=`, or a subscription's `types` / `stages`): the messages
+ * of these types, of these stages. Unset: everything. The stream's own events (`connected`, `snapshot`, `reset`,
+ * `token_expired`) always go out; a snapshot or reset holds only what the filter lets through.
+ */
+export interface StreamFilter {
+  types?: ReadonlySet<string>;
+  stages?: ReadonlySet<string>;
+}
 
 export interface ClientStreamOptions {
   projectId: string;
@@ -39,6 +50,13 @@ export interface ClientStreamOptions {
    * Unset for a stream of its own, whose bytes stay exactly the single stream's.
    */
   subscription?: string | undefined;
+  /** Only these messages (see StreamFilter). */
+  filter?: StreamFilter | undefined;
+  /**
+   * The soft bound: while more unsent bytes than this wait in the socket, live messages are held and written in
+   * priority once it drains (held-messages.ts); `maxBufferBytes` stays the hard bound. Default a quarter of it.
+   */
+  softBufferBytes?: number;
   onClose: (stream: ClientStream, reason: CloseReason) => void;
 }
 
@@ -66,6 +84,9 @@ export class ClientStream {
   /** Compact mode: stages whose full text this connection has sent, so later tokens may go compact. */
   #synced: Set<string> | undefined;
   #expiry: NodeJS.Timeout | undefined;
+  /** Live messages held while the client is slow (see softBufferBytes), and the undo of the drain that flushes them. */
+  #held: HeldMessages | undefined;
+  #undoDrain: (() => void) | undefined;
 
   constructor(sink: StreamSink, options: ClientStreamOptions) {
     this.#sink = sink;
@@ -125,8 +146,24 @@ export class ClientStream {
     if (this.state === StreamState.live) this.write(HEARTBEAT_FRAME);
   }
 
+  /** True when the stream's filter lets `message` through (always, without a filter). */
+  wants(message: ParsedPayload): boolean {
+    const filter = this.#options.filter;
+    if (!filter) return true;
+    return this.wantsType(message.type) && (filter.stages === undefined || (message.stage !== undefined && filter.stages.has(message.stage)));
+  }
+
+  wantsType(type: string): boolean {
+    return this.#options.filter?.types?.has(type) ?? true;
+  }
+
+  wantsStage(stage: string): boolean {
+    return this.#options.filter?.stages?.has(stage) ?? true;
+  }
+
   /** A live message from the broker. */
   deliver(message: ParsedPayload): void {
+    if (this.#options.filter && !this.wants(message)) return;
     if (this.state === StreamState.live) {
       // After a replay, a live copy of a replayed message may still be on its way: drop it. Log ids only grow,
       // so the first message past the replay ends the check and the hot path is back to a field test.
@@ -134,6 +171,7 @@ export class ClientStream {
         if (this.#options.ids.compareIds(message.id, this.#replayedUpTo) <= 0) return;
         this.#replayedUpTo = undefined;
       }
+      if (this.#held || this.#pressed()) return this.#hold(message);
       this.send(message);
     } else if (this.state === StreamState.opening) {
       // The replay has written it already: holding it back would only count against maxPending.
@@ -210,7 +248,7 @@ export class ClientStream {
    * a compact client that has not been sent its stage's text yet.
    */
   needsFullText(message: ParsedPayload): boolean {
-    if (!message.linear) return false;
+    if (!message.linear || !this.wants(message)) return false;
     return !this.#synced || message.stage === undefined || !this.#synced.has(message.stage);
   }
 
@@ -258,7 +296,12 @@ export class ClientStream {
    * token whole take them one by one instead.
    */
   deliverBatch(messages: readonly ParsedPayload[], frames: BatchFrames): void {
-    if (this.state !== StreamState.live || this.#replayedUpTo !== undefined) {
+    // A filtered stream takes its messages one by one: the shared bytes hold them all.
+    if (this.state !== StreamState.live || this.#replayedUpTo !== undefined || this.#options.filter) {
+      for (const message of messages) this.deliver(message);
+      return;
+    }
+    if (this.#held || this.#pressed()) {
       for (const message of messages) this.deliver(message);
       return;
     }
@@ -279,6 +322,43 @@ export class ClientStream {
     }
     this.events += messages.length;
     this.write(bytes);
+  }
+
+  /** Above the soft bound, and the socket will say when it drained. */
+  #pressed(): boolean {
+    const sink = this.#sink;
+    return sink.writableNeedDrain && sink.writableLength > (this.#options.softBufferBytes ?? this.#options.maxBufferBytes / 4);
+  }
+
+  /** Holds a live message until the socket drains; what is held is bounded by the hard bound too. */
+  #hold(message: ParsedPayload): void {
+    if (!this.#held) {
+      this.#held = new HeldMessages();
+      this.#undoDrain = this.#sink.onceDrained(() => this.#flushHeld());
+    }
+    this.#held.add(message);
+    if (this.#held.bytes > this.#options.maxBufferBytes) this.close('slow_consumer');
+  }
+
+  /** The socket drained: what was held goes out, merged and in priority, then the cursor if need be. */
+  #flushHeld(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    this.#undoDrain = undefined;
+    if (!held || this.state !== StreamState.live) return;
+    const ids = this.#options.ids;
+    const { messages, cursor } = held.drain(
+      (a, b) => ids.compareIds(a, b),
+      (id): id is string => ids.isId(id),
+    );
+    for (const message of messages) {
+      if ((this.state as StreamState) === StreamState.closed) return;
+      this.send(message);
+    }
+    if (cursor !== undefined && (this.state as StreamState) !== StreamState.closed) {
+      // Everything up to `cursor` is out: the id-only event moves the client's Last-Event-ID there.
+      this.writeEvent({ id: cursor, event: 'cursor', data: JSON.stringify({ type: 'cursor', project_id: this.projectId, stage: this.stage, id: cursor }) });
+    }
   }
 
   #count(frame: string): void {
@@ -325,6 +405,9 @@ export class ClientStream {
     clearTimeout(this.#expiry);
     this.state = StreamState.closed;
     this.#pending = [];
+    this.#held = undefined;
+    this.#undoDrain?.();
+    this.#undoDrain = undefined;
     // A replay waiting for a socket that will never drain (a stalled client, dropped) ends now, not never.
     this.#wakeReplay?.();
     this.#options.onClose(this, reason);

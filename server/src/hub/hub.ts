@@ -6,7 +6,8 @@ import type { ServerResponse } from 'node:http';
 import type { Broker, Unsubscribe } from '../broker/broker.js';
 import { projectPattern, stageChannel } from '../channels.js';
 import { DEFAULTS } from '../defaults.js';
-import { ClientStream, type CloseReason } from './client-stream.js';
+import { ResponseWire, type ConnectionWire } from './connection-wire.js';
+import { ClientStream, type CloseReason, type StreamFilter } from './client-stream.js';
 import { HubEvents, type HubEventSource, type StreamOpening } from './hub-events.js';
 import { LiveTexts, tokenForm } from './live-texts.js';
 import { MuxConnection } from './mux-connection.js';
@@ -26,6 +27,11 @@ export interface HubOptions {
   retryMs?: number;
   /** Unsent bytes a client may hold before it is dropped as too slow. Default 1 MiB. */
   maxBufferBytes?: number;
+  /**
+   * Unsent bytes past which a client's live messages are held and sent in priority when its socket drains (tokens
+   * merged per stage, the latest progress, every other message kept and first). Default a quarter of maxBufferBytes.
+   */
+  softBufferBytes?: number;
   /** Live messages held per client while its resume replays (those the replay has not reached yet). Default 10,000. */
   maxPending?: number;
   /**
@@ -62,6 +68,8 @@ export interface OpenRequest {
    * client resumes with a fresh token. Unset: no end (public streams).
    */
   expiresAt?: number | undefined;
+  /** Only the messages of these types and stages (`?types=`, `?stages=`; see StreamFilter). Unset: everything. */
+  filter?: StreamFilter | undefined;
 }
 
 /** What a multiplexed connection is opened with (see Hub.openConnection). */
@@ -99,6 +107,7 @@ export class Hub {
   readonly #heartbeatMs: number;
   readonly #retryMs: number;
   readonly #maxBufferBytes: number;
+  readonly #softBufferBytes: number | undefined;
   readonly #maxPending: number;
   readonly #maxReplayEntries: number;
   readonly #maxReplayBytes: number;
@@ -125,6 +134,7 @@ export class Hub {
     this.#heartbeatMs = options.heartbeatMs ?? DEFAULTS.heartbeatMs;
     this.#retryMs = options.retryMs ?? DEFAULTS.retryMs;
     this.#maxBufferBytes = options.maxBufferBytes ?? DEFAULTS.maxBufferBytes;
+    this.#softBufferBytes = options.softBufferBytes;
     this.#maxPending = options.maxPending ?? DEFAULTS.maxPending;
     this.#maxReplayEntries = options.maxReplayEntries ?? DEFAULTS.maxReplayEntries;
     this.#maxReplayBytes = options.maxReplayBytes ?? DEFAULTS.maxReplayBytes;
@@ -193,8 +203,9 @@ export class Hub {
    * (see subscribe()). It counts as one stream in `size` and `streamsOf`, and gets one heartbeat per interval.
    * Announces `connection-opened`.
    */
-  openConnection(res: ServerResponse, request: OpenConnectionRequest): MuxConnection {
-    const connection = new MuxConnection(res, {
+  openConnection(target: ServerResponse | ConnectionWire, request: OpenConnectionRequest): MuxConnection {
+    const wire = 'writeHead' in target ? new ResponseWire(target) : target;
+    const connection = new MuxConnection(wire, {
       id: request.connection,
       clientKey: request.clientKey ?? '',
       requestId: request.requestId ?? '',
@@ -256,6 +267,8 @@ export class Hub {
       compact: request.compact ?? false,
       expiresAt: request.expiresAt,
       subscription,
+      filter: request.filter,
+      softBufferBytes: this.#softBufferBytes,
       onClose: (closed, reason) => this.#release(closed, topicKey, reason),
     });
     this.#streams.add(stream);
@@ -377,9 +390,10 @@ export class Hub {
     // Prototype-less, so a stage named "__proto__" stays data instead of replacing the object's prototype.
     const stages: Record<string, Record<string, unknown>> = Object.create(null);
     for (const [stageName, byType] of Object.entries(snapshot.stages)) {
-      if (stage !== null && stageName !== stage) continue;
+      if ((stage !== null && stageName !== stage) || !stream.wantsStage(stageName)) continue;
       const latest: Record<string, unknown> = Object.create(null);
       for (const [type, json] of Object.entries(byType)) {
+        if (!stream.wantsType(type)) continue;
         const message = type === 'token' ? this.#wholeToken(texts, stageName, json) : safeParse(json);
         if (message !== undefined) latest[type] = message;
       }
@@ -427,13 +441,15 @@ export class Hub {
     const stages: Record<string, StageState> = Object.create(null);
     const unknown = new Map<string, Record<string, unknown>>();
     for (const [stageName, byType] of Object.entries(snapshot.stages)) {
-      if (stage !== null && stageName !== stage) continue;
+      if ((stage !== null && stageName !== stage) || !stream.wantsStage(stageName)) continue;
       const state: StageState = {};
       for (const type of STATE_TYPES) {
+        if (!stream.wantsType(type)) continue;
         const message = byType[type] === undefined ? undefined : safeParse(byType[type]);
         if (isObject(message)) Object.assign(state, { [type]: message });
       }
-      if (!state.done) {
+      // The text is the tokens' state: only for a stream that takes tokens.
+      if (!state.done && stream.wantsType('token')) {
         const text = texts.get(stageName);
         const token = byType.token === undefined ? undefined : safeParse(byType.token);
         const form = isObject(token) ? tokenForm(token) : undefined;
@@ -539,6 +555,8 @@ export class Hub {
         } else {
           texts.note(message);
         }
+        // Read and tracked like the others (the texts must see every entry), but not the stream's to get.
+        if (!stream.wants(message)) continue;
         replayed++;
         stream.send(message);
         await stream.drained();

@@ -1,5 +1,5 @@
 /**
- * One multiplexed connection (protocol/mux.ts): an HTTP response that carries any number of subscriptions, each
+ * One multiplexed connection (protocol/mux.ts): an HTTP response (or a WebSocket, see ConnectionWire) that carries any number of subscriptions, each
  * a ClientStream of the hub writing into its share of the response (a MuxSubscription, its StreamSink).
  *
  * What ends where: a subscription removed by its client (`unsubscribed`) or whose token ran out (`token_expired`)
@@ -7,10 +7,10 @@
  * buffer is the response's; a broker failure; a cut; shutdown) ends the whole connection, and the client
  * reconnects and subscribes again, each subscription with its own cursor.
  */
-import type { ServerResponse } from 'node:http';
 import { tagJson, type MuxConnectionMessage, type MuxUnsubscribedMessage } from '../../../protocol/mux.js';
 import type { ClientStream, CloseReason } from './client-stream.js';
-import { HEARTBEAT_FRAME, SSE_HEADERS, formatEvent } from './sse-frame.js';
+import type { ConnectionWire } from './connection-wire.js';
+import { HEARTBEAT_FRAME, formatEvent } from './sse-frame.js';
 import type { StreamSink } from './stream-sink.js';
 
 export interface MuxConnectionOptions {
@@ -34,7 +34,7 @@ export class MuxConnection {
   readonly requestId: string;
   readonly maxSubscriptions: number;
   readonly openedAt = Date.now();
-  readonly #res: ServerResponse;
+  readonly #wire: ConnectionWire;
   readonly #options: MuxConnectionOptions;
   readonly #subscriptions = new Map<string, MuxSubscription>();
   /** Replays of subscriptions waiting for the response to drain: one `drain` listener wakes them all. */
@@ -42,15 +42,15 @@ export class MuxConnection {
   #started = false;
   #closed = false;
 
-  constructor(res: ServerResponse, options: MuxConnectionOptions) {
-    this.#res = res;
+  constructor(wire: ConnectionWire, options: MuxConnectionOptions) {
+    this.#wire = wire;
     this.#options = options;
     this.id = options.id;
     this.clientKey = options.clientKey;
     this.requestId = options.requestId;
     this.maxSubscriptions = options.maxSubscriptions;
-    res.once('close', () => this.#gone());
-    res.on('drain', () => {
+    wire.onceGone(() => this.#gone());
+    wire.onDrain(() => {
       const waiters = [...this.#drainWaiters];
       this.#drainWaiters.clear();
       for (const wake of waiters) wake();
@@ -59,16 +59,14 @@ export class MuxConnection {
 
   /** Writes the head, `retry:` and the `connection` event. */
   start(retry: string): void {
-    this.#res.writeHead(200, SSE_HEADERS);
-    this.#res.write(retry);
     const message: MuxConnectionMessage = { type: 'connection', connection: this.id, max_subscriptions: this.maxSubscriptions, timestamp: Date.now() / 1000 };
-    this.#res.write(formatEvent({ event: 'connection', data: JSON.stringify(message) }));
+    this.#wire.start(retry + formatEvent({ event: 'connection', data: JSON.stringify(message) }));
     this.#started = true;
   }
 
   /** True once the connection ended (or its client went away): nothing more is written. */
   get ended(): boolean {
-    return this.#closed || this.#res.destroyed || this.#res.writableEnded;
+    return this.#closed || this.#wire.ended;
   }
 
   /** Subscriptions held, those still joining their topic included. */
@@ -99,11 +97,11 @@ export class MuxConnection {
   }
 
   get writableLength(): number {
-    return this.#res.writableLength;
+    return this.#wire.writableLength;
   }
 
   get writableNeedDrain(): boolean {
-    return this.#res.writableNeedDrain;
+    return this.#wire.writableNeedDrain;
   }
 
   /** Calls `wake` once, at the response's next `drain`; returns the undo. */
@@ -114,17 +112,19 @@ export class MuxConnection {
 
   /** One heartbeat per connection, whatever its subscriptions. */
   heartbeat(): void {
-    if (this.#started) this.write(HEARTBEAT_FRAME);
+    if (!this.#started) return;
+    this.write(HEARTBEAT_FRAME);
+    this.#wire.heartbeat?.();
   }
 
   write(chunk: string | Buffer): void {
     if (this.ended) return;
     // The single stream's rule (ClientStream.write), for the whole connection: its subscriptions share the buffer.
-    if (this.#res.writableLength > this.#options.maxBufferBytes) {
+    if (this.#wire.writableLength > this.#options.maxBufferBytes) {
       this.close('slow_consumer');
       return;
     }
-    this.#res.write(chunk);
+    this.#wire.write(chunk);
   }
 
   /** Ends the connection and every subscription on it, each closed for `reason`. */
@@ -134,8 +134,7 @@ export class MuxConnection {
     for (const subscription of [...this.#subscriptions.values()]) subscription.stream?.close(reason);
     this.#subscriptions.clear();
     this.#drainWaiters.clear();
-    if (reason === 'slow_consumer' || reason === 'client_gone') this.#res.destroy();
-    else this.#res.end();
+    this.#wire.end(reason);
     this.#options.onClose(this, reason);
   }
 

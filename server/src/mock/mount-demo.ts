@@ -9,7 +9,8 @@ import type { Broker } from '../broker/broker.js';
 import { ID_RULE, isValidId } from '../channels.js';
 import { DEFAULTS } from '../defaults.js';
 import type { Hub } from '../hub/hub.js';
-import { authorize, signToken, tokenOf, type TokenPolicy } from '../http/auth.js';
+import { authorize, checksTokens, signToken, tokenOf, type TokenPolicy } from '../http/auth.js';
+import type { TokenKeys } from '../http/token-keys.js';
 import { handle, methodNotAllowed, requireIds } from '../http/handler.js';
 import { ErrorCode, HttpError, sendJson } from '../http/http-error.js';
 import { readJsonBody, requireJsonContentType } from '../http/read-json-body.js';
@@ -31,6 +32,9 @@ export interface DemoOptions {
   /** The `iss` / `aud` the tokens `execute_stage` takes must carry, when set (as `mountSse`'s). Default unset. */
   authIssuer?: string | undefined;
   authAudience?: string | undefined;
+  /** Public keys (`mountSse`'s `authKeys`): `execute_stage` then needs a token signed by their private key. Default unset. */
+  authKeys?: TokenKeys | undefined;
+  authClockToleranceSeconds?: number | undefined;
   /** Mock stages that may run at once; `execute_stage` answers 429 beyond. Default 16. */
   maxDemoTasks?: number;
   /** The lease of the mock stages' publishers, in ms. Default 30000 (`DEFAULTS.leaseMs`). */
@@ -51,7 +55,13 @@ export interface DemoMount {
 /** Mounts `execute_stage` and the demo-only controls on `app`. Anyone who reaches them can start jobs and mint tokens. */
 export function mountDemo(app: Polka, options: DemoOptions): DemoMount {
   const { hub, broker, logger } = options;
-  const policy: TokenPolicy = { secret: options.authSecret, issuer: options.authIssuer, audience: options.authAudience };
+  const policy: TokenPolicy = {
+    secret: options.authSecret,
+    keys: options.authKeys,
+    issuer: options.authIssuer,
+    audience: options.authAudience,
+    clockToleranceSeconds: options.authClockToleranceSeconds,
+  };
   const retryAfter = String(options.retryAfterSeconds ?? DEFAULTS.retryAfterSeconds);
   const tasks = new TaskRunner(broker, (error, task) => logger?.error({ err: error, ...task }, 'mock stage failed to publish'), options.maxDemoTasks, options.leaseMs);
 
@@ -59,7 +69,7 @@ export function mountDemo(app: Polka, options: DemoOptions): DemoMount {
     Route.executeStage,
     handle(async (req, res) => {
       const { projectId } = requireIds(req.params);
-      if (policy.secret) await authorize(policy, tokenOf(req, req.query), projectId);
+      if (checksTokens(policy)) await authorize(policy, tokenOf(req, req.query), projectId);
       const body = await readJsonBody(req);
       const stage = body.stage_name;
       if (typeof stage !== 'string' || !isValidId(stage)) {

@@ -1,3 +1,4 @@
+import type { Transport } from '../../shared/mux-core.js';
 import { ContextProvider } from '@lit/context';
 import { LitElement, html, type TemplateResult } from 'lit';
 import { property } from 'lit/decorators.js';
@@ -38,6 +39,12 @@ export class SseStreamProvider extends LitElement {
    */
   @property({ attribute: 'own-connection', type: Boolean }) ownConnection = false;
 
+  /**
+   * How the connection reaches the server: `sse` (default), `websocket` (one WebSocket, for networks that mangle
+   * long HTTP responses) or `auto` (the WebSocket first, SSE when it cannot open).
+   */
+  @property() transport: Transport = 'sse';
+
   readonly #provider = new ContextProvider(this, { context: streamHubContext, initialValue: undefined });
   #key: string | undefined;
 
@@ -61,14 +68,14 @@ export class SseStreamProvider extends LitElement {
   }
 
   #syncHub(): void {
-    const key = JSON.stringify([this.projectId, this.baseUrl, this.token !== undefined, this.ownConnection]);
+    const key = JSON.stringify([this.projectId, this.baseUrl, this.token !== undefined, this.ownConnection, this.transport]);
     if (key === this.#key) return;
     this.#key = key;
     let hub: StreamHub | undefined;
     if (this.projectId) {
       try {
         const token = liveToken(() => this.token);
-        hub = new StreamHub(createSSEClient(this.projectId, null, { baseUrl: this.baseUrl, token, shared: !this.ownConnection }));
+        hub = new StreamHub(createSSEClient(this.projectId, null, { baseUrl: this.baseUrl, token, shared: !this.ownConnection, transport: this.transport }));
       } catch (error) {
         console.error(error);
       }

@@ -1,3 +1,4 @@
+import type { Transport } from '../../shared/mux-core.js';
 import { LitElement, html, nothing, type TemplateResult } from 'lit';
 import { property } from 'lit/decorators.js';
 import { ref } from 'lit/directives/ref.js';
@@ -172,6 +173,18 @@ export class SseStreamViewer extends LitElement {
    * Default false.
    */
   @property({ attribute: 'own-connection', type: Boolean }) ownConnection = false;
+
+  /**
+   * How the connection reaches the server: `sse` (default), `websocket` (one WebSocket, for networks that mangle
+   * long HTTP responses) or `auto` (the WebSocket first, SSE when it cannot open).
+   */
+  @property() transport: Transport = 'sse';
+
+  /** Only these message types, comma-separated (`progress,done`: no tokens), filtered on the server. Default all. */
+  @property() types = '';
+
+  /** Without `stage-name`: only these stages, comma-separated (`rewrite,storyboard`). Default all. */
+  @property() stages = '';
 
   @property({ attribute: 'auto-connect', type: Boolean }) autoConnect = false;
 
