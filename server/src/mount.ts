@@ -181,12 +181,14 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
   const attachWs = (server: Server, wsOptions: { allowedHosts?: readonly string[] | null } = {}) => {
     const undo = attachWebSocket(server, {
       hub,
-      policy: { secret: options.authSecret, issuer: options.authIssuer, audience: options.authAudience },
+      // The HTTP routes' token policy (secret and keys), and their client addresses (trusted proxies).
+      policy,
       publicStreams: options.publicStreams ?? true,
       maxStreams: options.maxStreams ?? DEFAULTS.maxStreams,
       maxStreamsPerClient: options.maxStreamsPerClient ?? DEFAULTS.maxStreamsPerClient,
       maxSubscriptions: options.maxSubscriptions ?? DEFAULTS.maxSubscriptions,
       allowedHosts: wsOptions.allowedHosts ?? null,
+      trusted,
     });
     detachers.push(undo);
     return undo;

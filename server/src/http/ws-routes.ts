@@ -21,6 +21,7 @@ import type { ConnectionWire } from '../hub/connection-wire.js';
 import type { Hub } from '../hub/hub.js';
 import type { MuxConnection } from '../hub/mux-connection.js';
 import { formatEvent } from '../hub/sse-frame.js';
+import { clientAddress, type TrustedProxies } from './client-address.js';
 import { hostName } from './host-guard.js';
 import { ErrorCode, HttpError } from './http-error.js';
 import { MuxControl, answerOf } from './mux-control.js';
@@ -31,6 +32,8 @@ import { refuseOverLimits, requestIdOf } from './stream-routes.js';
 export interface WebSocketOptions extends MuxRouteOptions {
   /** `Host` names answered (the DNS-rebinding guard of the HTTP routes); null: any. */
   allowedHosts?: readonly string[] | null;
+  /** Proxies whose `X-Forwarded-For` is believed (SSE_TRUSTED_PROXIES): upgrades skip the routes' middleware. */
+  trusted?: TrustedProxies | undefined;
 }
 
 /** Where a WebSocket counts as past its high-water mark: the socket's own, 16 KiB. */
@@ -137,7 +140,7 @@ export function attachWebSocket(server: Server, options: WebSocketOptions): () =
     if (hosts && !hosts.has(hostName(req.headers.host))) {
       return refuse(ws, new HttpError(421, ErrorCode.misdirected, `This server does not answer for host "${hostName(req.headers.host)}".`));
     }
-    const clientKey = req.socket.remoteAddress ?? '';
+    const clientKey = clientAddress(req, options.trusted);
     try {
       refuseOverLimits(hub, clientKey, {
         maxStreams: options.maxStreams ?? DEFAULTS.maxStreams,
