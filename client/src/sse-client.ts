@@ -547,7 +547,6 @@ export class SSEClient {
   }
 
   #dispatch(type: string, data: unknown, id: string | undefined): void {
-    const event = { id };
     // A slow client's flush (the server's priorities) ends with an id-only `cursor` event: the position, no message.
     if (type === 'cursor') {
       if (id !== undefined) this.#advance(id);
@@ -569,11 +568,11 @@ export class SSEClient {
     }
     if (type === 'snapshot') this.#seedTexts(data);
     // [spec] The id field sets the last event ID buffer, and an empty id clears it.
-    if (event.id !== undefined) this.#advance(event.id);
+    if (id !== undefined) this.#advance(id);
     const generation = this.#generation;
     if (!isClientEvent(type)) this.#emitter.emit(type, data);
     if (generation !== this.#generation) return; // a handler disconnected
-    this.#emitter.emit('message', { type, data, id: event.id } satisfies StreamEvent);
+    this.#emitter.emit('message', { type, data, id } satisfies StreamEvent);
     if (generation !== this.#generation) return;
     if (type === 'done' && this.#options.closeOnDone && this.stageName) this.#close({ reason: DisconnectReason.done });
     // No backoff: the token source is asked again, and the Last-Event-ID resume leaves no gap.

@@ -336,14 +336,7 @@ export class MuxCore {
 
   async #read(body: ReadableStream<Uint8Array>, generation: number): Promise<void> {
     const current = () => generation === this.#generation;
-    const parser = createParser({
-      onEvent: (event) => {
-        if (current()) this.#dispatch(event);
-      },
-      onRetry: (ms) => {
-        this.#serverRetryMs = ms;
-      },
-    });
+    const parser = this.#parser(current);
     const decoder = new TextDecoder();
     const reader = body.getReader();
     try {

@@ -29,7 +29,7 @@ export interface MuxSubscriber extends MuxSink {
 export class RelayHost {
   readonly #cores = new Map<string, MuxCore>();
   readonly #handles = new Map<string, MuxHandle>();
-  readonly #pendingTokens = new Map<number, { resolve: (token: string | null) => void; reject: (error: Error) => void }>();
+  readonly #pendingTokens = new Map<number, { tab: string; resolve: (token: string | null) => void; reject: (error: Error) => void }>();
   readonly #send: (message: HostMessage) => void;
   #nonce = 0;
 
@@ -84,11 +84,22 @@ export class RelayHost {
   /** A tab closed: its subscriptions go (the connection stays while other tabs need it). */
   dropTab(tab: string): void {
     for (const key of [...this.#handles.keys()]) if (key.startsWith(`${tab}/`)) this.#drop(key);
+    // A token asked of it never comes: its subscribes must not wait for it (the others' go in the same request).
+    this.#refuseTokens((pending) => pending.tab === tab);
   }
 
   /** Ends every subscription (a leader stepping down). */
   close(): void {
     for (const key of [...this.#handles.keys()]) this.#drop(key);
+    this.#refuseTokens(() => true);
+  }
+
+  #refuseTokens(which: (pending: { tab: string }) => boolean): void {
+    for (const [nonce, pending] of this.#pendingTokens) {
+      if (!which(pending)) continue;
+      this.#pendingTokens.delete(nonce);
+      pending.reject(new Error('the tab that holds this subscription is gone'));
+    }
   }
 
   #drop(handleKey: string): void {
@@ -100,7 +111,7 @@ export class RelayHost {
   #askToken(tab: string, key: number): Promise<string | null> {
     const nonce = ++this.#nonce;
     return new Promise((resolve, reject) => {
-      this.#pendingTokens.set(nonce, { resolve, reject });
+      this.#pendingTokens.set(nonce, { tab, resolve, reject });
       this.#send({ op: 'token?', tab, key, nonce });
     });
   }
