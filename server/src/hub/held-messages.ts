@@ -37,11 +37,8 @@ export class HeldMessages {
   #stages = new Map<string, StageHeld>();
   /** Bytes held (message data), to bound what a slow client costs. */
   bytes = 0;
-  /** Messages taken, and what they were reduced to (for metrics). */
-  taken = 0;
 
   add(message: ParsedPayload): void {
-    this.taken++;
     this.bytes += message.data.length;
     const stage = message.stage;
     if (stage !== undefined && message.type === 'token' && this.#addToken(stage, message)) return;
