@@ -12,8 +12,9 @@ import { RATE_WINDOW, longAnswerPieces, type LongPublishResult, type LongStream,
 import { LATE_LOG_MAX_LEN, LATE_SAMPLES, LATE_TIMEOUT_MS, type LateJoinResult, type LateMoment, type ResumeJoin, type SnapshotJoin } from './lib/late-join.js';
 import { CpuMeter } from './lib/proc.js';
 import type { ChurnResult, Command, OpenResult, RenderResult, Reply, ResumeResult, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
-import { NchanBenchPublisher, RedisBenchPublisher, type BenchPublisher } from './lib/publishers.js';
+import { NchanBenchPublisher, RawRedisBenchPublisher, RedisBenchPublisher, type BenchPublisher } from './lib/publishers.js';
 import { SseConnection, now, type Tally } from './lib/sse-connection.js';
+import { stormFinish, stormOpen, stormResume } from './lib/storm-clients.js';
 import { RedisBroker } from '../server/src/broker/redis-broker.js';
 import { StreamPublisher } from '../server/src/publisher.js';
 
@@ -805,8 +806,12 @@ async function renderFinish(command: Extract<Command, { cmd: 'renderFinish' }>):
 async function setTarget(next: Target): Promise<void> {
   await publisher?.close();
   target = next;
-  if (next.publish.via === 'redis') publisher = new RedisBenchPublisher(next.publish.url);
-  else {
+  if (next.publish.via === 'redis' && process.env.BENCH_PUBLISHER === 'kit') publisher = new RedisBenchPublisher(next.publish.url);
+  else if (next.publish.via === 'redis') {
+    const raw = new RawRedisBenchPublisher(next.publish.url);
+    await raw.ready();
+    publisher = raw;
+  } else {
     const nchan = new NchanBenchPublisher(next.port);
     await nchan.ready();
     publisher = nchan;
@@ -841,6 +846,12 @@ async function handle(command: Command): Promise<unknown> {
       return renderStart(command);
     case 'renderFinish':
       return renderFinish(command);
+    case 'stormOpen':
+      return stormOpen(command);
+    case 'stormResume':
+      return stormResume(command);
+    case 'stormFinish':
+      return stormFinish(command);
     case 'exit':
       await closeAll();
       await publisher?.close();

@@ -4,7 +4,7 @@
  * bench/results/<timestamp>.md (+ .svg, .json) and bench/results/latest.md + latest.svg.
  *
  * Env: BENCH_QUICK=1 (small N, short trials), BENCH_TARGETS=ours,nchan,naive (subset, in order),
- * BENCH_ONLY=fanout,allstages,projects,idle,tokens,render,resume,long-answer,late-join,batching,pressure,churn (subset of the scenarios),
+ * BENCH_ONLY=fanout,allstages,projects,idle,tokens,render,resume,long-answer,late-join,batching,pressure,storm,churn (subset of the scenarios),
  * BENCH_SERVER_CPU / BENCH_LOADGEN_CPU / BENCH_REDIS_CPU (taskset lists; default 0 / 1 / 0),
  * BENCH_P99_LIMIT_MS (what "keeps up" allows, default 200), BENCH_COMPACT_QUERY (the query that asks our
  * server for compact token events, default `compact=1`), BENCH_NO_INSTALL=1 (never apt-get nginx),
@@ -21,6 +21,7 @@ import { LATE_MID_AT, LATE_TOKENS, writeLateJoinReport, type LateJoinResult } fr
 import { measureStartup, writeStartupReport } from './lib/startup.js';
 import { BATCH_RATE, runBatching, writeBatchingReport } from './lib/batching.js';
 import { PRESSURE_READ_BYTES_PER_SECOND, runPressure, writePressureReport } from './lib/pressure.js';
+import { runStorm, stormCheck, stormSizes, writeStormReport } from './lib/storm.js';
 import type { ChurnResult, CommandBody, OpenResult, RenderResult, Reply, ResumeResult, Routing, SearchResult, Target, TokensResult, TrialResult } from './lib/protocol.js';
 import { ROOT, NOFILE, nchanMissing, nginxVersion, pinned, startNaive, startNchan, startOurs, startRedis, type Running } from './lib/targets.js';
 
@@ -53,6 +54,9 @@ export const SIZES = {
   /** The long resume: this many non-compact clients at once, of an answer of `resumeTokens` tokens of 20 bytes. */
   resumeClients: quick ? 16 : 64,
   resumeTokens: 1000,
+  /** The reconnect storm (issue 20): clients, over projects. */
+  stormClients: stormSizes(quick).clients,
+  stormProjects: stormSizes(quick).projects,
 };
 const STAGES = ['rewrite', 'storyboard', 'image_generation', 'video_generation'];
 
@@ -399,6 +403,16 @@ async function runTarget(name: TargetName, loadgen: Loadgen): Promise<TargetResu
       }
     });
 
+    // Issue 20, item 4: every connection cut at once, every client resuming with its Last-Event-ID while the workers publish.
+    if ((name === 'ours' || name === 'nchan') && wanted('storm')) await step(results, `reconnect storm: ${SIZES.stormClients} clients on ${SIZES.stormProjects} projects cut at once`, async () => {
+      const storms = await runStorm({ target: name, call: (command) => loadgen.call(command), quick, serverCpu: SERVER_CPU, redisCpu: REDIS_CPU, nchanPort: target.port, log });
+      [results.storm, results.stormSockets] = storms.length === 2 ? storms : [undefined, storms[0]];
+      for (const r of storms) {
+        const reads = r.reads ? `; log reads: ${r.reads.hub.replay?.sent ?? 0} first pages for ${r.resumed.cursors} cursors (${r.reads.hub.replay?.shared ?? 0} shared), ${r.reads.redis.xrange} XRANGE` : '';
+        log(`    ${r.cut}: all live again ${r.resumed.ms.toFixed(0)} ms after the reconnect (${r.fromCutMs.toFixed(0)} ms after the cut); p99 ${r.finish.p99DuringMs.toFixed(1)} ms during it; ${r.finish.lost} lost, ${r.finish.repeated} repeated${reads}; loadgen ${Math.round(r.resumed.loadgenCpu * 100)}% CPU; target ${stormCheck(r).status}`);
+      }
+    });
+
     if (wanted('churn')) await step(results, 'connection churn', async () => {
       const path = stagePath('churn', 'rewrite');
       // One viewer stays, as on a busy stage: the churn measures opening and closing streams, not subscribing.
@@ -444,6 +458,8 @@ async function main(): Promise<void> {
     await loadgen.exit();
   }
   for (const target of targets) delete target.loadgen;
+  const storms = targets.flatMap((t) => [t.storm, t.stormSockets].filter((r) => r !== undefined));
+  if (storms.length > 0) log(`storm report: ${writeStormReport(storms, gitCommit(), quick)}`);
   const machine = versions();
   machine.nginx = targets.find((t) => t.name === 'nchan')?.version;
   const run: BenchRun = {

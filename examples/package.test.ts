@@ -1,17 +1,19 @@
 /**
- * The package as users get it: `npm pack` (its prepack builds dist/), installed into an empty folder, then
- * used there with nothing from this repository: the client imported in Node, the server library publishing
- * and subscribing, its types checked, the Node examples run against a server built from the installed
- * package, and the packaged single-file build driving a plain page in Chromium.
+ * The package as users get it: `npm pack` (its prepack builds dist/), installed into empty folders, then used
+ * there with nothing from this repository. A front end's install (the tarball alone) has only the client's
+ * packages, and `ai-story-sse/server` there says which peers to install; a server's install (the tarball and
+ * the peers, as the README says) imports the client in Node, publishes and subscribes with the server library,
+ * checks its types, runs the command and the Node examples, and drives the single-file build in Chromium; and
+ * the Vue and React example apps are built by Vite against the installed package and watched in Chromium.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { chromium } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { freePort, startRedis, type TestRedis } from '../server/test/redis-server.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -19,6 +21,26 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TSX = import.meta.resolve('tsx');
 const TSC = join(ROOT, 'node_modules/typescript/bin/tsc');
 const SENTENCE = 'Once upon a time, a small robot learned to paint the sea at night.';
+const manifest = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
+  version: string;
+  dependencies: Record<string, string>;
+  peerDependencies: Record<string, string>;
+  peerDependenciesMeta: Record<string, { optional?: boolean }>;
+  devDependencies: Record<string, string>;
+};
+/** The server's packages, each at the range package.json asks for: what a server's install adds. */
+const PEERS = Object.entries(manifest.peerDependencies).map(([name, range]) => `${name}@${range}`);
+/** The install line of the README for a server (quoted: `^` is special to cmd.exe and zsh). */
+const SERVER_INSTALL = `npm install ai-story-sse ${PEERS.map((peer) => `"${peer}"`).join(' ')}`;
+/**
+ * Every package a client-only install may hold: the package, lit and its own dependencies, @lit/context and
+ * eventsource-parser. A server package here (ioredis, pino, ...) means a peer became a dependency again.
+ */
+const CLIENT_PACKAGES = ['ai-story-sse', 'lit', 'lit-html', 'lit-element', '@lit/reactive-element', '@lit-labs/ssr-dom-shim', '@types/trusted-types', '@lit/context', 'eventsource-parser'];
+/** The bound on its files' bytes. Before the server's packages became peers it held 43 packages and 10.8 MB; now 9 and 4.5 MB. */
+const CLIENT_MAX_BYTES = 6_000_000;
+/** The Vite apps' build tools, linked from this repository's node_modules: the test downloads nothing. */
+const BUILD_TOOLS = ['vite', '@vitejs/plugin-vue', '@vitejs/plugin-react', 'vue', 'react', 'react-dom', '@types/react', '@types/react-dom', 'typescript', 'vue-tsc'];
 
 interface Run {
   code: number | null;
@@ -59,16 +81,55 @@ function lineOf(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> 
   });
 }
 
+/** The packages installed under `dir`/node_modules (nested ones too), as `name@version`, and their files' bytes. */
+async function installed(dir: string): Promise<{ packages: string[]; bytes: number }> {
+  const packages: string[] = [];
+  let bytes = 0;
+  async function size(path: string): Promise<void> {
+    const stat = await lstat(path);
+    if (!stat.isDirectory()) return void (bytes += stat.size);
+    for (const name of await readdir(path)) await size(join(path, name));
+  }
+  async function walk(modules: string): Promise<void> {
+    for (const entry of await readdir(modules, { withFileTypes: true })) {
+      if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
+      const path = join(modules, entry.name);
+      if (entry.name.startsWith('@')) {
+        await walk(path);
+        continue;
+      }
+      const { name, version } = JSON.parse(await readFile(join(path, 'package.json'), 'utf8')) as { name: string; version: string };
+      packages.push(`${name}@${version}`);
+      await walk(join(path, 'node_modules')).catch(() => {});
+    }
+  }
+  await walk(join(dir, 'node_modules'));
+  await size(join(dir, 'node_modules'));
+  return { packages: packages.sort(), bytes };
+}
+
+/** An empty project folder with the tarball and `packages` installed, as a user would (from npm's cache when it has them). */
+async function project(name: string, packages: string[] = []): Promise<string> {
+  const dir = join(work, name);
+  await mkdir(dir);
+  await writeFile(join(dir, 'package.json'), JSON.stringify({ name, private: true, type: 'module' }));
+  await succeed(`npm install in ${name}`, 'npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...packages], { cwd: dir });
+  return dir;
+}
+
 let work: string;
+/** A server's install: the tarball and the peers. */
 let app: string;
+/** A front end's install: the tarball alone. */
+let client: string;
+/** Another front end's, for the Vite apps: the tarball, and the build tools linked in. */
+let web: string;
 let redis: TestRedis;
 let packed: Array<{ path: string }>;
 let tarball: string;
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'sse-pack-'));
-  app = join(work, 'app');
-  await mkdir(app);
   const [pack] = await Promise.all([
     succeed('npm pack', 'npm', ['pack', '--json', '--pack-destination', work], { cwd: ROOT }),
     startRedis().then((started) => (redis = started)),
@@ -77,9 +138,12 @@ before(async () => {
   const report = JSON.parse(pack.stdout.slice(pack.stdout.lastIndexOf('\n[') + 1)) as Array<{ filename: string; files: Array<{ path: string }> }>;
   packed = report[0]!.files;
   tarball = join(work, report[0]!.filename);
-  await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
   // Its dependencies come from npm's cache when they are there (CI has just installed them).
-  await succeed('npm install of the tarball', 'npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', join(work, report[0]!.filename)], { cwd: app });
+  [app, client, web] = await Promise.all([project('app', PEERS), project('client'), project('web')]);
+  for (const tool of BUILD_TOOLS) {
+    await mkdir(dirname(join(web, 'node_modules', tool)), { recursive: true });
+    await symlink(join(ROOT, 'node_modules', tool), join(web, 'node_modules', tool), 'dir');
+  }
 });
 
 after(async () => {
@@ -108,6 +172,11 @@ describe('npm pack', () => {
       'dist/client/vue.d.ts',
       'dist/server/index.js',
       'dist/server/index.d.ts',
+      'dist/server/entry.js',
+      'dist/server/entry.d.ts',
+      'dist/server/bin.js',
+      'dist/server/peers.js',
+      'dist/client/shared/worker.js',
       'dist/server/broker/publish.lua',
       'dist/protocol/index.js',
       'dist/protocol/index.d.ts',
@@ -135,9 +204,82 @@ describe('npm pack', () => {
     assert.equal(manifest.license, 'MIT');
     assert.match(await readFile(join(ROOT, 'LICENSE'), 'utf8'), /^MIT License/);
     assert.ok(manifest.repository?.url && manifest.keywords?.length > 0);
-    assert.deepEqual(manifest.bin, { 'ai-story-sse': 'dist/server/main.js' });
+    assert.deepEqual(manifest.bin, { 'ai-story-sse': 'dist/server/bin.js' });
     assert.equal(manifest.dependencies.tsx, undefined, 'tsx is a devDependency only');
     assert.ok(manifest.devDependencies.tsx);
+  });
+
+  it("depends on the client's packages only; the server's are optional peers, which this repository installs as devDependencies", () => {
+    assert.deepEqual(Object.keys(manifest.dependencies).sort(), ['@lit/context', 'eventsource-parser', 'lit']);
+    assert.deepEqual(Object.keys(manifest.peerDependencies).sort(), ['ioredis', 'jose', 'pino', 'polka', 'prom-client', 'sirv', 'ws']);
+    for (const [name, range] of Object.entries(manifest.peerDependencies)) {
+      assert.equal(manifest.peerDependenciesMeta[name]?.optional, true, `${name} is an optional peer`);
+      assert.equal(manifest.devDependencies[name], range, `${name} is a devDependency at the peer's range`);
+    }
+  });
+
+  it("gives the server's install line, with the peers' ranges, in the README and in examples/README.md", async () => {
+    for (const file of ['README.md', 'examples/README.md']) assert.ok((await readFile(join(ROOT, file), 'utf8')).includes(SERVER_INSTALL), `${file} has: ${SERVER_INSTALL}`);
+  });
+});
+
+describe("a front end's install: the tarball alone", () => {
+  it("holds the client's packages only: lit's family, @lit/context and eventsource-parser", async (t) => {
+    const { packages, bytes } = await installed(client);
+    const names = packages.map((entry) => entry.slice(0, entry.lastIndexOf('@')));
+    t.diagnostic(`client-only install: ${packages.length} packages, ${(bytes / 1e6).toFixed(2)} MB in node_modules (${bytes} bytes): ${packages.join(' ')}`);
+    assert.deepEqual(names.filter((name) => !CLIENT_PACKAGES.includes(name)), [], 'packages outside the allow-list');
+    assert.ok(packages.length <= CLIENT_PACKAGES.length, `${packages.length} packages, at most ${CLIENT_PACKAGES.length} (one copy each)`);
+    assert.ok(bytes < CLIENT_MAX_BYTES, `${bytes} bytes in node_modules, under ${CLIENT_MAX_BYTES}`);
+  });
+
+  it('imports the client and the protocol in Node', async () => {
+    await writeFile(
+      join(client, 'client.mjs'),
+      `
+import assert from 'node:assert/strict';
+import { createSSEClient } from 'ai-story-sse';
+import { isValidId } from 'ai-story-sse/protocol';
+assert.equal(createSSEClient('p1', 'rewrite', { baseUrl: 'http://127.0.0.1:1' }).isConnected(), false);
+assert.equal(isValidId('p1'), true);
+for (const entry of ['ai-story-sse/define', 'ai-story-sse/sse-kit.js', 'ai-story-sse/sse-kit-worker.js']) import.meta.resolve(entry);
+console.log('ok');
+`,
+    );
+    assert.equal((await succeed('client.mjs', process.execPath, ['client.mjs'], { cwd: client })).stdout.trim(), 'ok');
+  });
+
+  it('refuses `ai-story-sse/server` with one error that names the missing peers and the npm install line', async () => {
+    await writeFile(
+      join(client, 'server.mjs'),
+      `
+try {
+  await import('ai-story-sse/server');
+  console.log('imported');
+} catch (error) {
+  console.log(JSON.stringify({ name: error.name, code: error.code, message: error.message }));
+}
+`,
+    );
+    const error = JSON.parse((await succeed('server.mjs', process.execPath, ['server.mjs'], { cwd: client })).stdout);
+    // The library's modules import five of the peers; pino and sirv are the command's.
+    const needed = ['ioredis', 'jose', 'polka', 'prom-client', 'ws'];
+    const line = `npm install ${needed.map((name) => `"${name}@${manifest.peerDependencies[name]}"`).join(' ')}`;
+    assert.deepEqual(error, {
+      name: 'MissingPeerDependencyError',
+      code: 'ERR_AI_STORY_SSE_MISSING_PEERS',
+      message:
+        `ai-story-sse/server needs packages that are not installed: ${needed.join(', ')} (the server's dependencies are optional ` +
+        `peer dependencies of ai-story-sse, left out of a client-only install). Install them: ${line}`,
+    });
+  });
+
+  it('refuses to run the ai-story-sse command: one line on stderr with the npm install line, exit code 2', async () => {
+    const result = await run('npx', ['--no-install', 'ai-story-sse', '--version'], { cwd: client }).done;
+    assert.equal(result.code, 2, result.stderr);
+    assert.equal(result.stdout, '');
+    const line = `npm install ${PEERS.map((peer) => `"${peer}"`).join(' ')}`;
+    assert.equal(result.stderr, `ai-story-sse: the server needs packages that are not installed: ${Object.keys(manifest.peerDependencies).join(', ')} (the server's dependencies are optional peer dependencies of ai-story-sse, left out of a client-only install). Install them: ${line}\n`);
   });
 });
 
@@ -239,8 +381,7 @@ void [size, id, message, wire, valid];
   }
 
   it('has the ai-story-sse command: --version, --help, exit code 2 on a bad setting, and a hub that runs on plain node', async () => {
-    const version = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version;
-    assert.equal((await succeed('npx ai-story-sse --version', 'npx', ['--no-install', 'ai-story-sse', '--version'], { cwd: app })).stdout, `${version}\n`);
+    assert.equal((await succeed('npx ai-story-sse --version', 'npx', ['--no-install', 'ai-story-sse', '--version'], { cwd: app })).stdout, `${manifest.version}\n`);
     const help = (await succeed('npx ai-story-sse --help', 'npx', ['--no-install', 'ai-story-sse', '--help'], { cwd: app })).stdout;
     for (const name of ['REDIS_URL', 'SSE_AUTH_JWKS_URL', 'SSE_TRUSTED_PROXIES', 'SSE_MAX_STREAMS_PER_CLIENT']) assert.match(help, new RegExp(`^  ${name} `, 'm'));
     const bad = await run('npx', ['--no-install', 'ai-story-sse'], { cwd: app, env: { SSE_TRUSTED_PROXIES: 'nginx' } }).done;
@@ -325,4 +466,108 @@ process.once('SIGTERM', async () => {
     assert.equal((await server.done).code, 0);
     assert.match(await readFile(join(app, 'node_modules/ai-story-sse/package.json'), 'utf8'), /"name": "ai-story-sse"/);
   });
+});
+
+describe('in your project: the Vue and React example apps, built by Vite against the installed package', () => {
+  let hub: string;
+  let browser: Browser;
+
+  before(async () => {
+    // The hub is the installed package's command, on the test's Redis; the worker example publishes to it.
+    await copyFile(join(ROOT, 'examples/node/worker.ts'), join(app, 'worker.ts'));
+    await writeFile(
+      join(app, 'fail.mjs'),
+      `
+import { StreamPublisher } from 'ai-story-sse/server';
+const publisher = new StreamPublisher({ projectId: process.argv[2], stage: 'rewrite', redisUrl: process.env.REDIS_URL });
+await publisher.publishStageUpdate('processing', 10, 'Rewriting the script');
+await publisher.publishError('the model is overloaded', 2);
+await publisher.close();
+`,
+    );
+    const port = await freePort();
+    const started = run(join(app, 'node_modules/.bin/ai-story-sse'), [], { cwd: app, env: { REDIS_URL: redis.url, PORT: String(port), LOG_LEVEL: 'info' } });
+    hub = (await lineOf(started.child, /listening on (http:\/\/127\.0\.0\.1:\d+)/))[1]!;
+    browser = await chromium.launch({
+      executablePath: process.env.CHROME_PATH ?? '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--no-first-run'],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+  });
+
+  /** Opens the app for `projectId` and waits until its viewer's stream is open. */
+  async function open(url: string, projectId: string): Promise<{ page: Page; errors: string[] }> {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    await page.goto(`${url}/?project=${projectId}`);
+    await page.waitForFunction(() => document.querySelector('sse-stream-viewer')?.shadowRoot?.querySelector<HTMLElement>('[part="badge"]')?.dataset.state === 'open');
+    return { page, errors };
+  }
+
+  /** [framework, folder, files, the type checker a Vite template's `npm run build` runs first]. */
+  const apps = [
+    ['Vue 3', 'vue', ['index.html', 'main.ts', 'StageViewer.vue', 'vite.config.ts'], 'vue-tsc/bin/vue-tsc.js'],
+    ['React 19', 'react', ['index.html', 'main.tsx', 'StageViewer.tsx', 'vite.config.ts'], 'typescript/bin/tsc'],
+  ] as const;
+
+  it('examples/README.md shows each file of the apps whole, as it is here', async () => {
+    // The fenced blocks' bodies: every other piece between the fences.
+    const blocks = (await readFile(join(ROOT, 'examples/README.md'), 'utf8')).split('```').filter((_, index) => index % 2 === 1);
+    const bodies = new Set(blocks.map((block) => block.slice(block.indexOf('\n') + 1)));
+    for (const [, folder, files] of apps) {
+      for (const file of files) assert.ok(bodies.has(await readFile(join(ROOT, 'examples', folder, file), 'utf8')), `examples/README.md shows ${folder}/${file} as it is`);
+    }
+  });
+
+  for (const [framework, folder, files, checker] of apps) {
+    for (const mode of ['type-checked, vite build, then vite preview', 'the vite dev server'] as const) {
+      it(`${framework}, ${mode}: streams a stage to its exact text through the config's proxy to the hub, and shows a task error`, async () => {
+        const dir = join(web, `${folder}-${mode === 'the vite dev server' ? 'dev' : 'build'}`);
+        await mkdir(dir);
+        for (const file of files) await copyFile(join(ROOT, 'examples', folder, file), join(dir, file));
+        const vite = join(web, 'node_modules/vite/bin/vite.js');
+        if (mode !== 'the vite dev server') {
+          // The strict core of the templates' tsconfig, over the app's sources, with the installed package's types.
+          const compilerOptions = { strict: true, noUncheckedIndexedAccess: true, verbatimModuleSyntax: true, target: 'ES2022', module: 'ESNext', moduleResolution: 'Bundler' };
+          const include = files.filter((file) => /^(main|StageViewer)\./.test(file));
+          await writeFile(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { ...compilerOptions, lib: ['ES2023', 'DOM', 'DOM.Iterable'], jsx: 'react-jsx', types: [], noEmit: true, skipLibCheck: true }, include }));
+          await succeed(`${checker} (${framework})`, process.execPath, [join(web, 'node_modules', checker), '-p', 'tsconfig.json'], { cwd: dir });
+          await succeed(`vite build (${framework})`, process.execPath, [vite, 'build', '--logLevel', 'warn'], { cwd: dir });
+        }
+        const port = await freePort();
+        const served = run(process.execPath, [vite, ...(mode === 'the vite dev server' ? [] : ['preview']), '--host', '127.0.0.1', '--port', String(port), '--strictPort'], {
+          cwd: dir,
+          env: { SSE_HUB_URL: hub },
+        });
+        try {
+          await lineOf(served.child, /Local:/);
+          const url = `http://127.0.0.1:${port}`;
+          const projectId = `${folder}-${port}`;
+
+          const { page, errors } = await open(url, projectId);
+          await succeed('the worker example', process.execPath, ['--import', TSX, 'worker.ts', projectId, 'rewrite'], { cwd: app, env: { REDIS_URL: redis.url, WORKER_DELAY_MS: '5' } });
+          await page.waitForFunction(() => document.querySelector('#result')?.textContent?.startsWith('Done'));
+          await page.waitForFunction(
+            (sentence) => document.querySelector('sse-stream-viewer')?.shadowRoot?.querySelector('[data-stage="rewrite"] [part="text"]')?.textContent === sentence,
+            SENTENCE,
+          );
+          assert.equal(await page.textContent('#result'), `Done: ${SENTENCE.length} characters, 14 tokens.`);
+          assert.equal(await page.textContent('.status'), 'completed · 100%');
+
+          // `@error` / `onerror`: the element's `error` event, the task's error.
+          const failing = await open(url, `${projectId}-failed`);
+          await succeed('fail.mjs', process.execPath, ['fail.mjs', `${projectId}-failed`], { cwd: app, env: { REDIS_URL: redis.url } });
+          await failing.page.waitForFunction(() => document.querySelector('.status')?.textContent === 'failed: the model is overloaded');
+          assert.deepEqual([...errors, ...failing.errors], []);
+        } finally {
+          served.child.kill('SIGTERM');
+          await served.done;
+        }
+      });
+    }
+  }
 });

@@ -1,5 +1,8 @@
-// Builds the Vue and React examples to examples/dist (served by examples/server.ts at /vue/ and /react/).
-// In your project, `ai-story-sse/...` resolves through the package's exports; here they point at the sources.
+// Builds the Vue and React examples to examples/dist (served by examples/server.ts at /vue/ and /react/), from
+// this repository's sources: `ai-story-sse/...` points at them here. Each example's own vite.config.ts is the one
+// for your project (examples/package.test.ts builds them against the packed package).
+import react from '@vitejs/plugin-react';
+import vue from '@vitejs/plugin-vue';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
 
@@ -10,18 +13,12 @@ export default defineConfig({
   base: '/',
   publicDir: false,
   logLevel: 'warn',
+  plugins: [vue({ template: { compilerOptions: { isCustomElement: (tag) => tag.startsWith('sse-') } } }), react()],
   resolve: {
     alias: [
       { find: /^ai-story-sse(\/client)?$/, replacement: path('../client/src/index.ts') },
       { find: /^ai-story-sse\/define$/, replacement: path('../client/src/define.ts') },
-      // Vue's full build compiles the examples' templates in the browser (no single-file components).
-      { find: /^vue$/, replacement: 'vue/dist/vue.esm-bundler.js' },
     ],
-  },
-  define: {
-    __VUE_OPTIONS_API__: 'true',
-    __VUE_PROD_DEVTOOLS__: 'false',
-    __VUE_PROD_HYDRATION_MISMATCH_DETAILS__: 'false',
   },
   build: {
     outDir: 'dist',

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs node's test runner over every *.test.ts under the given folders.
 // Node 20 does not expand globs and silently runs nothing when given a folder, so list the files here.
+// `--timeout MS` (default 120000) bounds each test, and each file as a whole: the packed-package test takes longer.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,7 +15,10 @@ function find(dir) {
   });
 }
 
-const folders = process.argv.slice(2);
+const args = process.argv.slice(2);
+const at = args.indexOf('--timeout');
+const timeout = at >= 0 ? Number(args.splice(at, 2)[1]) : 120000;
+const folders = args;
 const files = folders.flatMap(find).sort();
 if (files.length === 0) {
   console.error(`no *.test.ts files under ${folders.join(', ')}`);
@@ -22,7 +26,7 @@ if (files.length === 0) {
 }
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-timeout=120000', '--test-reporter=spec', ...files],
+  ['--import', 'tsx', '--test', `--test-timeout=${timeout}`, '--test-reporter=spec', ...files],
   { stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

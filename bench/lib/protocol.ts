@@ -1,5 +1,6 @@
 /** What the orchestrator (bench/run.ts) asks the load generator (bench/loadgen.ts) over IPC, and what it answers. */
 import type { ReadyOn } from './sse-connection.js';
+import type { StormFinish, StormOpen, StormResume } from './storm.js';
 
 /** How message number k of a run maps to a channel and to the seq its subscribers expect. */
 export type Routing =
@@ -75,6 +76,9 @@ export type Command =
   | { id: number; cmd: 'lateJoin'; redisUrl: string; port: number; project: string; stage: string; tokens: number; midAt: number; compactQuery: string }
   | { id: number; cmd: 'renderStart'; url: string; chromium: string }
   | { id: number; cmd: 'renderFinish'; tokens: number }
+  | ({ id: number; cmd: 'stormOpen' } & StormOpen)
+  | ({ id: number; cmd: 'stormResume' } & StormResume)
+  | ({ id: number; cmd: 'stormFinish' } & StormFinish)
   | { id: number; cmd: 'exit' };
 
 export interface SearchResult {

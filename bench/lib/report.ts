@@ -6,6 +6,7 @@ import { ROOT } from './targets.js';
 import { LONG_TOKENS, longChecks, type LongAnswerResult } from './long-answer.js';
 import { LATE_MID_AT, LATE_TOKENS, lateChecks, type LateJoinResult } from './late-join.js';
 import type { BatchingResult } from './batching.js';
+import { stormCheck, type StormResult } from './storm.js';
 
 export type TargetName = 'ours' | 'nchan' | 'naive';
 const NAMES: TargetName[] = ['ours', 'nchan', 'naive'];
@@ -34,6 +35,10 @@ export interface TargetResults {
   lateJoin?: LateJoinResult;
   /** The batching scenario (issue 17, item 4): 150 tokens/s, a message per token against batched. */
   batching?: BatchingResult;
+  /** The reconnect storm (issue 20, item 4): every connection cut at once, every client resuming; ours: by a restart. */
+  storm?: StormResult;
+  /** The same storm by cutting the clients' sockets (nchan's only storm; ours on the warm process). */
+  stormSockets?: StormResult;
   /** The live load generator while running; removed before the report. */
   loadgen?: { call(command: { cmd: 'closeAll' }): Promise<unknown> } | undefined;
 }
@@ -102,6 +107,11 @@ function rows(run: BenchRun): Row[] {
     { label: `  time from the request to the snapshot's last byte (ms)`, better: 'lower', value: (t) => (t.lateJoin?.mid.join.snapshot ? t.lateJoin.mid.join.ms : undefined), format: ms },
     { label: `  after the done: snapshot bytes`, better: 'lower', value: (t) => (t.lateJoin?.after.join.snapshot ? t.lateJoin.after.join.snapshotBytes : undefined), format: int },
     { label: `  after the done: time to the snapshot's last byte (ms)`, better: 'lower', value: (t) => (t.lateJoin?.after.join.snapshot ? t.lateJoin.after.join.ms : undefined), format: ms },
+    { label: `Reconnect storm (issue 20), ${n(Number(run.sizes.stormClients ?? 0))} clients on ${n(Number(run.sizes.stormProjects ?? 0))} projects, sockets cut at once: ms until all live again`, better: 'lower', value: (t) => t.stormSockets?.resumed.ms, format: ms },
+    { label: `  p99 publish-to-receive latency during the storm (ms)`, better: 'lower', value: (t) => t.stormSockets?.finish.p99DuringMs, format: ms },
+    { label: `  messages lost or repeated, over every client (both storms)`, better: 'lower', value: (t) => (t.stormSockets ? [t.storm, t.stormSockets].reduce((sum, r) => sum + (r ? r.finish.lost + r.finish.repeated : 0), 0) : undefined), format: int },
+    { label: `  ours after a restart of the hub (SIGKILL): ms until all live again`, better: 'lower', value: (t) => t.storm?.resumed.ms, format: ms },
+    { label: `  log reads Redis served for the resumes' first pages, after the restart`, better: 'lower', value: (t) => t.storm?.reads?.hub.replay?.sent, format: int },
     { label: `Connection churn: streams opened and closed per second`, chart: `churn, opens+closes/s`, better: 'higher', value: (t) => t.churn?.perSec, format: int },
     { label: `Events lost or repeated in the reported trials`, better: 'lower', value: (t) => lostOrRepeated(t), format: int },
     { label: `Load generator CPU in the reported trials, highest (% of its core)`, better: 'lower', value: (t) => maxLoadgenCpu(t), format: (v) => `${Math.round(v * 100)}%` },
@@ -200,6 +210,7 @@ function checks(run: BenchRun): Check[] {
   compare(`p99 latency at ${n(large)} subscribers and ${run.sizes.fixedRate} msg/s ≤ nchan's`, ours?.fanout[large]?.fixed.p99, nchan?.fanout[large]?.fixed.p99, 1, 'lower', '', (v) => `${ms(v)} ms`);
   compare(`Idle memory per connection at ${n(run.sizes.idle)} connections ≤ nchan's`, sum(ours?.idle?.perConnection), sum(nchan?.idle?.perConnection), 1, 'lower', '', (v) => `${kb(v)} KB`);
   compare(`${n(run.sizes.projects)} subscribers on ${n(run.sizes.projects)} projects ≥ 1.5× nchan`, ours?.projects?.search.best?.eventsPerSec, nchan?.projects?.search.best?.eventsPerSec, 1.5, 'higher');
+  compare('Connection churn: streams opened and closed per second ≥ nchan (issue 20)', ours?.churn?.perSec, nchan?.churn?.perSec, 1, 'higher');
 
   const original = ours?.tokens;
   const compact = ours?.tokensCompact;
@@ -241,6 +252,15 @@ function longAnswerTargets(run: BenchRun): string {
   const formats = { full_text: 'tokens with full_text (before)', linear: 'tokens as piece + offset (after)', mixed: 'some tokens with full_text' };
   return `\n## Targets of issue 14 (publisher: ${formats[r.format]}; text ${int(r.textBytes)} bytes)\n${longChecks(r)
     .map((c) => `- **${c.status}** — ${c.target}: ${c.value}, ${c.ratio.includes('(') ? c.ratio : `${c.ratio} the text`} (${c.framed})`)
+    .join('\n')}\n`;
+}
+
+/** The issue-20 target of the reconnect storm, for each target it ran on (details in results/storm.md). */
+function stormTargets(run: BenchRun): string {
+  const storms = run.targets.flatMap((t) => [t.storm, t.stormSockets].filter((r) => r !== undefined));
+  if (storms.length === 0) return '';
+  return `\n## Target of issue 20, item 4 (reconnect storm; [storm.md](storm.md))\n${storms
+    .map((r) => `- **${stormCheck(r).status}** — ${TITLES[r.target]}, ${r.cut}: resume reads ≤ 1 per project and cursor per process; no gap/duplicate: ${stormCheck(r).detail}`)
     .join('\n')}\n`;
 }
 
@@ -370,12 +390,12 @@ ${tableText}
 ↑ higher is better, ↓ lower is better. Ratios are ours divided by the peer. \* the load generator used ≥ ${LOADGEN_BOUND * 100}% of its core in that trial: the target may go faster than measured.
 The machine is shared with other work: load average ${run.load.before.map((l) => l.toFixed(2)).join(' / ')} at the start; processes other than the target and the load generator (and softirq) used ${Math.round(run.load.otherCpu * 100)}% of a core on average during the reported trials (each trial's share is in the details; a failed trial with more than 25% is repeated once).
 
-## Targets of issue 6
+## Targets of issues 6 and 20
 ${checkList.map((c) => `- **${c.status}** — ${c.target}: ${c.detail}`).join('\n')}
-${skipped.length ? `\n${skipped.join('\n')}\n` : ''}${longAnswerTargets(run)}${lateJoinTargets(run)}
+${skipped.length ? `\n${skipped.join('\n')}\n` : ''}${longAnswerTargets(run)}${lateJoinTargets(run)}${stormTargets(run)}
 ## How it was measured
-- Each target runs as a child process: our server (\`server/src/main.ts\`, \`LOG_LEVEL=warn\`, stream limits raised) and the naive peer (\`bench/peers/naive-server.ts\`, one ioredis subscriber per SSE client) on a private redis-server; nginx ${run.machine.nginx ?? ''} with one worker and nchan in memory mode (\`bench/nchan/nginx.conf\`, no Redis).
-- Publishing: our server and the naive peer get messages from the kit's \`StreamPublisher\` (publish.lua: replay log + state + PUBLISH, ids \`<ms>-<seq>\`), auto-pipelined on one Redis connection. nchan gets the same JSON through its HTTP publisher endpoint (\`POST /pub/{project}/{stage}\`), pipelined on one keep-alive socket. Every message is about 200 bytes of JSON and carries \`"seq"\` and the publish time \`"t"\`.
+- Each target runs as a child process: our server (the compiled \`dist/server/main.js\` that \`npm start\` and the package's command run, built when stale; \`LOG_LEVEL=warn\`, stream limits raised) and the naive peer (\`bench/peers/naive-server.ts\`, one ioredis subscriber per SSE client) on a private redis-server; nginx ${run.machine.nginx ?? ''} with one worker and nchan in memory mode (\`bench/nchan/nginx.conf\`, no Redis).
+- Publishing: our server and the naive peer get, for each message, the \`EVALSHA\` of publish.lua that the kit's \`StreamPublisher\` sends (replay log + state + PUBLISH, ids \`<ms>-<seq>\`, with its control options: producer, sequence number, run, lease), written as raw RESP and pipelined on one socket (\`RawRedisBenchPublisher\`; \`BENCH_PUBLISHER=kit\` uses the \`StreamPublisher\` itself, whose checks and timers on the load generator's core were the ceiling of the many-projects trials). nchan gets the same JSON through its HTTP publisher endpoint (\`POST /pub/{project}/{stage}\`), pipelined on one keep-alive socket. Every message is about 200 bytes of JSON and carries \`"seq"\` and the publish time \`"t"\`.
 - The load generator (\`bench/loadgen.ts\`, a separate process) holds raw \`node:net\` connections with a hand-written HTTP/1.1 GET, de-chunks, finds \`"seq":N,"t":T\` in each event without parsing JSON, checks per connection that seqs arrive in order, exactly once, and records publish-to-receive latency (same process, same clock) in a 20 µs histogram. It runs the publisher too; its CPU share is in the table and in every trial below.
 - "Highest rate kept up with": open-loop trials of ${run.sizes.trialMs / 1000} s at a fixed message rate, doubling until a trial fails, then bisecting (to within ${Math.round(((run.sizes.resolution as number) - 1) * 100)}%). A trial passes when every event reaches every subscriber within 1 s of the last publish, none twice, p99 ≤ ${run.p99LimitMs} ms, and the publisher kept its schedule. events/s = messages/s × subscribers that get each message.
 - Idle memory: the first scenario, on a fresh process, after a warm-up of 200 connections opened and closed: RSS of the target's processes (server and its Redis; nginx's worker) before and 3 s after opening the connections, divided by their number. The sandbox's open-files limit (${run.nofile ?? '?'}) caps the naive peer, which needs two descriptors per client, below the others' N.
@@ -399,6 +419,6 @@ ${details(run)}
     writeFileSync(join(dir, 'latest.svg'), chart);
     files.push(join(dir, 'latest.md'), join(dir, 'latest.svg'));
   }
-  const summary = `${tableText}\n* load generator at >= ${LOADGEN_BOUND * 100}% of its core in that trial\n\nTargets of issue 6:\n${checkList.map((c) => `  ${c.status.padEnd(12)} ${c.target}: ${c.detail}`).join('\n')}`;
+  const summary = `${tableText}\n* load generator at >= ${LOADGEN_BOUND * 100}% of its core in that trial\n\nTargets of issues 6 and 20:\n${checkList.map((c) => `  ${c.status.padEnd(12)} ${c.target}: ${c.detail}`).join('\n')}`;
   return { table: summary, files };
 }

@@ -114,13 +114,17 @@ export async function startRedis(cpu: string): Promise<Running & { url: string }
 
 const HEALTHZ = 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n';
 
-export async function startOurs(cpu: string, redisUrl: string): Promise<Running> {
-  const port = await freePort();
+/** Our server on `port` (default: a free one; the storm scenario starts it again on the port it had). */
+export async function startOurs(cpu: string, redisUrl: string, fixedPort?: number): Promise<Running> {
+  const port = fixedPort ?? (await freePort());
   // BENCH_OURS_DIR: another checkout of the project (e.g. with a proposed patch) to measure instead of this one.
   const dir = process.env.BENCH_OURS_DIR ?? ROOT;
   // BENCH_SERVER_NODE_FLAGS: extra node flags for our server only (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
   const flags = process.env.BENCH_SERVER_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
-  const child = pinned(cpu, process.execPath, [...flags, '--import', 'tsx', join(dir, 'server/src/main.ts')], {
+  // What `npm start` and the package's bin run: the compiled server (built first when stale), with plain node.
+  // BENCH_OURS_TSX=1: the TypeScript sources through tsx instead (as `npm start` ran before issue 19).
+  const entry = process.env.BENCH_OURS_TSX === '1' ? ['--import', 'tsx', join(dir, 'server/src/main.ts')] : [compiledServer(dir)];
+  const child = pinned(cpu, process.execPath, [...flags, ...entry], {
     cwd: dir,
     env: {
       ...process.env,
@@ -135,6 +139,18 @@ export async function startOurs(cpu: string, redisUrl: string): Promise<Running>
   });
   await waitFor('our server', () => probe(port, HEALTHZ, 'HTTP/1.1 200'), child);
   return { pid: child.pid!, port, stop: stopper(child) };
+}
+
+const built = new Set<string>();
+
+/** `dir`'s dist/server/main.js, built by scripts/build-if-stale.mjs once per bench run. */
+function compiledServer(dir: string): string {
+  if (!built.has(dir)) {
+    const build = spawnSync(process.execPath, [join(dir, 'scripts/build-if-stale.mjs'), 'server'], { cwd: dir, encoding: 'utf8' });
+    if (build.status !== 0) throw new Error(`building the server failed (${build.status}): ${build.stderr || build.stdout}`);
+    built.add(dir);
+  }
+  return join(dir, 'dist/server/main.js');
 }
 
 export async function startNaive(cpu: string, redisUrl: string): Promise<Running> {

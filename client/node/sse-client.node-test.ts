@@ -109,6 +109,30 @@ describe('SSEClient on Node', () => {
     assert.equal(requests.at(-1)?.headers['last-event-id'], '2-0', 'the refused token is asked for again');
   });
 
+  it('retries a 503 that sent Retry-After, after exactly that delay, and reports it as an http failure', async () => {
+    const before = requests.length;
+    scripts.push(
+      (_req, res) => {
+        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0' }).end(JSON.stringify({ error: { code: 'unavailable', message: 'Redis is down' } }));
+      },
+      (_req, res) => {
+        sse(res);
+        send(res, 'connected', undefined, { project_id: '1', stage: 'rewrite', resumed: false });
+      },
+    );
+    const client = createSSEClient('1', 'rewrite', { baseUrl });
+    const retrying = next(client, 'reconnecting');
+    const connected = next(client, 'connected');
+    client.connect();
+    const { delayMs, failure } = await retrying;
+    assert.equal(delayMs, 0);
+    assert.deepEqual(failure, { kind: 'http', status: 503, code: 'unavailable', message: 'Redis is down', server: baseUrl, attempts: 1, fatal: false });
+    await connected;
+    assert.equal(client.failure, undefined, 'an open stream clears it');
+    client.disconnect();
+    assert.equal(requests.length - before, 2);
+  });
+
   it('stops on 401 without retrying', async () => {
     const before = requests.length;
     scripts.push((_req, res) => {
@@ -118,7 +142,13 @@ describe('SSEClient on Node', () => {
     const closed = next(client, 'disconnected');
     client.connect();
     const detail = await closed;
-    assert.deepEqual(detail, { reason: 'http_status', status: 401, error: { code: 'unauthorized', message: 'token expired' }, willReconnect: false });
+    assert.deepEqual(detail, {
+      reason: 'http_status',
+      status: 401,
+      error: { code: 'unauthorized', message: 'token expired' },
+      willReconnect: false,
+      failure: { kind: 'http', status: 401, code: 'unauthorized', message: 'token expired', server: baseUrl, attempts: 1, fatal: true },
+    });
     assert.equal(client.state, 'closed');
     assert.equal(requests.length - before, 1);
   });

@@ -7,8 +7,9 @@ import WebSocket from 'ws';
 import { signToken } from '../../server/src/http/auth.js';
 import { StreamPublisher } from '../../server/src/publisher.js';
 import { startHarness, type Harness } from '../../server/test/harness.js';
+import { freePort } from '../../server/test/redis-server.js';
 import { waitUntil } from '../../server/test/wait-until.js';
-import { createSSEClient, type SSEClient, type SSEClientEventMap, type SSEClientOptions } from '../src/sse-client.js';
+import { createSSEClient, type SSEClient, type SSEClientEventMap, type SSEClientOptions, type StateChangeEvent } from '../src/sse-client.js';
 import type { Transport } from '../src/shared/mux-core.js';
 
 const SECRET = 'a-test-secret-that-is-at-least-32-bytes-long';
@@ -161,3 +162,56 @@ for (const transport of ['sse', 'websocket'] satisfies Transport[]) {
     });
   });
 }
+
+// A newcomer's first hour: a server that cannot be reached, and a token sent to a server without token keys.
+describe('SSEClient failures, as its events report them', () => {
+  let open: Harness;
+  before(async () => {
+    open = await startHarness({ broker: 'memory' }); // no SSE_AUTH_SECRET, no public key
+  });
+  after(async () => {
+    for (const client of clients) client.disconnect();
+    await open.close();
+  });
+
+  for (const transport of ['sse', 'websocket'] satisfies Transport[]) {
+    const client = (baseUrl: string, options: SSEClientOptions = {}) => {
+      const made = createSSEClient('p1', 'rewrite', { baseUrl, transport, WebSocket: WebSocket as unknown as typeof globalThis.WebSocket, ...options });
+      clients.push(made);
+      return made;
+    };
+
+    it(`over ${transport}: names a server it cannot reach as a network failure, counting the attempts in a row`, async () => {
+      const baseUrl = `http://127.0.0.1:${await freePort()}`;
+      const sse = client(baseUrl, { backoff: () => 5 });
+      const states: StateChangeEvent[] = [];
+      sse.on('state', (change) => states.push(change));
+      const second = next(sse, 'reconnecting', (event) => event.failure?.attempts === 2);
+      sse.connect();
+      const { failure } = await second;
+      sse.disconnect();
+      assert.deepEqual({ ...failure, message: typeof failure?.message }, { kind: 'network', message: 'string', server: baseUrl, attempts: 2, fatal: false });
+      assert.equal(states.find((change) => change.state === 'reconnecting')?.failure?.kind, 'network', 'the state event carries it too');
+      assert.equal(sse.failure, undefined, 'disconnect() clears it');
+    });
+
+    it(`over ${transport}: stops for good on auth_not_configured (503, no Retry-After), with the server's code`, async () => {
+      const sse = client(open.url, { token: 'a-token', backoff: () => 5 });
+      let retries = 0;
+      sse.on('reconnecting', () => retries++);
+      const closed = next(sse, 'disconnected');
+      sse.connect();
+      const detail = await closed;
+      assert.equal(detail.willReconnect, false);
+      assert.equal(detail.status, 503);
+      assert.equal(detail.error?.code, 'auth_not_configured');
+      assert.deepEqual(
+        { ...detail.failure, message: undefined },
+        { kind: 'http', status: 503, code: 'auth_not_configured', message: undefined, server: open.url, attempts: 1, fatal: true },
+      );
+      assert.match(detail.failure?.message ?? '', /SSE_AUTH_SECRET/);
+      assert.equal(sse.state, 'closed');
+      assert.equal(retries, 0, 'never retried');
+    });
+  }
+});

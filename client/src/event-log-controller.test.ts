@@ -1,6 +1,7 @@
 import { expect } from '@open-wc/testing';
 import type { ReactiveController } from 'lit';
 import { EventLogController, type EventLogHost } from './event-log-controller.js';
+import { chineseLabels, englishLabels } from './labels.js';
 import type { HubEvent } from './stream-hub.js';
 import { connected, done, failure, progress, reset, stageUpdate, token } from '../test/fixtures.js';
 
@@ -20,7 +21,8 @@ class Host implements EventLogHost {
   }
 }
 
-const lines = (log: EventLogController) => log.entries.map(({ type, stage, text, count }) => [type, stage ?? '', text, count]);
+const lines = (log: EventLogController, labels = englishLabels) =>
+  log.entries.map(({ type, stage, event, count }) => [type, stage ?? '', labels.log(event), count]);
 
 describe('EventLogController', () => {
   it('adds itself to its host and writes one summarised line per event', () => {
@@ -69,7 +71,7 @@ describe('EventLogController', () => {
     host.maxLogEntries = 2;
     const log = new EventLogController(host, () => null);
     for (const status of ['pending', 'processing', 'completed'] as const) log.record({ type: 'stage_update', data: stageUpdate('rewrite', status, 0, '') });
-    expect(log.entries.map((entry) => [entry.id, entry.text])).to.deep.equal([
+    expect(log.entries.map((entry) => [entry.id, englishLabels.log(entry.event)])).to.deep.equal([
       [2, 'processing 0%'],
       [3, 'completed 0%'],
     ]);

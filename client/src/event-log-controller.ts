@@ -2,10 +2,10 @@
  * The event log of a viewer (`show-logs`), as a Lit ReactiveController: one line per event the viewer received,
  * consecutive tokens of a stage on one line that counts up, the oldest lines dropped beyond `maxLogEntries`.
  * Fed by the viewer's {@link StreamController}; re-renders its host while the log is shown, and keeps the newest
- * line in view unless the reader scrolled up.
+ * line in view unless the reader scrolled up. A line keeps the event it shows, and the viewer writes its text in the
+ * viewer's language (`labels.log`) when it renders, so a change of `lang` relabels the lines already there.
  */
 import type { ReactiveController, ReactiveControllerHost } from 'lit';
-import type { StageMessage } from '../../protocol/messages.js';
 import { isStreamEvent } from './event-names.js';
 import type { HubEvent } from './stream-hub.js';
 
@@ -24,54 +24,32 @@ export interface LogEntry {
   time: number;
   type: string;
   stage: string | undefined;
-  text: string;
+  /** The (first) event of the line, which `labels.log` writes as text. */
+  event: HubEvent;
   count: number;
 }
 
 /** Pixels of slack under which a scrolled log counts as "at the bottom" and keeps following. */
 const FOLLOW_SLACK_PX = 24;
 
-/** A worker message in a few words. */
-function summarize(message: StageMessage): string {
-  switch (message.type) {
-    case 'stage_update':
-      return `${message.status} ${message.progress}%${message.message ? ` — ${message.message}` : ''}`;
-    case 'progress':
-      return `${message.current}/${message.total} ${message.item_name ?? ''}`.trim();
-    case 'done':
-      return `${message.full_text?.length ?? 0} characters`;
-    case 'error':
-      return `${message.error} (retry ${message.retry_count})`;
-    default:
-      return '';
-  }
-}
+type Line = Pick<LogEntry, 'type' | 'stage' | 'event'>;
 
 /** The line an event writes, or undefined for a `message` that repeats an event already logged by name. */
-function lineOf(event: HubEvent): Pick<LogEntry, 'type' | 'text' | 'stage'> | undefined {
-  const line = (text: string) => ({ type: event.type, text, stage: undefined });
+function lineOf(event: HubEvent): Line | undefined {
   switch (event.type) {
     case 'state':
-      return line(`${event.data.previous} → ${event.data.state}`);
     case 'reconnecting':
-      return line(`attempt ${event.data.attempt} in ${event.data.delayMs} ms (${event.data.reason})`);
     case 'disconnected':
-      return line(`${event.data.reason}${event.data.status ? ` ${event.data.status}` : ''}`);
     case 'connected':
-      return line(event.data.resumed ? 'resumed' : '');
     case 'reset':
-      return line(event.data.reason ?? '');
     case 'snapshot':
-      return line(Object.keys(event.data.stages ?? {}).join(', '));
     case 'token_expired':
-      return line('');
-    case 'message': {
+      return { type: event.type, stage: undefined, event };
+    case 'message':
       // Events the protocol does not define reach the viewer only wrapped: log them by their own name.
-      const { type, data } = event.data;
-      return isStreamEvent(type) ? undefined : { type, text: typeof data === 'string' ? data : '', stage: undefined };
-    }
+      return isStreamEvent(event.data.type) ? undefined : { type: event.data.type, stage: undefined, event };
     default:
-      return { type: event.data.type, text: summarize(event.data), stage: event.data.stage };
+      return { type: event.data.type, stage: event.data.stage, event };
   }
 }
 
@@ -121,8 +99,8 @@ export class EventLogController implements ReactiveController {
     return true;
   }
 
-  #add({ type, text, stage }: Pick<LogEntry, 'type' | 'text' | 'stage'>): void {
-    this.entries.push({ id: ++this.#lastId, time: Date.now(), type, stage, text, count: 1 });
+  #add({ type, stage, event }: Line): void {
+    this.entries.push({ id: ++this.#lastId, time: Date.now(), type, stage, event, count: 1 });
     const excess = this.entries.length - Math.max(1, this.#host.maxLogEntries);
     if (excess > 0) this.entries.splice(0, excess);
   }

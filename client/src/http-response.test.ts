@@ -1,5 +1,5 @@
 import { expect } from '@open-wc/testing';
-import { isEventStream, isRetriedStatus, parseRetryAfter, readHttpFailure } from './http-response.js';
+import { isEventStream, isRetriedFailure, isRetriedStatus, parseRetryAfter, readHttpFailure } from './http-response.js';
 
 const json = { 'content-type': 'application/json' };
 
@@ -29,6 +29,15 @@ describe('isRetriedStatus', () => {
   });
 });
 
+describe('isRetriedFailure', () => {
+  it('retries a retried status unless its error code says no retry can help', () => {
+    expect(isRetriedFailure(503)).to.equal(true);
+    expect(isRetriedFailure(503, { code: 'unavailable' })).to.equal(true);
+    expect(isRetriedFailure(503, { code: 'auth_not_configured' })).to.equal(false);
+    expect(isRetriedFailure(401, { code: 'unauthorized' })).to.equal(false);
+  });
+});
+
 describe('isEventStream', () => {
   it('accepts text/event-stream with parameters and in any case, and nothing else', () => {
     const of = (type: string) => isEventStream(new Response('', { headers: { 'content-type': type } }));
@@ -50,6 +59,12 @@ describe('readHttpFailure', () => {
     const body = JSON.stringify({ error: { code: 'unauthorized', message: 'Token expired' } });
     const failure = await readHttpFailure(new Response(body, { status: 401, headers: { ...json, 'retry-after': '2' } }), 0);
     expect(failure).to.deep.equal({ status: 401, error: { code: 'unauthorized', message: 'Token expired' }, retry: false, retryAfterMs: undefined });
+  });
+
+  it('marks auth_not_configured fatal: a token sent to a server without token keys', async () => {
+    const body = JSON.stringify({ error: { code: 'auth_not_configured', message: 'Authenticated streams are off' } });
+    const failure = await readHttpFailure(new Response(body, { status: 503, headers: json }), 0);
+    expect(failure).to.deep.include({ status: 503, retry: false, retryAfterMs: undefined });
   });
 
   it('has no error for a body that is not the JSON error shape', async () => {

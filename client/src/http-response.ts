@@ -1,7 +1,8 @@
 /**
  * What an HTTP answer of the server means to the client: a 200 must be an event stream; any other status is
  * retried (408, 429, 5xx, after `Retry-After` when the server sends one) or fatal, and may carry the server's
- * JSON error body.
+ * JSON error body. A retried status whose error code says that no retry can help (see {@link FATAL_ERROR_CODES})
+ * is fatal too.
  */
 import type { ErrorBody } from '../../protocol/messages.js';
 
@@ -13,7 +14,10 @@ export interface HttpFailure {
   status: number;
   /** The server's error, when the body was its JSON error body. */
   error: ServerError | undefined;
-  /** True for 408, 429 and 5xx: worth another attempt. [spec] Every other status "fails the connection". */
+  /**
+   * True for 408, 429 and 5xx, unless the error code is one of {@link FATAL_ERROR_CODES}: worth another attempt.
+   * [spec] Every other status "fails the connection".
+   */
   retry: boolean;
   /** How long the server asked to wait (`Retry-After`), in ms, for a retried status that sent one. */
   retryAfterMs: number | undefined;
@@ -22,8 +26,19 @@ export interface HttpFailure {
 /** Retried HTTP statuses besides 5xx. */
 const RETRIED_STATUSES: ReadonlySet<number> = new Set([408, 429]);
 
+/**
+ * Error codes that stop the client even on a retried status: a setting of the server that no retry changes.
+ * `auth_not_configured`: a token was sent to a server without token keys (503, no `Retry-After`).
+ */
+export const FATAL_ERROR_CODES: ReadonlySet<string> = new Set(['auth_not_configured']);
+
 export function isRetriedStatus(status: number): boolean {
   return RETRIED_STATUSES.has(status) || status >= 500;
+}
+
+/** True when a refusal is worth another attempt: a retried status, without an error code that says it never will be. */
+export function isRetriedFailure(status: number, error?: Pick<ServerError, 'code'>): boolean {
+  return isRetriedStatus(status) && !(error !== undefined && FATAL_ERROR_CODES.has(error.code));
 }
 
 /** `Retry-After` in ms: delay-seconds or an HTTP date (relative to `now`, in ms since the epoch). Undefined when absent or unreadable. */
@@ -43,9 +58,10 @@ export function isEventStream(response: Response): boolean {
 /** Reads a non-200 answer: whether to retry and when, and the server's error if the body is its JSON error. Consumes the body. */
 export async function readHttpFailure(response: Response, now: number): Promise<HttpFailure> {
   const { status } = response;
-  const retry = isRetriedStatus(status);
+  const error = await readServerError(response);
+  const retry = isRetriedFailure(status, error);
   const retryAfterMs = retry ? parseRetryAfter(response.headers.get('retry-after'), now) : undefined;
-  return { status, error: await readServerError(response), retry, retryAfterMs };
+  return { status, error, retry, retryAfterMs };
 }
 
 async function readServerError(response: Response): Promise<ServerError | undefined> {

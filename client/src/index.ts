@@ -1,7 +1,16 @@
 /** The client kit: the SSE client, and the element classes (import `./define.js` to register the tags). */
-export { SSEClient, createSSEClient, ConnectionState, DisconnectReason } from './sse-client.js';
-export type { SSEClientOptions, SSEClientEventMap, DisconnectedEvent, ReconnectingEvent, StateChangeEvent, StreamEvent } from './sse-client.js';
+export { SSEClient, createSSEClient, ConnectionState, DisconnectReason, FailureKind } from './sse-client.js';
+export type {
+  SSEClientOptions,
+  SSEClientEventMap,
+  ConnectionFailure,
+  DisconnectedEvent,
+  ReconnectingEvent,
+  StateChangeEvent,
+  StreamEvent,
+} from './sse-client.js';
 export type { ServerError } from './http-response.js';
+export { FATAL_ERROR_CODES } from './http-response.js';
 export type { TokenSource } from './token-source.js';
 export { streamUrl } from '../../protocol/routes.js';
 export { exponentialBackoff, backoffCeiling } from './backoff.js';
@@ -23,10 +32,11 @@ export type {
   StreamEventMap,
 } from '../../protocol/messages.js';
 export { SseStreamViewer } from './components/sse-stream-viewer/sse-stream-viewer.component.js';
-export type { SseStreamViewerEventMap } from './components/sse-stream-viewer/sse-stream-viewer.component.js';
+export type { SseStreamViewerEventMap, CancelDetail } from './components/sse-stream-viewer/sse-stream-viewer.component.js';
+export type { ColorSchemeSetting } from './color-scheme-controller.js';
 export { SseStreamProvider } from './components/sse-stream-provider/sse-stream-provider.component.js';
-export { englishLabels, chineseLabels, labelsFor } from './labels.js';
-export type { ViewerLabels } from './labels.js';
+export { englishLabels, chineseLabels, labelsFor, mergeLabels } from './labels.js';
+export type { ViewerLabels, ViewerLabelOverrides, FailureContext } from './labels.js';
 export { streamHubContext } from './context.js';
 export { StreamHub } from './stream-hub.js';
 export type { HubEvent, HubListener } from './stream-hub.js';

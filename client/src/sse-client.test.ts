@@ -180,7 +180,13 @@ describe('SSEClient through a scripted server (msw)', () => {
 
     expect(sse.state).to.equal(ConnectionState.closed);
     expect(events.of('disconnected')).to.deep.equal([
-      { reason: DisconnectReason.httpStatus, status: 401, error: { code: 'unauthorized', message: 'unauthorized (scripted)' }, willReconnect: false },
+      {
+        reason: DisconnectReason.httpStatus,
+        status: 401,
+        error: { code: 'unauthorized', message: 'unauthorized (scripted)' },
+        willReconnect: false,
+        failure: { kind: 'http', status: 401, code: 'unauthorized', message: 'unauthorized (scripted)', server: location.origin, attempts: 1, fatal: true },
+      },
     ]);
     expect(events.of('reconnecting')).to.deep.equal([]);
     expect(events.of('error'), 'a transport failure is never the task error').to.deep.equal([]);
@@ -193,6 +199,7 @@ describe('SSEClient through a scripted server (msw)', () => {
     ['403', () => errorResponse(403, 'forbidden')],
     ['404', () => errorResponse(404, 'not_found')],
     ['204', () => new Response(null, { status: 204 })],
+    ['a 503 auth_not_configured (a token sent to a server without token keys)', () => errorResponse(503, 'auth_not_configured')],
     ['a 200 that is not text/event-stream', () => new Response('<!doctype html>', { headers: { 'content-type': 'text/html' } })],
   ];
   for (const [name, response] of fatal) {
@@ -210,6 +217,54 @@ describe('SSEClient through a scripted server (msw)', () => {
     });
   }
 
+  it('counts failed attempts of one kind in a row, starts over on another kind, and clears them once open', async () => {
+    const clock = new FakeClock();
+    const unreachable = () => {
+      throw new TypeError('Failed to fetch');
+    };
+    let tokenFails = false;
+    server.respondWith(unreachable, unreachable, () => errorResponse(502, 'bad_gateway'));
+    const sse = client('rewrite', {
+      fetch: server.fetch,
+      clock,
+      backoff: () => 10,
+      token: () => {
+        if (tokenFails) throw new Error('session expired');
+        return 'jwt';
+      },
+    });
+    const events = new Recorder(sse);
+    sse.connect();
+    await events.count('reconnecting', 1);
+    clock.tick(10);
+    await events.count('reconnecting', 2);
+    clock.tick(10);
+    await events.count('reconnecting', 3);
+    tokenFails = true;
+    clock.tick(10);
+    await events.count('reconnecting', 4);
+    const seen = events.of('reconnecting').map(({ failure }) => [failure?.kind, failure?.status, failure?.attempts, failure?.message]);
+    expect(seen).to.deep.equal([
+      ['network', undefined, 1, 'Failed to fetch'],
+      ['network', undefined, 2, 'Failed to fetch'],
+      ['http', 502, 1, 'bad_gateway (scripted)'],
+      ['token', undefined, 1, 'session expired'],
+    ]);
+    expect(events.of('state').filter((change) => change.state === 'reconnecting').map((change) => change.failure?.kind), 'state events carry it').to.deep.equal([
+      'network',
+      'network',
+      'http',
+      'token',
+    ]);
+    expect(sse.failure?.kind).to.equal('token');
+
+    tokenFails = false;
+    clock.tick(10);
+    (await server.nextStream()).event('connected', connected());
+    await events.count('connected', 1);
+    expect(sse.failure, 'an open stream clears it').to.equal(undefined);
+  });
+
   it('waits exactly Retry-After after a 503, then reconnects', async () => {
     const clock = new FakeClock();
     server.respondWith(() => errorResponse(503, 'unavailable', { 'retry-after': '2' }));
@@ -219,7 +274,12 @@ describe('SSEClient through a scripted server (msw)', () => {
     await events.count('reconnecting', 1);
 
     expect(events.of('disconnected')[0]).to.include({ reason: DisconnectReason.httpStatus, status: 503, willReconnect: true });
-    expect(events.of('reconnecting')[0]).to.deep.equal({ attempt: 1, delayMs: 2000, reason: DisconnectReason.httpStatus });
+    expect(events.of('reconnecting')[0]).to.deep.equal({
+      attempt: 1,
+      delayMs: 2000,
+      reason: DisconnectReason.httpStatus,
+      failure: { kind: 'http', status: 503, code: 'unavailable', message: 'unavailable (scripted)', server: location.origin, attempts: 1, fatal: false },
+    });
     clock.tick(1999);
     expect(sse.state).to.equal(ConnectionState.reconnecting);
     expect(server.requests).to.have.length(1);

@@ -17,7 +17,7 @@ import { Emitter } from './emitter.js';
 import { isClientEvent } from './event-names.js';
 import { isEventStream, readHttpFailure, type ServerError } from './http-response.js';
 import { NetworkWatcher, isOffline } from './network-watcher.js';
-import { MuxCore, type MuxHandle, type MuxStatus, type Transport } from './shared/mux-core.js';
+import { MuxCore, type MuxDetail, type MuxHandle, type MuxStatus, type Transport } from './shared/mux-core.js';
 import { absoluteBase, sharedPort, type MuxPort } from './shared/share.js';
 import { resolveToken, type TokenSource } from './token-source.js';
 import { Watchdog } from './watchdog.js';
@@ -63,6 +63,37 @@ export const DisconnectReason = {
 } as const;
 export type DisconnectReason = (typeof DisconnectReason)[keyof typeof DisconnectReason];
 
+/** How a connection attempt failed: it got no HTTP response, the server refused it, or the token source threw. */
+export const FailureKind = {
+  /** No HTTP response at all: the server is down or unreachable, or the browser blocked the request (CORS, mixed content, CSP). */
+  network: 'network',
+  /** The server answered with a status other than 200 (`status`, and `code` when it sent its JSON error). */
+  http: 'http',
+  /** The `token` function threw or rejected. */
+  token: 'token',
+} as const;
+export type FailureKind = (typeof FailureKind)[keyof typeof FailureKind];
+
+/**
+ * Why the client cannot get a stream open: on `disconnected`, `reconnecting` and `state` events while its attempts fail,
+ * until a stream opens again. Attempts that opened a stream and dropped later are not failures.
+ */
+export interface ConnectionFailure {
+  kind: FailureKind;
+  /** The HTTP status, for `http`. */
+  status?: number;
+  /** The server's error code (`auth_not_configured`, `forbidden`, `unavailable`, ...), when it sent its JSON error. */
+  code?: string;
+  /** What went wrong, in English: the server's error message, or the error the request or the token function threw. */
+  message: string;
+  /** The server tried: its origin and path prefix, e.g. `http://127.0.0.1:8100`. */
+  server: string;
+  /** Consecutive attempts that failed this way (same kind, and same status for `http`): 1, 2, 3, ... */
+  attempts: number;
+  /** True when the client stopped for good: nothing is retried. */
+  fatal: boolean;
+}
+
 /** Detail of `disconnected`: fired whenever an attempt or an open connection ends, and when the client stops for good. */
 export interface DisconnectedEvent {
   reason: DisconnectReason;
@@ -74,6 +105,8 @@ export interface DisconnectedEvent {
   error?: ServerError;
   /** The thrown value, for `network`. */
   cause?: unknown;
+  /** Set when the attempt never got a stream open: why, and how many attempts in a row failed so. */
+  failure?: ConnectionFailure;
 }
 
 /** Detail of `reconnecting`: a retry is scheduled. */
@@ -83,12 +116,16 @@ export interface ReconnectingEvent {
   /** How long until the retry, in ms. */
   delayMs: number;
   reason: DisconnectReason;
+  /** Why the attempts fail, when they do (see {@link ConnectionFailure}). */
+  failure?: ConnectionFailure;
 }
 
 /** Detail of `state`. */
 export interface StateChangeEvent {
   state: ConnectionState;
   previous: ConnectionState;
+  /** While attempts fail (`reconnecting`, `offline`, or `closed` after a fatal refusal): why (see {@link ConnectionFailure}). */
+  failure?: ConnectionFailure;
 }
 
 /** Detail of `message`: every event of the stream, known types and unknown ones, after its own event. */
@@ -227,7 +264,10 @@ export class SSEClient {
     this.#backoff = options.backoff ?? exponentialBackoff();
     this.#lastEventId = options.lastEventId ?? '';
     const watchdogMs = (options.heartbeatMs ?? 15_000) * (options.watchdogMultiplier ?? 2.5);
-    this.#watchdog = new Watchdog(this.#clock, watchdogMs, () => this.#fail({ reason: DisconnectReason.watchdog }));
+    // Silence before any response: nothing answered, as when the server cannot be reached.
+    this.#watchdog = new Watchdog(this.#clock, watchdogMs, () =>
+      this.#fail({ reason: DisconnectReason.watchdog }, undefined, this.#state === ConnectionState.connecting ? FailureKind.network : undefined),
+    );
   }
 
   /** The connection state; listen to `state` for changes. */
@@ -238,6 +278,11 @@ export class SSEClient {
   /** The id of the last event received; sent as `Last-Event-ID` on every reconnect. */
   get lastEventId(): string {
     return this.#lastEventId;
+  }
+
+  /** Why the attempts fail, while they do: cleared when a stream opens, and by `connect()` after the client closed. */
+  get failure(): ConnectionFailure | undefined {
+    return this.#failure;
   }
 
   /** True while the stream is open. */
@@ -269,6 +314,7 @@ export class SSEClient {
     if (this.#state === ConnectionState.connecting || this.#state === ConnectionState.open) return this;
     if (this.#state === ConnectionState.closed) {
       this.#attempt = 0;
+      this.#failure = undefined;
       this.#network.start();
     }
     this.#clearRetry();
@@ -333,6 +379,8 @@ export class SSEClient {
   readonly #ahead = new Set<string>();
   /** The connection of a client not shared but on a WebSocket. */
   #core: MuxCore | undefined;
+  /** Why the attempts fail, while they do. */
+  #failure: ConnectionFailure | undefined;
 
   /** True when this client goes through the shared connection. */
   get shared(): boolean {
@@ -366,7 +414,10 @@ export class SSEClient {
     if (next === this.#state) return;
     const previous = this.#state;
     this.#state = next;
-    this.#emitter.emit('state', { state: next, previous } satisfies StateChangeEvent);
+    if (next === ConnectionState.open) this.#failure = undefined;
+    const failing = next === ConnectionState.reconnecting || next === ConnectionState.offline || next === ConnectionState.closed;
+    const failure = failing ? this.#failure : undefined;
+    this.#emitter.emit('state', { state: next, previous, ...(failure && { failure }) } satisfies StateChangeEvent);
   }
 
   async #open(): Promise<void> {
@@ -384,18 +435,23 @@ export class SSEClient {
     let response: Response;
     const abort = new AbortController();
     this.#abort = abort;
+    const headers: Record<string, string> = { Accept: 'text/event-stream' };
     try {
-      const headers: Record<string, string> = { Accept: 'text/event-stream' };
       const token = await resolveToken(this.#options.token);
       if (!current()) return;
       if (token) headers['Authorization'] = `Bearer ${token}`;
+    } catch (cause) {
+      if (current()) this.#fail({ reason: DisconnectReason.network, cause }, undefined, FailureKind.token);
+      return;
+    }
+    try {
       // [spec] "If the last event ID string is not the empty string, set Last-Event-ID."
       if (this.#lastEventId) headers['Last-Event-ID'] = this.#lastEventId;
       this.#watchdog.start();
       const fetch = this.#options.fetch ?? globalThis.fetch;
       response = await fetch(this.#requestUrl(), { method: 'GET', headers, signal: abort.signal });
     } catch (cause) {
-      if (current()) this.#fail({ reason: DisconnectReason.network, cause });
+      if (current()) this.#fail({ reason: DisconnectReason.network, cause }, undefined, FailureKind.network);
       return;
     }
     if (!current()) {
@@ -408,8 +464,8 @@ export class SSEClient {
       if (!current()) return;
       const detail: Omit<DisconnectedEvent, 'willReconnect'> = { reason: DisconnectReason.httpStatus, status };
       if (error) detail.error = error;
-      if (retry) this.#fail(detail, retryAfterMs);
-      else this.#close(detail); // [spec] 204 and other statuses "fail the connection": no retry.
+      if (retry) this.#fail(detail, retryAfterMs, FailureKind.http);
+      else this.#close(detail, FailureKind.http); // [spec] 204 and other statuses "fail the connection": no retry.
       return;
     }
     if (!isEventStream(response) || !response.body) {
@@ -515,22 +571,24 @@ export class SSEClient {
         this.#openedAt = this.#clock.now();
         return;
       case 'reconnecting': {
-        const detail = status.detail as Omit<DisconnectedEvent, 'willReconnect'>;
+        const detail = disconnectDetail(status.detail);
+        const failure = this.#noteFailure(detail, kindOf(status.detail), false);
         const generation = this.#generation;
         this.#setState(ConnectionState.reconnecting);
         if (generation !== this.#generation) return;
-        this.#emitter.emit('disconnected', { ...detail, willReconnect: true } satisfies DisconnectedEvent);
+        this.#emitter.emit('disconnected', { ...detail, willReconnect: true, ...(failure && { failure }) } satisfies DisconnectedEvent);
         if (generation !== this.#generation) return;
-        this.#emitter.emit('reconnecting', { attempt: status.attempt, delayMs: status.delayMs, reason: detail.reason } satisfies ReconnectingEvent);
+        this.#emitter.emit('reconnecting', { attempt: status.attempt, delayMs: status.delayMs, reason: detail.reason, ...(failure && { failure }) } satisfies ReconnectingEvent);
         return;
       }
       case 'offline':
         this.#setState(ConnectionState.offline);
         this.#emitter.emit('disconnected', { reason: DisconnectReason.offline, willReconnect: true } satisfies DisconnectedEvent);
         return;
-      case 'failed':
-        this.#close(status.detail as Omit<DisconnectedEvent, 'willReconnect'>);
+      case 'failed': {
+        this.#close(disconnectDetail(status.detail), kindOf(status.detail));
         return;
+      }
       case 'unsupported':
         // An older server: a stream of our own, at once.
         this.#sharedUnsupported = true;
@@ -597,9 +655,32 @@ export class SSEClient {
     }
   }
 
-  /** Ends the current attempt and schedules the next one (or waits for the network). */
-  #fail(detail: Omit<DisconnectedEvent, 'willReconnect'>, retryAfterMs?: number): void {
+  /**
+   * The failure an attempt that ended with `detail` adds up to: `kind` is how it failed, undefined when it did not fail to
+   * open (a stream that dropped, `disconnect()`), which clears the count.
+   */
+  #noteFailure(detail: Omit<DisconnectedEvent, 'willReconnect'>, kind: FailureKind | undefined, fatal: boolean): ConnectionFailure | undefined {
+    if (kind === undefined) return (this.#failure = undefined);
+    const previous = this.#failure;
+    const attempts = previous && previous.kind === kind && previous.status === detail.status ? previous.attempts + 1 : 1;
+    const { status, error, cause } = detail;
+    const message = error?.message || (cause instanceof Error ? cause.message : cause === undefined ? '' : String(cause)) || (status ? `HTTP ${status}` : kind);
+    this.#failure = {
+      kind,
+      ...(status !== undefined && { status }),
+      ...(error?.code && { code: error.code }),
+      message,
+      server: serverOf(this.#options.baseUrl ?? ''),
+      attempts,
+      fatal,
+    };
+    return this.#failure;
+  }
+
+  /** Ends the current attempt and schedules the next one (or waits for the network). `kind`: how the attempt failed to open, if it did. */
+  #fail(detail: Omit<DisconnectedEvent, 'willReconnect'>, retryAfterMs?: number, kind?: FailureKind): void {
     const stable = this.#openedAt !== undefined && this.#clock.now() - this.#openedAt >= (this.#options.stableAfterMs ?? 10_000);
+    const failure = this.#noteFailure(detail, kind, false);
     this.#endAttempt();
     if (stable) this.#attempt = 0;
     const attempt = ++this.#attempt;
@@ -607,7 +688,7 @@ export class SSEClient {
 
     if (isOffline()) {
       this.#setState(ConnectionState.offline);
-      this.#emitter.emit('disconnected', { ...detail, willReconnect: true } satisfies DisconnectedEvent);
+      this.#emitter.emit('disconnected', { ...detail, willReconnect: true, ...(failure && { failure }) } satisfies DisconnectedEvent);
       return;
     }
     const baseMs = this.#serverRetryMs ?? this.#options.retryMs ?? 1000;
@@ -618,18 +699,19 @@ export class SSEClient {
     }, delayMs);
     this.#setState(ConnectionState.reconnecting);
     if (generation !== this.#generation) return; // a state handler disconnected
-    this.#emitter.emit('disconnected', { ...detail, willReconnect: true } satisfies DisconnectedEvent);
+    this.#emitter.emit('disconnected', { ...detail, willReconnect: true, ...(failure && { failure }) } satisfies DisconnectedEvent);
     if (generation !== this.#generation) return;
-    this.#emitter.emit('reconnecting', { attempt, delayMs, reason: detail.reason } satisfies ReconnectingEvent);
+    this.#emitter.emit('reconnecting', { attempt, delayMs, reason: detail.reason, ...(failure && { failure }) } satisfies ReconnectingEvent);
   }
 
-  /** Ends everything for good: the attempt, the pending retry, the network listeners. */
-  #close(detail: Omit<DisconnectedEvent, 'willReconnect'>): void {
+  /** Ends everything for good: the attempt, the pending retry, the network listeners. `kind`: a fatal refusal's. */
+  #close(detail: Omit<DisconnectedEvent, 'willReconnect'>, kind?: FailureKind): void {
+    const failure = this.#noteFailure(detail, kind, true);
     this.#endAttempt();
     this.#clearRetry();
     this.#network.stop();
     this.#setState(ConnectionState.closed);
-    this.#emitter.emit('disconnected', { ...detail, willReconnect: false } satisfies DisconnectedEvent);
+    this.#emitter.emit('disconnected', { ...detail, willReconnect: false, ...(failure && { failure }) } satisfies DisconnectedEvent);
   }
 
   #endAttempt(): void {
@@ -660,6 +742,25 @@ export class SSEClient {
     this.#endAttempt();
     this.#setState(ConnectionState.offline);
     if (wasActive) this.#emitter.emit('disconnected', { reason: DisconnectReason.offline, willReconnect: true } satisfies DisconnectedEvent);
+  }
+}
+
+/** How a shared connection's attempt failed, from its detail. */
+function kindOf(detail: MuxDetail): FailureKind | undefined {
+  return detail.failure ?? (detail.status !== undefined ? FailureKind.http : undefined);
+}
+
+/** A shared connection's detail as the `disconnected` event says it. */
+function disconnectDetail({ failure: _failure, ...detail }: MuxDetail): Omit<DisconnectedEvent, 'willReconnect'> {
+  return detail;
+}
+
+/** The server of `baseUrl` as a failure names it: origin and path prefix (the page's origin for `''`). */
+function serverOf(baseUrl: string): string {
+  try {
+    return absoluteBase(baseUrl);
+  } catch {
+    return baseUrl;
   }
 }
 

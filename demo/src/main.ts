@@ -195,7 +195,10 @@ function status(element: HTMLElement, text: string, tone: 'ok' | 'bad' | '' = ''
 }
 
 speedInput.addEventListener('input', () => {
-  byId('speed-value').textContent = `${speedInput.value}×`;
+  const text = `${speedInput.value}×`;
+  byId('speed-value').textContent = text;
+  // Read out as "5×", not "5": the slider's name is "Speed", its value the multiplier.
+  speedInput.setAttribute('aria-valuetext', text);
 });
 
 byId<HTMLFormElement>('run-form').addEventListener('submit', (event) => {
@@ -203,6 +206,19 @@ byId<HTMLFormElement>('run-form').addEventListener('submit', (event) => {
   void run();
 });
 stopButton.addEventListener('click', () => running?.abort());
+
+/**
+ * On a narrow screen the viewers sit below every control, far under the Run button: scroll the one that shows
+ * the run into view, so pressing Run shows the text stream. Nothing moves when its top is on screen already
+ * (beside the controls on a wide screen).
+ */
+function revealViewer(): void {
+  const target = [slot('all'), slot('single')].find((s) => s.wanted);
+  if (!target) return;
+  const top = target.viewer.getBoundingClientRect().top;
+  if (top >= 0 && top < innerHeight * 0.75) return;
+  target.viewer.closest('.card')?.scrollIntoView({ block: 'start' });
+}
 
 async function run(): Promise<void> {
   const id = projectId();
@@ -214,6 +230,7 @@ async function run(): Promise<void> {
   if (running) return;
   const choice = byId<HTMLSelectElement>('run-stage').value;
   const stages = choice === 'pipeline' ? STAGES : [choice];
+  revealViewer();
   const abort = new AbortController();
   running = abort;
   runButton.disabled = true;
@@ -249,13 +266,31 @@ async function run(): Promise<void> {
 
 // ---- cut the connection ----
 
+/**
+ * The server counts the streams it ended, which is not what the page shows: shared (the default), this browser's
+ * viewers and the pipeline's own watcher (opened by Run while it waits for each stage, see pipeline.ts) are
+ * subscriptions on one connection, counted once; with sharing off each is a stream. Say what was in the count.
+ */
+function describeCut(cut: number): string {
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  const viewers = slots.filter((s) => s.wanted).length;
+  const clients = [...(viewers ? [`this page's ${plural(viewers, 'viewer')}`] : []), ...(running ? ["the Run button's own watcher"] : [])];
+  const shared = sharingMode() !== 'off';
+  const ours = shared ? Math.min(1, clients.length) : viewers + (running ? 1 : 0);
+  const elsewhere = cut - ours;
+  if (clients.length === 0 || elsewhere < 0) return `Cut ${plural(cut, 'stream')}`;
+  const list = clients.join(' and ');
+  const own = shared ? `this browser's shared connection, carrying ${list}` : list;
+  return `Cut ${plural(cut, 'stream')} (${own}${elsewhere ? `; ${elsewhere} more from other browsers or clients` : ''})`;
+}
+
 const cutStatus = byId('cut-status');
 byId('cut').addEventListener('click', async () => {
   const id = projectId();
   if (!id) return;
   try {
     const { cut } = await cutProject(id);
-    status(cutStatus, cut === 0 ? 'No open stream to cut: connect a viewer first.' : `Cut ${cut} stream${cut === 1 ? '' : 's'}: watch them resume.`, cut ? 'ok' : '');
+    status(cutStatus, cut === 0 ? 'No open stream to cut: connect a viewer first.' : `${describeCut(cut)}: watch them resume.`, cut ? 'ok' : '');
   } catch (error) {
     status(cutStatus, error instanceof ApiError ? error.message : String(error), 'bad');
   }

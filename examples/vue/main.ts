@@ -1,13 +1,8 @@
 import { createApp } from 'vue';
-import { StageViewer } from './StageViewer.js';
+import StageViewer from './StageViewer.vue';
 
 const projectId = new URLSearchParams(location.search).get('project') ?? 'example';
 
-const app = createApp({
-  components: { StageViewer },
-  setup: () => ({ projectId }),
-  template: `<h1>Rewrite, live (Vue)</h1><StageViewer :project-id="projectId" />`,
-});
-// The kit's tags are custom elements, not Vue components.
-app.config.compilerOptions.isCustomElement = (tag) => tag.startsWith('sse-');
-app.mount('#app');
+// Nothing about custom elements here: app.config.compilerOptions only reaches templates compiled in the
+// browser, and a single-file component's template was compiled by @vitejs/plugin-vue (see vite.config.ts).
+createApp(StageViewer, { projectId }).mount('#app');

@@ -3,6 +3,7 @@ import { DEFAULT_PREFIX, ID_RULE, isValidId } from './channels.js';
 import { parseClusterNodes, type RedisClusterSettings } from './broker/cluster-nodes.js';
 import { DEFAULTS } from './defaults.js';
 import { TrustedProxies } from './http/client-address.js';
+import { parseOriginList } from './http/cors.js';
 import type { TokenKeySource } from './http/token-keys.js';
 
 export interface ServerConfig {
@@ -32,6 +33,13 @@ export interface ServerConfig {
    * Default: the loopback names when bound to a loopback address, else any. The loopback names are always in a list.
    */
   allowedHosts: string[] | null;
+  /**
+   * `SSE_CORS_ORIGINS`: the exact origins (`scheme://host[:port]`) whose pages may call the endpoints from a browser;
+   * undefined: none (same-origin only).
+   */
+  corsOrigins: string[] | undefined;
+  /** `SSE_HEALTH_TIMEOUT_MS`: how long `/healthz` waits for the broker before it answers 503. */
+  healthTimeoutMs: number;
   /** `SSE_METRICS_PORT`: serve `/metrics` on this port only (on `metricsHost`), not on the public one. */
   metricsPort: number | undefined;
   metricsHost: string;
@@ -144,6 +152,17 @@ function keySource(env: Env): TokenKeySource | undefined {
   return source;
 }
 
+/** `SSE_CORS_ORIGINS`: exact origins, comma-separated; `*` and anything that is not an origin refuse to start. */
+function corsOrigins(env: Env): string[] | undefined {
+  const raw = env.SSE_CORS_ORIGINS?.trim();
+  if (!raw) return undefined;
+  try {
+    return parseOriginList(raw);
+  } catch (error) {
+    throw new ConfigError(`SSE_CORS_ORIGINS: ${(error as Error).message}`);
+  }
+}
+
 function trustedProxies(env: Env): TrustedProxies | undefined {
   const raw = env.SSE_TRUSTED_PROXIES?.trim();
   if (!raw) return undefined;
@@ -181,6 +200,8 @@ export function readConfig(env: Env = process.env): ServerConfig {
     authClockToleranceSeconds: int(env, 'SSE_AUTH_CLOCK_TOLERANCE_SECONDS', DEFAULTS.clockToleranceSeconds, 0),
     trustedProxies: trustedProxies(env),
     allowedHosts: allowedHosts(env, host),
+    corsOrigins: corsOrigins(env),
+    healthTimeoutMs: int(env, 'SSE_HEALTH_TIMEOUT_MS', DEFAULTS.healthTimeoutMs, 1),
     metricsPort: env.SSE_METRICS_PORT ? int(env, 'SSE_METRICS_PORT', 0, 0) : undefined,
     metricsHost: env.SSE_METRICS_HOST || DEFAULTS.metricsHost,
     maxDemoTasks: int(env, 'SSE_MAX_DEMO_TASKS', DEFAULTS.maxDemoTasks, 1),

@@ -1,6 +1,8 @@
 /**
  * The server library (`ai-story-sse/server`): publish from a worker, read from Node, and embed the SSE hub
  * in a server of your own. The standalone server is `npm start` (server/src/main.ts), not part of this entry.
+ * In the package, `ai-story-sse/server` is dist/server/entry.js, which scripts/build-lib.mjs writes: it checks the
+ * peer dependencies these modules import (peers.ts), then loads this one. Re-export by name only (it lists the names).
  */
 
 // Workers: publish one stage's progress; read it back from Node.
@@ -35,6 +37,7 @@ export type { KeySignOptions, TokenClaims, TokenPolicy } from './http/auth.js';
 export { loadTokenKeys, TokenKeyError, ASYMMETRIC_ALGORITHMS } from './http/token-keys.js';
 export type { TokenKeys, TokenKeySource } from './http/token-keys.js';
 export { TrustedProxies, clientAddress } from './http/client-address.js';
+export type { CorsRoute } from './http/cors.js';
 export { DEFAULTS } from './defaults.js';
 
 // The demo's endpoints (the mock pipeline, cut, development tokens), apart from the library: not for production.

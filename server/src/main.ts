@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * The standalone server, and the package's `ai-story-sse` command (its `bin`: dist/server/main.js, which `npm start`
- * runs with plain node). Reads the environment, loads the token keys, builds the real broker and server, handles
+ * The standalone server, and the package's `ai-story-sse` command (its `bin`, dist/server/bin.js, checks the peer
+ * dependencies and then loads dist/server/main.js, which `npm start` runs with plain node). Reads the environment, loads the token keys, builds the real broker and server, handles
  * signals. `--help` lists every variable with its default, `--version` prints the version, `token …` prints a
  * development token. A bad setting is one line on stderr and exit code 2.
  */
@@ -67,6 +67,7 @@ async function serve(config: ServerConfig, authKeys: TokenKeys | undefined): Pro
   }
   if (authKeys) log.info(`tokens verified with the ${authKeys.description}; iss ${config.authIssuer}, aud ${config.authAudience}`);
   if (config.trustedProxies) log.info(`client addresses from X-Forwarded-For of the trusted proxies ${config.trustedProxies.entries.join(', ')}`);
+  if (config.corsOrigins) log.info(`cross-origin requests answered for ${config.corsOrigins.join(', ')} (SSE_CORS_ORIGINS)`);
 
   const { broker, reason } = await chooseBroker(config);
   log.info(reason);

@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CloseReason } from './hub/client-stream.js';
+import type { ReadKind } from './hub/coalesced-reads.js';
 import type { HubEventSource, StreamOpening } from './hub/hub-events.js';
 
 export interface SseMetricsOptions {
@@ -46,6 +47,8 @@ const SUBSCRIPTION_CLOSE_REASONS: CloseReason[] = [...CLOSE_REASONS, 'unsubscrib
 
 const RESET_REASONS = ['expired', 'unknown_id', 'too_long'] as const satisfies ReadonlyArray<NonNullable<StreamOpening['reset']>>;
 
+const READ_KINDS = Object.keys({ replay: 1, replay_page: 1, snapshot: 1, texts: 1 } satisfies Record<ReadKind, 1>) as ReadKind[];
+
 const DEFAULT_LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /**
@@ -67,6 +70,8 @@ const DEFAULT_LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
  * | `sse_resets_sent_total{reason}` | counter | resumes answered with a `reset` (`expired`: trimmed from the log; `unknown_id`: never in it; `too_long`: more to replay than a resume may read) |
  * | `sse_snapshots_sent_total` | counter | fresh streams (no `Last-Event-ID`) that were sent a `snapshot` of the current state first |
  * | `sse_slow_clients_dropped_total` | counter | clients dropped because they could not keep up |
+ * | `sse_log_reads_total{kind}` | counter | log and state reads sent to the broker by resumes and snapshots (`replay`: a resume's first page, `replay_page`: the pages after it, `snapshot`, `texts`) |
+ * | `sse_log_reads_coalesced_total{kind}` | counter | reads of those kinds answered from a read another stream's opening made (coalesced-reads.ts) |
  * | `sse_broker_up{broker}` | gauge | 1 while the broker (`redis` or `memory`) is connected, else 0 |
  * | `sse_broker_subscriptions` | gauge | topics the hub listens to: stage channels, plus projects watched project-wide (on Redis these share one pattern) |
  * | `sse_publish_to_write_lag_seconds` | histogram | from a message's `timestamp` to its write to the clients (clocks of other hosts included) |
@@ -151,6 +156,18 @@ export class SseMetrics {
     });
     this.#snapshots = new Counter({ name: `${prefix}snapshots_sent_total`, help: 'Fresh streams sent a snapshot of the current state first.', registers });
     this.#slow = new Counter({ name: `${prefix}slow_clients_dropped_total`, help: 'Clients dropped because they could not keep up.', registers });
+    this.#logReads = new Counter({
+      name: `${prefix}log_reads_total`,
+      help: 'Log and state reads sent to the broker by resumes and snapshots, by kind.',
+      labelNames: ['kind'] as const,
+      registers,
+    });
+    this.#logReadsShared = new Counter({
+      name: `${prefix}log_reads_coalesced_total`,
+      help: "Log and state reads answered from another stream's read of the same key, by kind.",
+      labelNames: ['kind'] as const,
+      registers,
+    });
     this.#lag = new Histogram({
       name: `${prefix}publish_to_write_lag_seconds`,
       help: "From a message's timestamp (set by its publisher) to its write to the clients.",
@@ -164,6 +181,10 @@ export class SseMetrics {
     for (const resumed of ['true', 'false']) this.#subscriptions.inc({ resumed }, 0);
     for (const reason of SUBSCRIPTION_CLOSE_REASONS) this.#subscriptionsClosed.inc({ reason }, 0);
     for (const reason of RESET_REASONS) this.#resets.inc({ reason }, 0);
+    for (const kind of READ_KINDS) {
+      this.#logReads.inc({ kind }, 0);
+      this.#logReadsShared.inc({ kind }, 0);
+    }
   }
 
   /**
@@ -184,6 +205,7 @@ export class SseMetrics {
       events.on('stream-closed', (stream, reason) => (stream.subscription === undefined ? this.streamClosed(reason) : this.subscriptionClosed(reason))),
       events.on('connection-opened', () => this.streamOpened(false)),
       events.on('connection-closed', (_connection, reason) => this.streamClosed(reason)),
+      events.on('log-read', (kind, shared) => this.logRead(kind, shared)),
     ];
     this.#unlisten = () => off.forEach((unsubscribe) => unsubscribe());
   }
@@ -235,6 +257,11 @@ export class SseMetrics {
     if (message.timestamp !== undefined) this.#lag.observe(Math.max(0, this.#now() / 1000 - message.timestamp));
   }
 
+  /** A resume or snapshot read the log or the state: from the broker, or `shared` from another's read. */
+  logRead(kind: ReadKind, shared: boolean): void {
+    (shared ? this.#logReadsShared : this.#logReads).inc({ kind });
+  }
+
   /** A stream closed. */
   streamClosed(reason: CloseReason): void {
     this.#closed.inc({ reason });
@@ -270,5 +297,7 @@ export class SseMetrics {
   readonly #resets: Counter<'reason'>;
   readonly #snapshots: Counter;
   readonly #slow: Counter;
+  readonly #logReads: Counter<'kind'>;
+  readonly #logReadsShared: Counter<'kind'>;
   readonly #lag: Histogram;
 }

@@ -6,6 +6,8 @@
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import { Server as NetServer } from 'node:net';
 import polka, { type Polka } from 'polka';
+import { MUX_ROUTES } from '../../protocol/mux.js';
+import { Route, STREAM_ROUTES } from '../../protocol/routes.js';
 import { hasStageControl, type Broker } from './broker/broker.js';
 import { secretTooShort } from './config.js';
 import { DEFAULTS } from './defaults.js';
@@ -17,6 +19,7 @@ import { mountMuxRoutes } from './http/mux-routes.js';
 import { mountStreamRoutes } from './http/stream-routes.js';
 import { attachWebSocket } from './http/ws-routes.js';
 import { mountCancelRoutes } from './http/cancel-routes.js';
+import { CorsPolicy, type CorsRoute } from './http/cors.js';
 import { markTrustedProxies, TrustedProxies } from './http/client-address.js';
 import type { TokenKeys } from './http/token-keys.js';
 import { LeaseReaper } from './lease-reaper.js';
@@ -83,6 +86,23 @@ export interface SseOptions {
   openCancel?: boolean;
   /** How often this hub looks for expired worker leases (`SSE_LEASE_REAP_MS`), or false for never. Default 1000. */
   leaseReapMs?: number | false;
+  /**
+   * How long `/healthz` waits for the broker's answer before it answers 503 (`SSE_HEALTH_TIMEOUT_MS`), in ms.
+   * Default 500.
+   */
+  healthTimeoutMs?: number;
+  /**
+   * Origins whose pages may call the endpoints from a browser (`SSE_CORS_ORIGINS`): exact `scheme://host[:port]`
+   * strings, no `*`. Each gets its origin back in `Access-Control-Allow-Origin`, errors included, and its
+   * preflights answered; with this set, a WebSocket upgrade from another page's origin is refused (4403). No
+   * credentials are allowed (tokens go in `Authorization`). Default none: same-origin only, as without CORS.
+   */
+  corsOrigins?: readonly string[] | undefined;
+  /**
+   * More paths of your own server whose cross-origin requests and preflights `corsOrigins` covers, beside the hub's
+   * (e.g. `[{ pattern: '/api/jobs/:id/start', methods: ['POST'] }]`). Default none.
+   */
+  corsRoutes?: readonly CorsRoute[] | undefined;
 }
 
 export interface SseMount {
@@ -120,6 +140,15 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
   const { broker, logger } = options;
   const tooShort = options.authSecret === undefined ? undefined : secretTooShort(options.authSecret);
   if (tooShort) throw new TypeError(`mountSse: authSecret ${tooShort}`);
+  const healthTimeoutMs = options.healthTimeoutMs ?? DEFAULTS.healthTimeoutMs;
+  if (!(Number.isInteger(healthTimeoutMs) && healthTimeoutMs >= 1)) throw new TypeError(`mountSse: healthTimeoutMs must be an integer >= 1, got ${String(options.healthTimeoutMs)}`);
+  let cors: CorsPolicy | undefined;
+  try {
+    // An empty list is no list: same-origin only, exactly as without the option.
+    cors = options.corsOrigins?.length ? new CorsPolicy(options.corsOrigins) : undefined;
+  } catch (error) {
+    throw new TypeError(`mountSse: corsOrigins: ${(error as Error).message}`);
+  }
   const metrics = options.metrics === false ? undefined : (options.metrics ?? new SseMetrics());
   const hub = new Hub({
     broker,
@@ -153,6 +182,8 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
   };
   const trusted = options.trustedProxies instanceof TrustedProxies || options.trustedProxies === undefined ? options.trustedProxies : new TrustedProxies(options.trustedProxies);
   const mount = (app: Polka) => {
+    // First: every answer of the hub's paths, errors included, carries the CORS headers a listed origin needs.
+    if (cors) app.use(cors.middleware([...hubCorsRoutes(hasStageControl(broker)), ...(options.corsRoutes ?? [])]));
     // Marks each request with the trusted proxies, for the routes' client address (http/client-address.ts).
     if (trusted) app.use(markTrustedProxies(trusted));
     const routeOptions = {
@@ -172,7 +203,7 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
         open: options.openCancel ?? false,
       });
     }
-    mountHealthRoutes(app, broker);
+    mountHealthRoutes(app, broker, { timeoutMs: healthTimeoutMs });
     const path = options.metricsPath ?? '/metrics';
     if (metrics && path !== false) app.get(path, metrics.handler);
   };
@@ -189,6 +220,7 @@ export function mountSse(target: Polka | Server, options: SseOptions): SseMount 
       maxSubscriptions: options.maxSubscriptions ?? DEFAULTS.maxSubscriptions,
       allowedHosts: wsOptions.allowedHosts ?? null,
       trusted,
+      cors,
     });
     detachers.push(undo);
     return undo;
@@ -261,6 +293,17 @@ function logStreams(events: HubEventSource, logger: SseLogger): () => void {
     offConnectionOpened();
     offConnectionClosed();
   };
+}
+
+/** The hub's paths a page on another origin may call: the streams, the multiplexed stream and its POSTs, cancel. */
+function hubCorsRoutes(cancel: boolean): CorsRoute[] {
+  return [
+    ...STREAM_ROUTES.map(({ pattern }) => ({ pattern, methods: ['GET'] })),
+    { pattern: MUX_ROUTES.stream, methods: ['GET'] },
+    { pattern: MUX_ROUTES.subscribe, methods: ['POST'] },
+    { pattern: MUX_ROUTES.unsubscribe, methods: ['POST'] },
+    ...(cancel ? [{ pattern: Route.cancelStage, methods: ['POST'] }] : []),
+  ];
 }
 
 function isPolka(target: unknown): target is Polka {

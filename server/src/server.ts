@@ -4,7 +4,7 @@
  * the embedded broker.
  */
 import { existsSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, maxHeaderSize, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import polka from 'polka';
@@ -14,6 +14,8 @@ import type { Broker } from './broker/broker.js';
 import type { ServerConfig } from './config.js';
 import { DEFAULTS } from './defaults.js';
 import type { Hub } from './hub/hub.js';
+import { Route } from '../../protocol/routes.js';
+import type { CorsRoute } from './http/cors.js';
 import { hostGuard } from './http/host-guard.js';
 import { ErrorCode, HttpError, sendError } from './http/http-error.js';
 import { internalError, notFound } from './http/handler.js';
@@ -23,6 +25,9 @@ import { mountSse } from './mount.js';
 import type { TokenKeys } from './http/token-keys.js';
 
 export const DEMO_DIST = fileURLToPath(new URL('../../demo/dist/', import.meta.url));
+
+/** The demo's POST endpoints, for the CORS preflights when the demo is on. */
+const DEMO_CORS_ROUTES: readonly CorsRoute[] = [Route.executeStage, Route.demoCut, Route.demoToken].map((pattern) => ({ pattern, methods: ['POST'] }));
 
 export interface RunningServer {
   /** e.g. `http://127.0.0.1:8000` */
@@ -43,7 +48,7 @@ export type ServerSettings = Pick<
   ServerConfig,
   'port' | 'host' | 'authSecret' | 'heartbeatMs' | 'retryMs' | 'publicStreams' | 'demoEnabled' | 'maxStreams' | 'maxStreamsPerClient' | 'maxBufferBytes'
 > &
-  Partial<Pick<ServerConfig, 'authIssuer' | 'authAudience' | 'authClockToleranceSeconds' | 'trustedProxies' | 'allowedHosts' | 'metricsPort' | 'metricsHost' | 'maxDemoTasks' | 'maxReplayEntries' | 'maxReplayBytes' | 'maxSubscriptions' | 'leaseMs' | 'leaseReapMs'>> & {
+  Partial<Pick<ServerConfig, 'authIssuer' | 'authAudience' | 'authClockToleranceSeconds' | 'trustedProxies' | 'allowedHosts' | 'metricsPort' | 'metricsHost' | 'maxDemoTasks' | 'maxReplayEntries' | 'maxReplayBytes' | 'maxSubscriptions' | 'leaseMs' | 'leaseReapMs' | 'corsOrigins' | 'healthTimeoutMs'>> & {
     /** The public keys of asymmetric tokens, loaded by `loadTokenKeys` from the config's `authKeySource`. */
     authKeys?: TokenKeys | undefined;
   };
@@ -81,6 +86,10 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
     // Cancel without a token only where anyone may start mock stages anyway: the demo.
     openCancel: settings.demoEnabled,
     leaseReapMs: settings.leaseReapMs,
+    healthTimeoutMs: settings.healthTimeoutMs,
+    corsOrigins: settings.corsOrigins,
+    // The demo's POSTs too, when it is on: a page elsewhere may start and cut mock stages as the demo page does.
+    corsRoutes: settings.demoEnabled ? DEMO_CORS_ROUTES : undefined,
   });
 
   // The demo's endpoints: the mock publisher and the demo-only controls; with the demo off, a 404 that says so.
@@ -102,17 +111,15 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
     mountDemoDisabled(app);
   }
 
-  // The demo: the Vite build in demo/dist, under /sse-demo; with the demo off (production), nothing is there.
-  if (!settings.demoEnabled) {
-    app.get('/sse-demo', (_req, res) => sendError(res, new HttpError(404, ErrorCode.disabled, 'The demo is off on this server (NODE_ENV=production).')));
-  } else if (existsSync(demoDir)) {
+  // The demo: the Vite build in demo/dist, under /sse-demo; with the demo off, no route: the 404 of any unknown path.
+  if (settings.demoEnabled && existsSync(demoDir)) {
     const serveDemo = sirv(demoDir, { single: true, dev: false, etag: true });
     app.get('/sse-demo', (req, res) => {
       req.url = '/';
       return serveDemo(req, res, () => notFound(req, res));
     });
     app.use('/sse-demo', serveDemo);
-  } else {
+  } else if (settings.demoEnabled) {
     app.get('/sse-demo', (_req, res) =>
       sendError(res, new HttpError(503, ErrorCode.unavailable, 'The demo is not built: run `npm start` (it builds it) or `npm run build`.')),
     );
@@ -120,7 +127,7 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
 
   await new Promise<void>((resolve, reject) => {
     app.server?.once('error', reject);
-    app.listen(settings.port, settings.host, () => resolve());
+    app.listen(settings.port, settings.host, DEFAULTS.listenBacklog, () => resolve());
   });
   const server = app.server as Server;
   // The WebSocket transport, with the same Host guard as the HTTP routes.
@@ -128,9 +135,12 @@ export async function startServer(settings: ServerSettings, broker: Broker, log?
   // Requests node's HTTP parser refuses (bad framing, oversized headers) get the same JSON error shape.
   server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     if (!socket.writable || error.code === 'ECONNRESET') return socket.destroy();
-    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    const body = JSON.stringify({ error: { code: ErrorCode.badRequest, message: `Malformed HTTP request (${error.code ?? 'parse error'}).` } });
-    socket.end(`HTTP/1.1 ${status} Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    const answer =
+      error.code === 'HPE_HEADER_OVERFLOW'
+        ? { status: '431 Request Header Fields Too Large', code: ErrorCode.requestHeaderFieldsTooLarge, message: `The request's headers are larger than this server accepts (${maxHeaderSize} bytes in all); send fewer or shorter ones (cookies of other apps on this host name count too).` }
+        : { status: '400 Bad Request', code: ErrorCode.badRequest, message: `Malformed HTTP request (${error.code ?? 'parse error'}).` };
+    const body = JSON.stringify({ error: { code: answer.code, message: answer.message } });
+    socket.end(`HTTP/1.1 ${answer.status}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
   const { port } = server.address() as AddressInfo;
   const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host;

@@ -5,7 +5,7 @@ import { brokerContract, recorder, uniqueProject } from './broker.contract.js';
 import { BrokerClosedError, BrokerUnavailableError, InvalidArgumentError } from '../src/broker/errors.js';
 import { parseClusterNodes } from '../src/broker/cluster-nodes.js';
 import { RedisBroker } from '../src/broker/redis-broker.js';
-import { logKey, projectPattern, stageChannel, stateKey } from '../src/channels.js';
+import { controlKey, logKey, projectPattern, stageChannel, stateKey, textKey, textsKey } from '../src/channels.js';
 import { inStepCheck } from './in-step-check.js';
 import { startRedis, type TestRedis } from './redis-server.js';
 import { waitUntil } from './wait-until.js';
@@ -101,6 +101,32 @@ describe('RedisBroker', () => {
       const ttl = await admin.ttl(key);
       assert.ok(ttl > 3590 && ttl <= 3600, `${key} ttl ${ttl}`);
     }
+  });
+
+  it('with control options, sets the TTL on every key a call creates, and refreshes it once a tenth of the TTL has passed', async () => {
+    const broker = create({ logTtlSeconds: 20 });
+    const project = uniqueProject();
+    const keys = [logKey(broker.prefix, project), stateKey(broker.prefix, project), controlKey(broker.prefix, project), textsKey(broker.prefix, project), textKey(broker.prefix, project, 'rewrite')];
+    const control = (seq: number) => ({ producer: 'p1', seq, run: 'p1', leaseMs: 30_000 });
+    const token = (content: string, offset: number) => JSON.stringify({ type: 'token', stage: 'rewrite', project_id: project, content, offset });
+    await broker.publish(project, 'rewrite', 'token', token('Once', 0), { content: 'Once', offset: 0 }, control(1));
+    for (const key of keys) assert.ok((await admin.pttl(key)) > 19_000, `${key} has the TTL from the first call`);
+    // Let the TTLs run down a little, then publish within the refresh interval (2 s): they are left alone...
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await broker.publish(project, 'rewrite', 'token', token(' upon', 4), { content: ' upon', offset: 4 }, control(2));
+    for (const key of keys) {
+      const ttl = await admin.pttl(key);
+      assert.ok(ttl > 17_000 && ttl < 19_000, `${key}: ${ttl} ms, not refreshed within the interval`);
+    }
+    // ...but a key the call creates gets it at once: a new stage's state field, and a new run's text (SET).
+    await broker.publish(project, 'summary', 'token', JSON.stringify({ type: 'token', stage: 'summary', project_id: project, content: 'A', offset: 0 }), { content: 'A', offset: 0 }, { producer: 'p2', seq: 1, run: 'p2', leaseMs: 30_000 });
+    assert.ok((await admin.pttl(textKey(broker.prefix, project, 'summary'))) > 19_000, 'a new text has its TTL');
+    assert.ok((await admin.pttl(stateKey(broker.prefix, project))) > 19_000, 'a new state field refreshes the state');
+    // After the interval, the next call refreshes every key.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await broker.publish(project, 'rewrite', 'token', token(' a', 9), { content: ' a', offset: 9 }, control(3));
+    for (const key of keys) assert.ok((await admin.pttl(key)) > 19_000, `${key} refreshed after the interval`);
+    assert.equal(await admin.get(textKey(broker.prefix, project, 'rewrite')), 'Once upon a');
   });
 
   it('keeps a project\'s log and state under its id as a hash tag, and publishes on the untagged stage channel', async () => {

@@ -71,7 +71,7 @@ describe('a server started with NODE_ENV=production and a secret (child process)
     const run = { method: 'POST', headers: json, body: '{"stage_name":"rewrite"}' };
     assertError(await requestJson(`${server.url}/api/v1/projects/victim42/execute_stage/`, run), 404, 'disabled');
     assertError(await requestJson(`${server.url}/api/v1/demo/projects/victim42/cut/`, { method: 'POST', headers: json, body: '{}' }), 404, 'disabled');
-    assertError(await requestJson(`${server.url}/sse-demo`), 404, 'disabled');
+    assertError(await requestJson(`${server.url}/sse-demo`), 404, 'not_found');
     const token = await signToken(SECRET, ['victim42'], 60);
     const reader = await openStream(`${server.url}/api/v1/sse/projects/victim42/stream/`, { Authorization: `Bearer ${token}` });
     assert.equal(reader.status, 200, 'the owner of a token still gets the stream');

@@ -24,7 +24,7 @@ import {
 } from '../../../protocol/mux.js';
 import { exponentialBackoff, type BackoffStrategy } from '../backoff.js';
 import { systemClock, type Clock } from '../clock.js';
-import { isEventStream, isRetriedStatus, readHttpFailure, parseRetryAfter, type ServerError } from '../http-response.js';
+import { isEventStream, isRetriedFailure, readHttpFailure, parseRetryAfter, type ServerError } from '../http-response.js';
 import { NetworkWatcher, isOffline } from '../network-watcher.js';
 import { Watchdog } from '../watchdog.js';
 
@@ -53,6 +53,8 @@ export interface MuxDetail {
   error?: ServerError;
   /** What failed, as text (it crosses a MessagePort). */
   cause?: string;
+  /** `network`: the attempt got no HTTP response at all (refused, unreachable, blocked by CORS); `token`: the subscriber's token source threw. */
+  failure?: 'network' | 'token';
 }
 
 /** A subscription's state, reported to its subscriber. Plain data. */
@@ -151,7 +153,8 @@ export class MuxCore {
     this.#clock = options.clock ?? systemClock;
     this.#backoff = options.backoff ?? exponentialBackoff();
     const watchdogMs = (options.heartbeatMs ?? 15_000) * 2.5;
-    this.#watchdog = new Watchdog(this.#clock, watchdogMs, () => this.#fail({ reason: 'watchdog' }));
+    // Silence before the connection's first event: nothing answered, as when the server cannot be reached.
+    this.#watchdog = new Watchdog(this.#clock, watchdogMs, () => this.#fail({ reason: 'watchdog', ...(this.#phase === 'connecting' && { failure: 'network' as const }) }));
     const transport = options.transport ?? 'sse';
     this.#transport = transport === 'auto' ? (remembered.get(this.baseUrl) ?? 'websocket') : transport;
   }
@@ -252,7 +255,7 @@ export class MuxCore {
         signal: abort.signal,
       });
     } catch (cause) {
-      if (current()) this.#fail({ reason: 'network', cause: String(cause) });
+      if (current()) this.#fail({ reason: 'network', cause: String(cause), failure: 'network' });
       return;
     }
     if (!current()) {
@@ -290,7 +293,7 @@ export class MuxCore {
       if (typeof Socket !== 'function') throw new Error('no WebSocket here');
       socket = new Socket(this.baseUrl.replace(/^http/, 'ws') + MUX_WS_ROUTE);
     } catch (cause) {
-      return this.#socketFailed(false, { reason: 'network', cause: String(cause) });
+      return this.#socketFailed(false, { reason: 'network', cause: String(cause), failure: 'network' });
     }
     this.#socket = socket;
     this.#watchdog.start();
@@ -306,7 +309,10 @@ export class MuxCore {
     socket.onerror = () => {};
     socket.onclose = (event: CloseEvent) => {
       if (!current()) return;
-      this.#socketFailed(opened, closeDetail(event));
+      const detail = closeDetail(event);
+      // Closed before it opened, without the server's refusal: the upgrade got no answer.
+      if (!opened && detail.status === undefined) detail.failure = 'network';
+      this.#socketFailed(opened, detail);
     };
   }
 
@@ -319,7 +325,7 @@ export class MuxCore {
       void this.#open();
       return;
     }
-    if (detail.status !== undefined && !isRetriedStatus(detail.status)) return this.#failAll(detail);
+    if (detail.status !== undefined && !isRetriedFailure(detail.status, detail.error)) return this.#failAll(detail);
     this.#fail(detail);
   }
 
@@ -431,7 +437,7 @@ export class MuxCore {
       const sub = joining[i]!;
       if (!this.#subs.has(sub) || sub.phase !== 'subscribing') return;
       // A token source that threw: that subscriber's trouble, retried with backoff; the others go on.
-      if (outcome.status === 'rejected') return this.#retrySub(sub, { reason: 'network', cause: String(outcome.reason) });
+      if (outcome.status === 'rejected') return this.#retrySub(sub, { reason: 'network', cause: String(outcome.reason), failure: 'token' });
       live.push(sub);
       requests.push(outcome.value);
     });
@@ -441,7 +447,7 @@ export class MuxCore {
     try {
       answer = await this.#control('subscribe', body);
     } catch (cause) {
-      if (generation === this.#generation) this.#fail({ reason: 'network', cause: String(cause) });
+      if (generation === this.#generation) this.#fail({ reason: 'network', cause: String(cause), failure: 'network' });
       return;
     }
     if (generation !== this.#generation) return;
@@ -451,7 +457,7 @@ export class MuxCore {
       // The connection is unknown where the request landed (it ended, or a proxy sent the request elsewhere): start over.
       if (answer.status === 404) return this.#fail(detail);
       for (const sub of live) {
-        if (isRetriedStatus(answer.status)) this.#retrySub(sub, detail, answer.retryAfterMs);
+        if (isRetriedFailure(answer.status, error)) this.#retrySub(sub, detail, answer.retryAfterMs);
         else this.#failSub(sub, detail);
       }
       return;
@@ -465,7 +471,7 @@ export class MuxCore {
     if (result.ok) return; // its `connected` event follows on the stream
     const detail: MuxDetail = { reason: 'http_status', status: result.status, error: result.error };
     if (result.status === 404) return this.#fail(detail);
-    if (isRetriedStatus(result.status)) this.#retrySub(sub, detail, retryAfterMs);
+    if (isRetriedFailure(result.status, result.error)) this.#retrySub(sub, detail, retryAfterMs);
     else this.#failSub(sub, detail);
   }
 

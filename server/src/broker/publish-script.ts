@@ -6,8 +6,9 @@ import { LeaseLostError, StageCancelledError, TokenOffsetError } from './errors.
 import type { CommandClient } from './redis-connections.js';
 
 /** Loaded from disk once: Node and Python run the very same file. */
-const PUBLISH_LUA = readFileSync(new URL('./publish.lua', import.meta.url), 'utf8');
-const PUBLISH_SHA = createHash('sha1').update(PUBLISH_LUA).digest('hex');
+/** publish.lua's text and SHA-1 (what EVALSHA names it by). */
+export const PUBLISH_LUA = readFileSync(new URL('./publish.lua', import.meta.url), 'utf8');
+export const PUBLISH_SHA = createHash('sha1').update(PUBLISH_LUA).digest('hex');
 
 /** Runs publish.lua with `keys` and `args` (documented at its top) by its SHA, or, when Redis has not cached it, as a script. */
 export async function runPublishScript(client: CommandClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {

@@ -39,7 +39,8 @@
 --          "lease|<stage>"   "<run>|<deadline ms, Redis TIME>"              "lost|<stage>"  the run whose lease expired
 --          "cancel|<stage>"  the run that was cancelled ("*": none known)    "cancelid|<stage>" the cancel message's id
 --          "seq|<producer>"  the producer's highest sequence number          "sid|<producer>|<seq % 32>" "<seq>:<id>"
---          It has the log's TTL, refreshed by every call that writes it.
+--          "ttl_at"          when a call last set the TTLs (ms, Redis time; see "Time to live" below)
+--          It has the log's TTL.
 -- ARGV[#ARGV] options, all optional: {"op": "publish" (default) | "renew" | "cancel" | "reap",
 --          "producer": "<id>", "seq": N, "run": "<id>" (default: producer), "lease_ms": N, "final": true}
 --   publish  with producer and seq: a sequence already logged returns its original id and writes and publishes
@@ -58,12 +59,20 @@
 --   ARGV[1]), where the stage's worker listens.
 
 local message = ARGV[4]
-local maxlen = tonumber(ARGV[5])
-local ttl = tonumber(ARGV[6])
 if string.sub(message, 1, 1) ~= '{' then
   return redis.error_reply('ERR publish.lua: the message must be a JSON object text starting with "{"')
 end
-if not maxlen or maxlen < 1 or maxlen % 1 ~= 0 or not ttl or ttl < 1 or ttl % 1 ~= 0 then
+-- Positive integers, as texts for the commands: taken as they are when written as digits (what every publisher
+-- sends), else read as numbers and written again ("1000.0" is 1000).
+local function count(text)
+  if string.find(text, '^[1-9]%d*$') then return text, tonumber(text) end
+  local n = tonumber(text)
+  if not n or n < 1 or n % 1 ~= 0 then return nil end
+  return string.format('%d', n), n
+end
+local maxlen = count(ARGV[5])
+local ttl, ttl_seconds = count(ARGV[6])
+if not maxlen or not ttl then
   return redis.error_reply('ERR publish.lua: maxlen and ttl must be positive integers')
 end
 -- The stage and the type name the state-hash field, and so keys of every snapshot built from it: refuse the
@@ -72,8 +81,6 @@ local reserved = { ['__proto__'] = true, constructor = true, prototype = true }
 if reserved[ARGV[2]] or reserved[ARGV[3]] then
   return redis.error_reply('ERR publish.lua: the stage and the type must not be "__proto__", "constructor" or "prototype": they name an object\'s internals')
 end
-maxlen = string.format('%d', maxlen)
-ttl = string.format('%d', ttl)
 
 -- Control: the last key and the last argument (see the header).
 local control_key, options = nil, {}
@@ -88,12 +95,28 @@ if #KEYS == 3 or #KEYS == 5 then
 end
 local op = options.op or 'publish'
 local stage = ARGV[2]
-local function cget(field) return control_key and redis.call('HGET', control_key, field) end
+local function is_text(v) return type(v) == 'string' and #v > 0 and #v <= 128 end
+-- The control fields a publish reads, in one HMGET; any other field is read when asked for (false: absent).
+local known = {}
+if control_key then
+  local names = { 'status|' .. stage, 'run|' .. stage, 'lost|' .. stage, 'cancel|' .. stage, 'ttl_at' }
+  if is_text(options.producer) then names[#names + 1] = 'seq|' .. options.producer end
+  local values = redis.call('HMGET', control_key, unpack(names))
+  for i = 1, #names do known[names[i]] = values[i] end
+end
+local function cget(field)
+  if not control_key then return false end
+  local value = known[field]
+  if value == nil then
+    value = redis.call('HGET', control_key, field)
+    known[field] = value
+  end
+  return value
+end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function is_text(v) return type(v) == 'string' and #v > 0 and #v <= 128 end
 if options.producer ~= nil and not is_text(options.producer) then
   return redis.error_reply('ERR publish.lua: "producer" must be a text of 1 to 128 bytes')
 end
@@ -187,7 +210,7 @@ local function utf16_length(text)
   return chars + astral
 end
 
-local piece = nil
+local piece, fresh_text = nil, false
 if linear or (not control_key and ARGV[7]) then piece = ARGV[7] end
 if piece then
   if #KEYS < 4 then
@@ -199,11 +222,11 @@ if piece then
   end
   local whole = ARGV[9]
   if whole and whole ~= '' then
-    redis.call('SET', KEYS[4], whole)
-    redis.call('HSET', KEYS[3], ARGV[2], utf16_length(whole))
+    redis.call('SET', KEYS[4], whole, 'EX', ttl)
+    fresh_text = redis.call('HSET', KEYS[3], ARGV[2], utf16_length(whole)) == 1
   elseif offset == 0 then
-    redis.call('SET', KEYS[4], piece)
-    redis.call('HSET', KEYS[3], ARGV[2], utf16_length(piece))
+    redis.call('SET', KEYS[4], piece, 'EX', ttl)
+    fresh_text = redis.call('HSET', KEYS[3], ARGV[2], utf16_length(piece)) == 1
   else
     local length = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
     if offset ~= length then
@@ -218,6 +241,9 @@ end
 
 -- The log keeps the message without its id: the entry id is the id.
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '=', maxlen, '*', 'stage', ARGV[2], 'data', message)
+-- Redis's clock in ms, from the id (XADD's "*" takes it from the clock, never below the log's last id).
+local now_text = string.match(id, '^(%d+)')
+local now = tonumber(now_text)
 
 -- Insert "id" as the first field; an empty object gets no separating comma.
 local rest = string.sub(message, 2)
@@ -228,27 +254,47 @@ else
   live = '{"id":"' .. id .. '",' .. rest
 end
 
-redis.call('HSET', KEYS[2], ARGV[2] .. '|' .. ARGV[3], live)
-redis.call('EXPIRE', KEYS[1], ttl)
-redis.call('EXPIRE', KEYS[2], ttl)
-if piece then
-  redis.call('HSET', KEYS[3], ARGV[2] .. '|id', id)
-  redis.call('EXPIRE', KEYS[3], ttl)
-  redis.call('EXPIRE', KEYS[4], ttl)
+local fresh_state = redis.call('HSET', KEYS[2], ARGV[2] .. '|' .. ARGV[3], live) == 1
+if piece then redis.call('HSET', KEYS[3], ARGV[2] .. '|id', id) end
+
+-- Time to live. Without control every call sets it on every key. With control, the control hash remembers when
+-- it last did ("ttl_at"), and a call sets it again only after a tenth of the TTL (at most a minute): every key then
+-- expires between 0.9 × ttl and ttl after the project's last message. A key this call may have created gets it
+-- at once (a new state or text field; the text is SET with it), so no key is ever left without one.
+local refresh = not control_key
+if control_key then
+  local at = tonumber(cget('ttl_at') or '')
+  refresh = not at or now - at >= math.min(ttl_seconds * 100, 60000) or now < at
 end
+if refresh or fresh_state then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+if piece and (refresh or fresh_text) then
+  redis.call('EXPIRE', KEYS[3], ttl)
+  if not control_key then redis.call('EXPIRE', KEYS[4], ttl) end
+end
+if piece and refresh and control_key then redis.call('EXPIRE', KEYS[4], ttl) end
 redis.call('PUBLISH', ARGV[1], live)
 
 if control_key then
   local mtype = ARGV[3]
+  -- Every field this call writes, in one HSET.
+  local writes = {}
+  local function put(field, value)
+    writes[#writes + 1] = field
+    writes[#writes + 1] = value
+  end
   if op == 'publish' then
     if options.producer and options.seq then
-      redis.call('HSET', control_key, 'seq|' .. options.producer, options.seq,
-        'sid|' .. options.producer .. '|' .. (options.seq % 32), options.seq .. ':' .. id)
+      local seq = string.format('%d', options.seq)
+      put('seq|' .. options.producer, seq)
+      put('sid|' .. options.producer .. '|' .. (options.seq % 32), seq .. ':' .. id)
     end
     if run then
       local status = cget('status|' .. stage)
       if cget('run|' .. stage) ~= run then
-        redis.call('HSET', control_key, 'run|' .. stage, run)
+        put('run|' .. stage, run)
         status = 'running'
       end
       if mtype == 'done' or mtype == 'error' or mtype == 'cancelled' then
@@ -256,15 +302,19 @@ if control_key then
         redis.call('HDEL', control_key, 'lease|' .. stage)
       elseif not terminal[status or ''] then
         status = 'running'
-        if lease_ms then redis.call('HSET', control_key, 'lease|' .. stage, run .. '|' .. (now_ms() + lease_ms)) end
+        if lease_ms then put('lease|' .. stage, run .. '|' .. string.format('%d', now + lease_ms)) end
       end
-      redis.call('HSET', control_key, 'status|' .. stage, status or 'running')
+      put('status|' .. stage, status or 'running')
     end
   elseif op == 'cancel' then
-    redis.call('HSET', control_key, 'status|' .. stage, 'cancelled', 'cancel|' .. stage, cget('run|' .. stage) or '*', 'cancelid|' .. stage, id)
+    put('status|' .. stage, 'cancelled')
+    put('cancel|' .. stage, cget('run|' .. stage) or '*')
+    put('cancelid|' .. stage, id)
     redis.call('HDEL', control_key, 'lease|' .. stage)
   end
-  redis.call('EXPIRE', control_key, ttl)
+  if refresh then put('ttl_at', now_text) end
+  if #writes > 0 then redis.call('HSET', control_key, unpack(writes)) end
+  if refresh or op ~= 'publish' then redis.call('EXPIRE', control_key, ttl) end
   if op == 'cancel' or op == 'reap' then
     local control_channel = string.gsub(ARGV[1], ':stage:([^:]*)$', ':control:%1')
     redis.call('PUBLISH', control_channel, live)

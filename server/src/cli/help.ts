@@ -31,6 +31,8 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'SSE_ENABLE_DEMO', default: 'true (false in production)', meaning: '/sse-demo, execute_stage, cut and demo/token (never on a server users reach)' },
   { name: 'SSE_MAX_DEMO_TASKS', default: String(DEFAULTS.maxDemoTasks), meaning: 'mock stages running at once' },
   { name: 'SSE_ALLOWED_HOSTS', default: 'loopback names on a loopback HOST, else any', meaning: 'Host names answered, comma-separated, or *' },
+  { name: 'SSE_CORS_ORIGINS', default: 'unset (same-origin only)', meaning: 'origins whose pages may call the hub from a browser: exact scheme://host[:port], comma-separated, no *' },
+  { name: 'SSE_HEALTH_TIMEOUT_MS', default: String(DEFAULTS.healthTimeoutMs), meaning: '/healthz answers 503 when the broker has not answered within this' },
   { name: 'SSE_METRICS_PORT', default: 'unset', meaning: 'serve /metrics on this port only' },
   { name: 'SSE_METRICS_HOST', default: DEFAULTS.metricsHost, meaning: 'where SSE_METRICS_PORT listens' },
   { name: 'SSE_HEARTBEAT_MS', default: String(DEFAULTS.heartbeatMs), meaning: 'interval of the ": ping" lines' },

@@ -55,12 +55,18 @@ export function tokenOf(req: IncomingMessage, query: Record<string, string | str
 
 /**
  * Checks that `token` grants `projectId`: 401 when missing, malformed, expired or badly signed;
- * 403 when valid but for other projects; 503 when the server has no secret (never open by accident).
+ * 403 when valid but for other projects; 503 `auth_not_configured` when the server has no secret and no key (never
+ * open by accident), without `Retry-After`: a configuration error that no retry repairs.
  */
 export async function authorize(policy: TokenPolicy | string | undefined, token: string | undefined, projectId: string): Promise<TokenClaims> {
   const { secret, keys, issuer, audience } = typeof policy === 'object' ? policy : ({ secret: policy } as TokenPolicy);
   if (!secret && !keys) {
-    throw new HttpError(503, ErrorCode.authNotConfigured, 'Authenticated streams are off: set SSE_AUTH_SECRET or a public key (SSE_AUTH_PUBLIC_KEY_FILE, SSE_AUTH_JWKS_FILE, SSE_AUTH_JWKS_URL) on the server.');
+    // No Retry-After, on purpose: retrying cannot help until an operator configures the server (clients treat it as fatal).
+    throw new HttpError(
+      503,
+      ErrorCode.authNotConfigured,
+      'Server configuration error: this server has no token key, so it cannot check any token. Set SSE_AUTH_SECRET (HS256, 32+ bytes), or a public key with SSE_AUTH_PUBLIC_KEY_FILE, SSE_AUTH_JWKS_FILE or SSE_AUTH_JWKS_URL (with SSE_AUTH_ISSUER and SSE_AUTH_AUDIENCE); mountSse: authSecret or authKeys.',
+    );
   }
   if (!token) {
     throw new HttpError(401, ErrorCode.unauthorized, 'A token is required: send "Authorization: Bearer <jwt>" or ?access_token=<jwt>.', {

@@ -12,6 +12,8 @@ export const ErrorCode = {
   payloadTooLarge: 'payload_too_large',
   unsupportedMediaType: 'unsupported_media_type',
   misdirected: 'misdirected_request',
+  originNotAllowed: 'origin_not_allowed',
+  requestHeaderFieldsTooLarge: 'request_header_fields_too_large',
   tooManyTasks: 'too_many_tasks',
   tooManyStreams: 'too_many_streams',
   connectionExists: 'connection_exists',

@@ -3,7 +3,7 @@
  * the request and the limits, then hands the response to the hub.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Polka, Request } from 'polka';
 import { QueryParam, STREAM_ROUTES } from '../../../protocol/routes.js';
 import { DEFAULTS } from '../defaults.js';
@@ -96,7 +96,16 @@ export function mountStreamRoutes(app: Polka, options: StreamRouteOptions): Polk
   const stream = (authenticated: boolean): Handler => async (req, res) => {
     // One id per stream, on its log lines and in the response, to match a client's report with the logs.
     const requestId = requestIdOf(req);
-    res.setHeader('X-Request-Id', requestId);
+    try {
+      await openStream(req, res, requestId, authenticated);
+    } catch (error) {
+      // An error answer carries the id too; a stream's head gets it from the hub (ResponseSink).
+      if (!res.headersSent) res.setHeader('X-Request-Id', requestId);
+      throw error;
+    }
+  };
+
+  const openStream = async (req: Request, res: ServerResponse, requestId: string, authenticated: boolean): Promise<void> => {
     const { projectId, stage } = requireIds(req.params);
     // A stream ends when its token does (in-band `token_expired`); the client reconnects with a fresh one.
     const expiresAt = authenticated ? (await authorize(policy, tokenOf(req, req.query), projectId)).exp * 1000 : undefined;
@@ -114,6 +123,7 @@ export function mountStreamRoutes(app: Polka, options: StreamRouteOptions): Polk
     try {
       // The hub announces the stream (`stream-opened`) for logs and metrics.
       await hub.open(res, { projectId, stage, lastEventId, clientKey, requestId, compact, snapshot, expiresAt, filter });
+      forgetRoute(req);
     } catch {
       throw new HttpError(503, ErrorCode.unavailable, 'The message broker is unavailable; retry later.', { 'Retry-After': retryAfter });
     }
@@ -124,4 +134,16 @@ export function mountStreamRoutes(app: Polka, options: StreamRouteOptions): Polk
     app.all(pattern, handle(methodNotAllowed('GET')));
   }
   return app;
+}
+
+const NOTHING: Record<string, never> = Object.freeze({});
+
+/**
+ * What routing parsed off the request (polka's `_parsedUrl`, `query` and `params` objects) is no use once its
+ * stream runs, and the request lives as long as the stream: let it go (a few hundred bytes per open stream).
+ */
+function forgetRoute(req: Request): void {
+  (req as { _parsedUrl?: unknown })._parsedUrl = undefined;
+  req.query = NOTHING;
+  req.params = NOTHING;
 }

@@ -22,6 +22,7 @@ import type { Hub } from '../hub/hub.js';
 import type { MuxConnection } from '../hub/mux-connection.js';
 import { formatEvent } from '../hub/sse-frame.js';
 import { clientAddress, type TrustedProxies } from './client-address.js';
+import type { CorsPolicy } from './cors.js';
 import { hostName } from './host-guard.js';
 import { ErrorCode, HttpError } from './http-error.js';
 import { MuxControl, answerOf } from './mux-control.js';
@@ -34,6 +35,11 @@ export interface WebSocketOptions extends MuxRouteOptions {
   allowedHosts?: readonly string[] | null;
   /** Proxies whose `X-Forwarded-For` is believed (SSE_TRUSTED_PROXIES): upgrades skip the routes' middleware. */
   trusted?: TrustedProxies | undefined;
+  /**
+   * The origins of `SSE_CORS_ORIGINS`: when set, an upgrade whose `Origin` is neither listed nor the server's own is
+   * refused (4403). Undefined: any origin, as before (tokens travel in the messages, never in cookies).
+   */
+  cors?: CorsPolicy | undefined;
 }
 
 /** Where a WebSocket counts as past its high-water mark: the socket's own, 16 KiB. */
@@ -139,6 +145,9 @@ export function attachWebSocket(server: Server, options: WebSocketOptions): () =
     // Refusals come after the upgrade, as close frames: a browser sees a failed handshake only as "closed".
     if (hosts && !hosts.has(hostName(req.headers.host))) {
       return refuse(ws, new HttpError(421, ErrorCode.misdirected, `This server does not answer for host "${hostName(req.headers.host)}".`));
+    }
+    if (options.cors && !options.cors.allowsUpgrade(req)) {
+      return refuse(ws, new HttpError(403, ErrorCode.originNotAllowed, `Origin "${req.headers.origin}" is not in SSE_CORS_ORIGINS.`));
     }
     const clientKey = clientAddress(req, options.trusted);
     try {

@@ -5,6 +5,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { CloseReason } from './client-stream.js';
+import { flattenHead } from './stream-sink.js';
 import { SSE_HEADERS } from './sse-frame.js';
 
 export interface ConnectionWire {
@@ -38,6 +39,7 @@ export class ResponseWire implements ConnectionWire {
   start(head: string): void {
     this.#res.writeHead(200, SSE_HEADERS);
     this.#res.write(head);
+    flattenHead(this.#res);
   }
 
   write(chunk: string | Buffer): void {

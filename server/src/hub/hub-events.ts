@@ -3,6 +3,7 @@
  * written. Metrics and logs listen (see metrics.ts and mount.ts); the hub itself never depends on them.
  */
 import type { ClientStream, CloseReason } from './client-stream.js';
+import type { ReadKind } from './coalesced-reads.js';
 import type { MuxConnection } from './mux-connection.js';
 
 /** What a stream got before it went live. */
@@ -53,6 +54,11 @@ export interface HubEventMap {
   'connection-closed': [connection: MuxConnection, reason: CloseReason];
   /** A broker message was written to `written` live streams: once per message, not once per client. */
   message: [message: HubMessage, written: number];
+  /**
+   * A resume or a snapshot read the log or the state: sent to the broker (`shared` false), or answered from a read
+   * another stream's opening made (`shared` true; see coalesced-reads.ts).
+   */
+  'log-read': [kind: ReadKind, shared: boolean];
 }
 
 export type HubEventName = keyof HubEventMap;

@@ -8,6 +8,7 @@ import { projectPattern, stageChannel } from '../channels.js';
 import { DEFAULTS } from '../defaults.js';
 import { ResponseWire, type ConnectionWire } from './connection-wire.js';
 import { ClientStream, type CloseReason, type StreamFilter } from './client-stream.js';
+import { CoalescedReads, type Listening } from './coalesced-reads.js';
 import { HubEvents, type HubEventSource, type StreamOpening } from './hub-events.js';
 import { LiveTexts, tokenForm } from './live-texts.js';
 import { MuxConnection } from './mux-connection.js';
@@ -44,6 +45,14 @@ export interface HubOptions {
    * resume may read; past it, as `maxReplayEntries`. Default 16 MiB: a 1,000-token answer of 30 KB fits.
    */
   maxReplayBytes?: number;
+  /**
+   * How long a log or state read waits, before it is sent, for other resumes of the same project and cursor to
+   * share it, in ms (see coalesced-reads.ts). Default 0: sent at once; reads in flight and results kept are still
+   * shared wherever that is exact.
+   */
+  readWindowMs?: number;
+  /** How long a read's result may still serve the resumes that come after it, where that is exact, in ms. Default 5000. */
+  readKeepMs?: number;
 }
 
 export interface OpenRequest {
@@ -100,6 +109,9 @@ interface Topic {
   batch: ParsedPayload[];
   /** Each watched stage's text so far, which gives linear tokens their `full_text` back. */
   texts: LiveTexts;
+  /** CoalescedReads.now() once subscribed, and the newest log id written to its clients (see Listening). */
+  since: number;
+  newest: string | undefined;
 }
 
 export class Hub {
@@ -124,6 +136,10 @@ export class Hub {
    * they hold was tracked (null until the topic is primed). See #snapshot.
    */
   readonly #textsAtJoin = new WeakMap<ClientStream, Map<string, string> | null>();
+  /** Resumes and snapshots of many streams share their broker reads (coalesced-reads.ts). */
+  readonly #reads: CoalescedReads;
+  /** Since when each stream gets every message logged (set when it joined its topic): which shared reads fit it. */
+  readonly #listening = new WeakMap<ClientStream, Listening>();
   /** Unsubscribes under way, so close() can wait for them before the broker goes. */
   readonly #unsubscribing = new Set<Promise<void>>();
   #heartbeat: NodeJS.Timeout | undefined;
@@ -138,6 +154,12 @@ export class Hub {
     this.#maxPending = options.maxPending ?? DEFAULTS.maxPending;
     this.#maxReplayEntries = options.maxReplayEntries ?? DEFAULTS.maxReplayEntries;
     this.#maxReplayBytes = options.maxReplayBytes ?? DEFAULTS.maxReplayBytes;
+    this.#reads = new CoalescedReads({
+      broker: this.#broker,
+      windowMs: options.readWindowMs,
+      keepMs: options.readKeepMs,
+      onRead: (kind, shared) => this.#events.emit('log-read', kind, shared),
+    });
     // Messages published while the broker's subscriber was down were logged but not delivered live:
     // end every stream, and each client resumes from the log with its Last-Event-ID.
     this.#stopListening = this.#broker.onInterruption(() => {
@@ -191,7 +213,7 @@ export class Hub {
    * Rejects, before any byte is written, when the broker cannot subscribe. Announces `stream-opened` when done.
    */
   async open(res: ServerResponse, request: OpenRequest): Promise<ClientStream> {
-    const stream = this.#createStream(new ResponseSink(res), request);
+    const stream = this.#createStream(new ResponseSink(res, request.requestId), request);
     this.#addResponse(stream);
     await this.#start(stream, request);
     this.#events.emit('stream-opened', stream, request.lastEventId !== undefined);
@@ -362,6 +384,7 @@ export class Hub {
     for (const stream of [...this.#streams]) stream.close('server_shutdown');
     for (const connection of [...this.#connections.values()]) connection.close('server_shutdown');
     await Promise.allSettled([...this.#unsubscribing]);
+    this.#reads.clear();
   }
 
   #wentLive(stream: ClientStream, opening: Omit<StreamOpening, 'events'>): void {
@@ -426,7 +449,7 @@ export class Hub {
   async #snapshot(stream: ClientStream, projectId: string, stage: string | null): Promise<string | null> {
     const joined = this.#textsAtJoin.get(stream) ?? new Map<string, string>();
     this.#textsAtJoin.delete(stream);
-    const snapshot = await this.#broker.snapshot(projectId);
+    const snapshot = await this.#reads.snapshot(projectId, this.#listeningOf(stream));
     const upTo = snapshot.lastId;
     if (upTo === null || stream.state !== 'opening') return null;
 
@@ -531,10 +554,11 @@ export class Hub {
     let bytes = 0;
     let replayed = 0;
     let limit = FIRST_PAGE_ENTRIES;
-    const texts = new ReplayTexts({ broker: this.#broker, projectId, stage, maxEntries: this.#maxReplayEntries });
+    const texts = new ReplayTexts({ broker: this.#reads.view(), projectId, stage, maxEntries: this.#maxReplayEntries });
+    const listening = this.#listeningOf(stream);
     for (;;) {
       // One entry past the cap is enough to know the resume is too long.
-      const page = await this.#broker.replay(projectId, upTo, { limit: Math.min(limit, this.#maxReplayEntries - read + 1) });
+      const page = await this.#reads.replay(projectId, upTo, Math.min(limit, this.#maxReplayEntries - read + 1), listening, read === 0 ? 'replay' : 'replay_page');
       if (stream.state !== 'opening') return { upTo, replayed, short: undefined };
       if (!page.covered) return { upTo, replayed, short: 'not_covered' };
       let largest = 0;
@@ -583,6 +607,7 @@ export class Hub {
         try {
           const texts = await this.#broker.texts(projectId, stage);
           created!.texts.prime(texts, created!.batch);
+          created!.since = this.#reads.now();
           // Streams that joined while this ran hold every message since the subscription: their texts start here.
           for (const client of created!.clients) if (this.#textsAtJoin.get(client) === null) this.#textsAtJoin.set(client, created!.texts.current());
         } catch (error) {
@@ -592,7 +617,7 @@ export class Hub {
         if (created!.batch.length > 0) this.#fanOut(created!);
         return unsubscribe;
       });
-      created = { clients: new Set(), ready, batch: [], texts: new LiveTexts(this.#broker) };
+      created = { clients: new Set(), ready, batch: [], texts: new LiveTexts(this.#broker), since: 0, newest: undefined };
       topic = created;
       this.#topics.set(key, topic);
       ready.catch(() => {
@@ -600,9 +625,12 @@ export class Hub {
       });
     }
     topic.clients.add(stream);
+    const newest = topic.newest;
+    const added = this.#reads.now();
     // Synchronously with joining: the texts as of every message fanned out before this stream holds any.
     if (keepTexts) this.#textsAtJoin.set(stream, topic.texts.primed ? topic.texts.current() : null);
     await topic.ready;
+    this.#listening.set(stream, { since: Math.max(added, topic.since), topicSince: topic.since, newest });
   }
 
   /**
@@ -629,7 +657,20 @@ export class Hub {
       if (client.state === 'live') written++;
       client.deliverBatch(messages, frames);
     }
+    // The newest log id its clients got: which shared reads still fit a stream that joins from now on.
+    for (let i = messages.length - 1; i >= 0; i--) {
+      const id = messages[i]!.id;
+      if (this.#broker.isId(id)) {
+        topic.newest = id;
+        break;
+      }
+    }
     if (this.#events.has('message')) for (const message of messages) this.#events.emit('message', message, written);
+  }
+
+  /** Since when the stream gets every message logged; a stream that never joined a topic shares only reads not sent yet. */
+  #listeningOf(stream: ClientStream): Listening {
+    return this.#listening.get(stream) ?? this.#reads.fresh();
   }
 
   #release(stream: ClientStream, topicKey: string, reason: CloseReason): void {

@@ -20,7 +20,8 @@ import { BreakFinder, tokenForm, type TrackedMessage } from './live-texts.js';
 const SCAN_PAGE_ENTRIES = 1000;
 
 export interface ReplayTextsOptions {
-  broker: Broker;
+  /** The broker's reads and ids (the hub passes CoalescedReads.view(), which shares the reads). */
+  broker: Pick<Broker, 'replay' | 'texts' | 'isId' | 'compareIds'>;
   projectId: string;
   /** The stream's stage, or null for every stage. */
   stage: string | null;

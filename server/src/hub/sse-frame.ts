@@ -34,6 +34,8 @@ export function formatEvent({ id, event, data }: SSEEvent): string {
   let frame = '';
   if (id !== undefined && id !== '') frame += `id: ${id.replace(UNSAFE_IN_FIELD, '')}\n`;
   if (event !== undefined && event !== '') frame += `event: ${event.replace(UNSAFE_IN_FIELD, '')}\n`;
+  // One line, as every compact JSON message is: no split (and no array of one) per message.
+  if (data.indexOf('\n') < 0 && data.indexOf('\r') < 0) return `${frame}data: ${data}\n\n`;
   for (const line of data.split(LINE_BREAK)) frame += `data: ${line}\n`;
   return frame + '\n';
 }

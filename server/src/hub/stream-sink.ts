@@ -32,9 +32,12 @@ export interface StreamSink {
 /** The single stream's sink: the whole response is the stream's. */
 export class ResponseSink implements StreamSink {
   readonly #res: ServerResponse;
+  readonly #requestId: string | undefined;
 
-  constructor(res: ServerResponse) {
+  /** `requestId`: sent as `X-Request-Id` in the head (given here rather than set on `res` before: see begin()). */
+  constructor(res: ServerResponse, requestId?: string) {
     this.#res = res;
+    this.#requestId = requestId;
   }
 
   get started(): boolean {
@@ -58,8 +61,11 @@ export class ResponseSink implements StreamSink {
   }
 
   begin(retry: string): void {
-    this.#res.writeHead(200, SSE_HEADERS);
+    // All of the head in writeHead: a response with no header set before keeps no table of its headers for its
+    // lifetime (Node builds the head text straight from these), a few hundred bytes less per open stream.
+    this.#res.writeHead(200, this.#requestId ? { ...SSE_HEADERS, 'X-Request-Id': this.#requestId } : SSE_HEADERS);
     this.#res.write(retry);
+    flattenHead(this.#res);
   }
 
   onceDrained(wake: () => void): () => void {
@@ -79,4 +85,18 @@ export class ResponseSink implements StreamSink {
   }
 
   abandon(): void {}
+}
+
+let flattened = 0;
+
+/**
+ * Node keeps a response's head text for as long as the response lives (`_header`: it tells `headersSent`), as the
+ * rope of some 25 pieces its concatenation left; a long-lived stream holds it for hours. Reading one character
+ * flattens a rope in place, into one string: about 700 bytes less per open stream (bench: idle memory). Only read,
+ * never written; without `_header` (another Node), nothing happens.
+ */
+export function flattenHead(res: ServerResponse): void {
+  const head = (res as unknown as { _header?: unknown })._header;
+  // The sum keeps the read from being optimized away.
+  if (typeof head === 'string') flattened = (flattened + head.charCodeAt(0)) | 0;
 }

@@ -2,6 +2,7 @@ import type { Transport } from '../../shared/mux-core.js';
 import { ContextProvider } from '@lit/context';
 import { LitElement, html, type TemplateResult } from 'lit';
 import { property } from 'lit/decorators.js';
+import { booleanAttribute } from '../../boolean-attribute.js';
 import { streamHubContext } from '../../context.js';
 import { createSSEClient, type SSEClient } from '../../sse-client.js';
 import { StreamHub } from '../../stream-hub.js';
@@ -37,7 +38,7 @@ export class SseStreamProvider extends LitElement {
    * Open a connection of its own instead of subscribing on the browser's shared one (one connection for every
    * client of every tab, see `configureSharing`). Default false.
    */
-  @property({ attribute: 'own-connection', type: Boolean }) ownConnection = false;
+  @property({ attribute: 'own-connection', type: Boolean, converter: booleanAttribute }) ownConnection = false;
 
   /**
    * How the connection reaches the server: `sse` (default), `websocket` (one WebSocket, for networks that mangle

@@ -5,9 +5,13 @@ import { ref } from 'lit/directives/ref.js';
 import { repeat } from 'lit/directives/repeat.js';
 import { classMap } from 'lit/directives/class-map.js';
 import { styleMap } from 'lit/directives/style-map.js';
-import { labelsFor, type ViewerLabels } from '../../labels.js';
+import { labelsFor, mergeLabels, type ViewerLabelOverrides, type ViewerLabels } from '../../labels.js';
+import { ColorSchemeController } from '../../color-scheme-controller.js';
+import { LangController } from '../../lang-controller.js';
+import { booleanAttribute } from '../../boolean-attribute.js';
 import {
   StageStatus,
+  type CancelledMessage,
   type ConnectedMessage,
   type DoneMessage,
   type ErrorMessage,
@@ -40,6 +44,8 @@ export interface SseStreamViewerEventMap {
   snapshot: CustomEvent<SnapshotMessage>;
   /** The cancel button (`cancelable`) was pressed: `detail` is the server's answer (`status`, `body`), or the `error`. */
   cancel: CustomEvent<CancelDetail>;
+  /** A stage was cancelled (the hub's `cancelled` message). */
+  cancelled: CustomEvent<CancelledMessage>;
 }
 
 /** The detail of the viewer's `cancel` event. */
@@ -54,21 +60,26 @@ export interface CancelDetail {
 type ViewerListener<K extends keyof SseStreamViewerEventMap> = (this: SseStreamViewer, event: SseStreamViewerEventMap[K]) => unknown;
 type ElementListener<K extends keyof HTMLElementEventMap> = (this: SseStreamViewer, event: HTMLElementEventMap[K]) => unknown;
 
-/** Finds the language in effect for `element`: the closest `lang`, crossing shadow roots, else the document's. */
-function langOf(element: Element): string {
-  for (let node: Node | null = element; node; node = node.parentNode ?? (node instanceof ShadowRoot ? node.host : null)) {
-    if (node instanceof Element && node.hasAttribute('lang')) return node.getAttribute('lang') ?? '';
-  }
-  return document.documentElement.lang;
-}
+/** Failed attempts in a row before the viewer says why beside its countdown (one failure is often a blip). */
+const FAILURES_BEFORE_REASON = 2;
 
 function emptyStage(name: string): StageView {
   return { name, status: undefined, message: '', stageProgress: undefined, progress: undefined, done: undefined, error: undefined, text: '' };
 }
 
-function formatValue(value: unknown): string {
-  if (typeof value === 'number') return value.toLocaleString();
-  return typeof value === 'string' ? value : JSON.stringify(value);
+/** True when `server` is on another origin than the page (so CORS applies). */
+function isCrossOrigin(server: string): boolean {
+  try {
+    return new URL(server, location.href).origin !== location.origin;
+  } catch {
+    return false;
+  }
+}
+
+/** A log line's text, after its event's name. */
+function logText(labels: ViewerLabels, entry: LogEntry): string {
+  const text = labels.log(entry.event);
+  return text ? ` ${text}` : '';
 }
 
 function clock(time: number): string {
@@ -92,7 +103,8 @@ function clock(time: number): string {
  * - `[data-stage="<name>"] [role="progressbar"]`: `aria-valuenow` 0-100; `[part="progress-label"]` shows `current / total · item`.
  * - `[data-stage="<name>"] [part="done"]`, `[part="metadata"] [data-key="<key>"]`, `[part="error"]`, `[part="retry-count"]`.
  * - `[data-stage="<name>"] [part="cancel-button"]` (with `cancelable`, while the stage runs).
- * - `[part="notice"]`, `[part="retry-button"]`, `[part="connect-button"]`, `[part="disconnect-button"]`, `[part="logs"]`.
+ * - `[part="notice"]`: why the connection closed, or why its attempts keep failing (after two in a row, beside the countdown).
+ * - `[part="retry-button"]`, `[part="connect-button"]`, `[part="disconnect-button"]`, `[part="logs"]`.
  *
  * @summary Shows a long AI job live: one stage (`stage-name`) or every stage of a project, streamed over Server-Sent Events.
  * @tag sse-stream-viewer
@@ -103,7 +115,7 @@ function clock(time: number): string {
  * @event {CustomEvent<ProgressMessage>} progress - An item of a stage finished (`current` of `total`).
  * @event {CustomEvent<DoneMessage>} done - A stage finished, with its full text and metadata.
  * @event {CustomEvent<ErrorMessage>} error - A stage failed. Not a connection problem: those are `disconnected`.
- * @event {CustomEvent<DisconnectedEvent>} disconnected - The connection ended; `detail.willReconnect` says whether it retries.
+ * @event {CustomEvent<DisconnectedEvent>} disconnected - The connection ended; `detail.willReconnect` says whether it retries, `detail.failure` why attempts fail (`kind` network, http or token; `status`, `code`, `message`, `attempts`).
  * @event {CustomEvent<ResetMessage>} reset - The server could not replay what was missed and sent the latest state of each stage instead; the viewer redrew from it.
  * @event {CustomEvent<CancelDetail>} cancel - The cancel button was pressed; `detail` has the server's answer (`status`, `body`) or the `error`.
  * @event {CustomEvent<CancelledMessage>} cancelled - A stage was cancelled (the hub's `cancelled` message).
@@ -116,7 +128,7 @@ function clock(time: number): string {
  * @csspart cancel-button - "Cancel" on a running stage (`cancelable`).
  * @csspart connect-button - Shown when not `auto-connect` and not connected.
  * @csspart disconnect-button - Shown when not `auto-connect` and connected or trying.
- * @csspart notice - Why the connection closed, or why it could not start.
+ * @csspart notice - Why the connection closed, why it could not start, or why its attempts keep failing (e.g. the server cannot be reached).
  * @csspart empty - The placeholder before the first stage of an all-stages viewer.
  * @csspart stage - One stage's panel (has `data-stage` and `data-status`).
  * @csspart stage-title - The stage's name.
@@ -135,7 +147,7 @@ function clock(time: number): string {
  *
  * @cssprop [--sse-viewer-font=14px/1.5 system-ui] - Font of the element.
  * @cssprop [--sse-viewer-text-font=inherit] - Font of the streamed text.
- * @cssprop [--sse-viewer-bg=#ffffff] - Background (dark scheme: #0d1117).
+ * @cssprop [--sse-viewer-bg=#ffffff] - Background (dark scheme: #0d1117; see `color-scheme`).
  * @cssprop [--sse-viewer-fg=#1f2328] - Text color (dark scheme: #e6edf3).
  * @cssprop [--sse-viewer-muted=#59636e] - Secondary text.
  * @cssprop [--sse-viewer-border=#d1d9e0] - Borders.
@@ -157,6 +169,8 @@ function clock(time: number): string {
 export class SseStreamViewer extends LitElement {
   static override styles = styles;
 
+  readonly #internals = this.attachInternals();
+
   /** The project to watch. Required unless inside an `<sse-stream-provider>`. Default `''`. */
   @property({ attribute: 'project-id', reflect: true }) projectId = '';
 
@@ -172,7 +186,7 @@ export class SseStreamViewer extends LitElement {
    * viewer of every tab of the origin, see `configureSharing`). Inside a provider, the provider's setting counts.
    * Default false.
    */
-  @property({ attribute: 'own-connection', type: Boolean }) ownConnection = false;
+  @property({ attribute: 'own-connection', type: Boolean, converter: booleanAttribute }) ownConnection = false;
 
   /**
    * How the connection reaches the server: `sse` (default), `websocket` (one WebSocket, for networks that mangle
@@ -186,16 +200,16 @@ export class SseStreamViewer extends LitElement {
   /** Without `stage-name`: only these stages, comma-separated (`rewrite,storyboard`). Default all. */
   @property() stages = '';
 
-  @property({ attribute: 'auto-connect', type: Boolean }) autoConnect = false;
+  @property({ attribute: 'auto-connect', type: Boolean, converter: booleanAttribute }) autoConnect = false;
 
   /**
    * Show a Cancel button on each running stage: it POSTs `…/stages/{stage}/cancel/` (with `token`, as the stream)
    * and fires `cancel` with the answer; the stage shows Cancelled once the hub's `cancelled` message arrives. Default false.
    */
-  @property({ type: Boolean }) cancelable = false;
+  @property({ type: Boolean, converter: booleanAttribute }) cancelable = false;
 
   /** Show the event log under the stages. Default false. */
-  @property({ attribute: 'show-logs', type: Boolean }) showLogs = false;
+  @property({ attribute: 'show-logs', type: Boolean, converter: booleanAttribute }) showLogs = false;
 
   /** Lines kept in the event log; older ones are dropped. Default 200. */
   @property({ attribute: 'max-log-entries', type: Number }) maxLogEntries = 200;
@@ -206,9 +220,23 @@ export class SseStreamViewer extends LitElement {
    */
   @property({ attribute: false }) token: TokenSource | undefined = undefined;
 
-  /** Overrides of the built-in labels (English or Chinese, picked from `lang`). Default none. */
-  @property({ attribute: false }) labels: Partial<ViewerLabels> | undefined = undefined;
+  /**
+   * Overrides of the built-in labels (English or Chinese, picked from the closest `lang`, followed as it changes),
+   * deep-merged over them: `{ state: { open: 'On air' } }` changes that one badge text and keeps the others. Default none.
+   */
+  @property({ attribute: false }) labels: ViewerLabelOverrides | undefined = undefined;
 
+  /**
+   * `light` or `dark` forces that look. `auto` (the default) follows the page's CSS `color-scheme` where the element sits
+   * when it names one scheme only (`:root { color-scheme: light }` keeps it light on a dark OS), else the OS preference
+   * (`prefers-color-scheme`). The page's scheme is read when the element is attached and when this attribute changes.
+   */
+  @property({ attribute: 'color-scheme', reflect: true }) colorScheme: 'auto' | 'light' | 'dark' = 'auto';
+
+  readonly #lang = new LangController(this);
+  // Sets the custom states of the page's own colour scheme, which the styles read.
+  readonly #scheme = new ColorSchemeController(this, this.#internals);
+  #labels: { lang: string; overrides: ViewerLabelOverrides | undefined; merged: ViewerLabels } | undefined;
   readonly #log = new EventLogController(this, () => this.renderRoot?.querySelector('.log-list'));
   readonly #stream = new StreamController(this, (event) => this.#log.record(event));
   readonly #textRefs = new Map<string, (element: Element | undefined) => void>();
@@ -262,7 +290,7 @@ export class SseStreamViewer extends LitElement {
   }
 
   protected override render(): TemplateResult {
-    const labels = { ...labelsFor(langOf(this)), ...this.labels };
+    const labels = this.#currentLabels();
     const store = this.#stream.store;
     const stages = this.stageName ? [store.get(this.stageName) ?? emptyStage(this.stageName)] : store.list();
     const notice = this.#notice(labels);
@@ -278,10 +306,27 @@ export class SseStreamViewer extends LitElement {
     `;
   }
 
+  /** The language's labels with `labels` merged over them, merged again only when either changed. */
+  #currentLabels(): ViewerLabels {
+    const lang = this.#lang.value;
+    const cached = this.#labels;
+    if (cached?.lang === lang && cached.overrides === this.labels) return cached.merged;
+    const merged = mergeLabels(labelsFor(lang), this.labels);
+    this.#labels = { lang, overrides: this.labels, merged };
+    return merged;
+  }
+
   #notice(labels: ViewerLabels): string {
     const stream = this.#stream;
     if (stream.configError) return stream.configError;
-    if (stream.state === ConnectionState.closed && stream.lastDisconnect) return labels.disconnected(stream.lastDisconnect);
+    const last = stream.lastDisconnect;
+    if (stream.state === ConnectionState.closed && last) return labels.disconnected(last);
+    const failure = last?.failure;
+    // Kept while the next attempt is under way too, so the reason does not blink at every retry.
+    const retrying = stream.state === ConnectionState.reconnecting || stream.state === ConnectionState.connecting;
+    if (retrying && failure && !failure.fatal && failure.attempts >= FAILURES_BEFORE_REASON) {
+      return labels.failing(failure, { crossOrigin: isCrossOrigin(failure.server) });
+    }
     return '';
   }
 
@@ -375,7 +420,7 @@ export class SseStreamViewer extends LitElement {
         <strong>✓ ${labels.done}</strong>
         ${metadata.length
           ? html`<dl part="metadata" class="metadata">
-              ${metadata.map(([key, value]) => html`<dt>${labels.metadataKey(key)}</dt><dd data-key=${key}>${formatValue(value)}</dd>`)}
+              ${metadata.map(([key, value]) => html`<dt>${labels.metadataKey(key)}</dt><dd data-key=${key}>${labels.metadataValue(key, value)}</dd>`)}
             </dl>`
           : nothing}
       </div>
@@ -395,7 +440,7 @@ export class SseStreamViewer extends LitElement {
               html`<li data-type=${entry.type}>
                 <time>${clock(entry.time)}</time> <b>${entry.type}</b>${entry.stage ? ` [${entry.stage}]` : ''}${entry.count > 1
                   ? ` ×${entry.count}`
-                  : ''}${entry.text ? ` ${entry.text}` : ''}
+                  : ''}${logText(labels, entry)}
               </li>`,
           )}
         </ol>

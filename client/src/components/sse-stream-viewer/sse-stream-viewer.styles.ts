@@ -1,23 +1,49 @@
 import { css } from 'lit';
 
+/** The light look's values of the private properties (the default). */
+const light = css`
+  color-scheme: light;
+  --_bg: var(--sse-viewer-bg, #ffffff);
+  --_fg: var(--sse-viewer-fg, #1f2328);
+  --_muted: var(--sse-viewer-muted, #59636e);
+  --_border: var(--sse-viewer-border, #d1d9e0);
+  --_panel: var(--sse-viewer-panel-bg, #f6f8fa);
+  --_accent: var(--sse-viewer-accent, #0969da);
+  --_track: var(--sse-viewer-track, #d1d9e0);
+  --_success-bg: var(--sse-viewer-success-bg, #dafbe1);
+  --_success-fg: var(--sse-viewer-success-fg, #116329);
+  --_warning-bg: var(--sse-viewer-warning-bg, #fff8c5);
+  --_warning-fg: var(--sse-viewer-warning-fg, #6c4400);
+  --_danger-bg: var(--sse-viewer-danger-bg, #ffebe9);
+  --_danger-fg: var(--sse-viewer-danger-fg, #a40e26);
+  --_neutral-bg: var(--sse-viewer-neutral-bg, #eaeef2);
+  --_neutral-fg: var(--sse-viewer-neutral-fg, #393f46);
+`;
+
+/** The dark look's values of the private properties. */
+const dark = css`
+  color-scheme: dark;
+  --_bg: var(--sse-viewer-bg, #0d1117);
+  --_fg: var(--sse-viewer-fg, #e6edf3);
+  --_muted: var(--sse-viewer-muted, #9198a1);
+  --_border: var(--sse-viewer-border, #3d444d);
+  --_panel: var(--sse-viewer-panel-bg, #151b23);
+  --_accent: var(--sse-viewer-accent, #4493f8);
+  --_track: var(--sse-viewer-track, #3d444d);
+  --_success-bg: var(--sse-viewer-success-bg, #033a16);
+  --_success-fg: var(--sse-viewer-success-fg, #aff5b4);
+  --_warning-bg: var(--sse-viewer-warning-bg, #4d2d00);
+  --_warning-fg: var(--sse-viewer-warning-fg, #f8e3a1);
+  --_danger-bg: var(--sse-viewer-danger-bg, #5d0f12);
+  --_danger-fg: var(--sse-viewer-danger-fg, #ffdcd7);
+  --_neutral-bg: var(--sse-viewer-neutral-bg, #262c36);
+  --_neutral-fg: var(--sse-viewer-neutral-fg, #d1d7e0);
+`;
+
 export default css`
   :host {
     /* Public knobs (--sse-viewer-*) with light defaults; the private --_* copies carry the resolved value. */
-    --_bg: var(--sse-viewer-bg, #ffffff);
-    --_fg: var(--sse-viewer-fg, #1f2328);
-    --_muted: var(--sse-viewer-muted, #59636e);
-    --_border: var(--sse-viewer-border, #d1d9e0);
-    --_panel: var(--sse-viewer-panel-bg, #f6f8fa);
-    --_accent: var(--sse-viewer-accent, #0969da);
-    --_track: var(--sse-viewer-track, #d1d9e0);
-    --_success-bg: var(--sse-viewer-success-bg, #dafbe1);
-    --_success-fg: var(--sse-viewer-success-fg, #116329);
-    --_warning-bg: var(--sse-viewer-warning-bg, #fff8c5);
-    --_warning-fg: var(--sse-viewer-warning-fg, #6c4400);
-    --_danger-bg: var(--sse-viewer-danger-bg, #ffebe9);
-    --_danger-fg: var(--sse-viewer-danger-fg, #a40e26);
-    --_neutral-bg: var(--sse-viewer-neutral-bg, #eaeef2);
-    --_neutral-fg: var(--sse-viewer-neutral-fg, #393f46);
+    ${light}
     --_radius: var(--sse-viewer-radius, 8px);
 
     display: block;
@@ -30,24 +56,26 @@ export default css`
     padding: 12px;
   }
 
+  /*
+   * Dark: forced by \`color-scheme="dark"\`, or the OS preference unless forced light. Then the page's own scheme when
+   * it declares one only (the states ColorSchemeController sets, under \`auto\`), over the OS preference.
+   */
+  :host([color-scheme='dark']) {
+${dark}
+  }
+
   @media (prefers-color-scheme: dark) {
-    :host {
-      --_bg: var(--sse-viewer-bg, #0d1117);
-      --_fg: var(--sse-viewer-fg, #e6edf3);
-      --_muted: var(--sse-viewer-muted, #9198a1);
-      --_border: var(--sse-viewer-border, #3d444d);
-      --_panel: var(--sse-viewer-panel-bg, #151b23);
-      --_accent: var(--sse-viewer-accent, #4493f8);
-      --_track: var(--sse-viewer-track, #3d444d);
-      --_success-bg: var(--sse-viewer-success-bg, #033a16);
-      --_success-fg: var(--sse-viewer-success-fg, #aff5b4);
-      --_warning-bg: var(--sse-viewer-warning-bg, #4d2d00);
-      --_warning-fg: var(--sse-viewer-warning-fg, #f8e3a1);
-      --_danger-bg: var(--sse-viewer-danger-bg, #5d0f12);
-      --_danger-fg: var(--sse-viewer-danger-fg, #ffdcd7);
-      --_neutral-bg: var(--sse-viewer-neutral-bg, #262c36);
-      --_neutral-fg: var(--sse-viewer-neutral-fg, #d1d7e0);
+    :host(:not([color-scheme='light'])) {
+${dark}
     }
+  }
+
+  :host(:state(light)) {
+${light}
+  }
+
+  :host(:state(dark)) {
+${dark}
   }
 
   /* !important: a page rule such as \`sse-stream-viewer { display: block }\` must not defeat the hidden attribute. */
