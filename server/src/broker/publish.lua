@@ -48,7 +48,7 @@
 --            'ERR publish.lua: lease lost ...' once the run's lease expired and the stage was marked lost, and with
 --            'ERR publish.lua: stage cancelled ...' once the run was cancelled, unless "final" (its last word).
 --            A new run of a stage starts it over (status running); done and error end it and drop its lease;
---            with lease_ms every publish of a running run renews its lease. Returns the id.
+--            with lease_ms a publish of a running run renews its lease once a third of it has passed. Returns the id.
 --   renew    (a heartbeat; the message is ignored, pass "{}") renews the run's lease: returns
 --            {"ok", deadline_ms} or {"cancelled"|"lost"|"superseded"|"finished", 0}.
 --   cancel   the message is the "cancelled" message to log and publish: returns {"cancelled", id} for a running
@@ -99,7 +99,7 @@ local function is_text(v) return type(v) == 'string' and #v > 0 and #v <= 128 en
 -- The control fields a publish reads, in one HMGET; any other field is read when asked for (false: absent).
 local known = {}
 if control_key then
-  local names = { 'status|' .. stage, 'run|' .. stage, 'lost|' .. stage, 'cancel|' .. stage, 'ttl_at' }
+  local names = { 'status|' .. stage, 'run|' .. stage, 'lost|' .. stage, 'cancel|' .. stage, 'lease|' .. stage, 'ttl_at' }
   if is_text(options.producer) then names[#names + 1] = 'seq|' .. options.producer end
   local values = redis.call('HMGET', control_key, unpack(names))
   for i = 1, #names do known[names[i]] = values[i] end
@@ -302,9 +302,16 @@ if control_key then
         redis.call('HDEL', control_key, 'lease|' .. stage)
       elseif not terminal[status or ''] then
         status = 'running'
-        if lease_ms then put('lease|' .. stage, run .. '|' .. string.format('%d', now + lease_ms)) end
+        -- The lease is renewed once a third of it has passed (a publish every few ms need not write it each time).
+        if lease_ms then
+          local owner, deadline = string.match(cget('lease|' .. stage) or '', '^(.*)|(%d+)$')
+          if owner ~= run or tonumber(deadline) - now < lease_ms * 2 / 3 then
+            put('lease|' .. stage, run .. '|' .. string.format('%d', now + lease_ms))
+          end
+        end
       end
-      put('status|' .. stage, status or 'running')
+      status = status or 'running'
+      if status ~= cget('status|' .. stage) then put('status|' .. stage, status) end
     end
   elseif op == 'cancel' then
     put('status|' .. stage, 'cancelled')
