@@ -87,7 +87,9 @@ async function assertExact(page: Page, viewer: string, stage: string): Promise<s
     // What the viewer got instead, for the failure message.
     const events = await viewerEvents(page, viewer);
     const badge = await page.getAttribute(viewer === 'single-viewer' ? '#state-single' : '#state-all', 'data-state');
-    const last = events.slice(-5).map((e) => `${e.type}:${String(e.detail.id ?? e.detail.reason ?? '')}`);
+    // A refusal names its status and code (e.g. disconnected:http_status 409 subscription_exists).
+    const why = (e: (typeof events)[number]) => [e.detail.status, (e.detail.error as { code?: string } | undefined)?.code].filter((v) => v !== undefined).join(' ');
+    const last = events.slice(-5).map((e) => `${e.type}:${String(e.detail.id ?? e.detail.reason ?? '')}${why(e) ? ` ${why(e)}` : ''}`);
     throw new Error(`${String(error)}; #${viewer} (${badge}) got ${events.length} events, the last ${last.join(' ')}`);
   });
   await waitForStageText(page, viewer, stage, String(done.full_text));

@@ -66,18 +66,24 @@ async function succeed(what: string, command: string, args: string[], options: {
 }
 
 /** Resolves with the first stdout line matching `pattern`. */
-function lineOf(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
+function lineOf(child: ChildProcess, pattern: RegExp, timeoutMs = 60_000): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
     let buffered = '';
+    const timer = setTimeout(() => reject(new Error(`no output matching ${pattern} within ${timeoutMs} ms: ${buffered}`)), timeoutMs);
     const onData = (chunk: Buffer) => {
-      buffered += chunk;
+      // Colours off: with CI set, Vite colours its output even into a pipe ("\x1b[1mLocal\x1b[22m:").
+      buffered += String(chunk).replace(/\x1b\[[0-9;]*m/g, '');
       const match = pattern.exec(buffered);
       if (!match) return;
+      clearTimeout(timer);
       child.stdout!.off('data', onData);
       resolve(match);
     };
     child.stdout!.on('data', onData);
-    child.once('close', (code) => reject(new Error(`exited (${code}) before printing ${pattern}: ${buffered}`)));
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited (${code}) before printing ${pattern}: ${buffered}`));
+    });
   });
 }
 
