@@ -50,6 +50,21 @@ describe('MuxCore: why a subscription stops flowing', () => {
     handle.remove();
   });
 
+  it('opens again with a new connection id when the server holds the one it sent (409 connection_exists: its GET arrived twice)', async () => {
+    server.respondWith(errorResponse(409, 'connection_exists'));
+    const core = newCore();
+    const statuses: MuxStatus[] = [];
+    const handle = core.add(spec, sink(statuses));
+    await waitUntil(() => statuses.some((status) => status.state === 'reconnecting'), 'a retry, not a failure');
+    expect(statuses.some((status) => status.state === 'failed')).to.equal(false);
+    clock.tick(10);
+    await server.nextStream();
+    const ids = server.requests.map((request) => request.headers.get('SSE-Connection'));
+    expect(ids).to.have.length(2);
+    expect(ids[1]).to.be.a('string').and.not.equal(ids[0]);
+    handle.remove();
+  });
+
   for (const [name, status, code, expected] of [
     ['fails a subscription refused with auth_not_configured for good', 503, 'auth_not_configured', 'failed'],
     ['retries a subscription refused with a 503 unavailable', 503, 'unavailable', 'reconnecting'],

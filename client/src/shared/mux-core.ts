@@ -267,7 +267,7 @@ export class MuxCore {
       if (!current()) return;
       if (response.status === 404 || response.status === 405) return this.#unsupported();
       const detail: MuxDetail = { reason: 'http_status', status: failure.status, ...(failure.error && { error: failure.error }) };
-      if (failure.retry) this.#fail(detail, failure.retryAfterMs);
+      if (failure.retry || isTakenConnectionId(failure.status, failure.error)) this.#fail(detail, failure.retryAfterMs);
       else this.#failAll(detail);
       return;
     }
@@ -661,4 +661,14 @@ function closeDetail(event: CloseEvent): MuxDetail {
     return { reason: 'http_status', status, ...(error && { error }) };
   }
   return { reason: event.code === 1000 || event.code === MUX_CLOSE.serverShutdown ? 'stream_ended' : 'network', cause: `WebSocket closed: ${event.code} ${event.reason}` };
+}
+
+/**
+ * A 409 `connection_exists` to the stream's GET: the server holds a connection of this id already. The id is this
+ * core's own random pick, new at each attempt, so the same GET reached the server twice (a browser sends a request
+ * again when the reused keep-alive socket it went on closes before the answer: seen under load when a leader tab
+ * hands over). Not the page's fault and not final: the next attempt picks a new id.
+ */
+function isTakenConnectionId(status: number, error: ServerError | undefined): boolean {
+  return status === 409 && error?.code === 'connection_exists';
 }
