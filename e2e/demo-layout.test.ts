@@ -4,73 +4,41 @@
  * what "Cut the connection" says it cut. Its own server, so the page-load counts are this file's alone.
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, it } from 'node:test';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { describe, it } from 'node:test';
+import type { Page } from 'playwright-core';
 import {
-  buildDemo,
-  launchBrowser,
+  demoStack,
   openDemo,
   runFromPage,
   screenshot,
-  startRedis,
-  startServer,
+  serverMetrics,
   waitForViewerEvent,
-  type ServerProcess,
-  type TestRedis,
 } from './harness.js';
 
-let redis: TestRedis | undefined;
-let server: ServerProcess | undefined;
-let browser: Browser | undefined;
-const contexts: BrowserContext[] = [];
 let projects = 0;
 const project = (name: string) => `${name}-${++projects}`;
 
-before(async () => {
-  buildDemo();
-  redis = await startRedis();
-  server = await startServer({ redisUrl: redis.url });
-  browser = await launchBrowser();
-});
-
-afterEach(async () => {
-  await Promise.all(contexts.splice(0).map((context) => context.close()));
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.kill();
-  await redis?.close();
-});
+const stack = demoStack();
 
 async function open(name: string, viewport = { width: 1280, height: 900 }): Promise<{ page: Page; id: string }> {
   const id = project(name);
-  const demo = await openDemo(browser!, server!.url, id, viewport);
-  contexts.push(demo.page.context());
+  const demo = await openDemo(stack.browser, stack.server.url, id, viewport);
+  stack.track(demo.page.context());
   return { page: demo.page, id };
 }
 
-/** The server's counters, each summed over its labels. */
-async function metrics(): Promise<Map<string, number>> {
-  const text = await (await fetch(`${server!.url}/metrics`)).text();
-  const totals = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const match = /^(sse_[a-z_]+)(?:\{[^}]*\})? ([0-9.e+-]+)$/.exec(line);
-    if (match) totals.set(match[1]!, (totals.get(match[1]!) ?? 0) + Number(match[2]));
-  }
-  return totals;
-}
+const metrics = () => serverMetrics(stack.server.url);
 
 describe('the demo page, the small things', () => {
   // First in the file: nothing else has talked to this server yet.
   it('a page load opens one connection with one subscription per viewer, and ends none of them', async () => {
     const before = await metrics();
-    const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
-    contexts.push(context);
+    const context = await stack.browser.newContext({ viewport: { width: 1280, height: 900 } });
+    stack.track(context);
     const page = await context.newPage();
     const failed: string[] = [];
     page.on('requestfailed', (request) => failed.push(`${request.method()} ${request.url()}: ${request.failure()?.errorText}`));
-    await page.goto(`${server!.url}/sse-demo/?project=${project('load')}`);
+    await page.goto(`${stack.server.url}/sse-demo/?project=${project('load')}`);
     await page.waitForSelector('#state-single[data-state="open"]');
     await page.waitForSelector('#state-all[data-state="open"]');
     await page.waitForSelector('#health[data-state="ok"]');

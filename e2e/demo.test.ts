@@ -4,63 +4,39 @@
  */
 import assert from 'node:assert/strict';
 import { copyFile, mkdir } from 'node:fs/promises';
-import { after, afterEach, before, describe, it } from 'node:test';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { describe, it } from 'node:test';
+import type { Page } from 'playwright-core';
 import { MOCK_STAGES as PIPELINE_STAGES } from '../server/src/mock/mock-stage.js';
 import {
   ROOT,
-  buildDemo,
   counter,
-  launchBrowser,
+  demoStack,
   openDemo,
   runFromPage,
   screenshot,
   stageText,
-  startRedis,
-  startServer,
   viewerEvents,
   waitForStageStatus,
   waitForStageText,
   waitForViewerEvent,
   type RecordedEvent,
-  type ServerProcess,
-  type TestRedis,
 } from './harness.js';
 
 const SECRET = 'e2e-secret-long-enough-for-hs256-signatures';
 const TEXT_STAGES = ['rewrite', 'storyboard'];
 
-let redis: TestRedis | undefined;
-let server: ServerProcess | undefined;
-let browser: Browser | undefined;
-const contexts: BrowserContext[] = [];
 let projects = 0;
 
 /** A project no other test of this file uses (each file has its own redis-server). */
 const project = (name: string) => `${name}-${++projects}`;
 
-before(async () => {
-  buildDemo();
-  redis = await startRedis();
-  // With a secret: the authenticated endpoints work, and execute_stage wants a token (the demo mints one).
-  server = await startServer({ redisUrl: redis.url, env: { SSE_AUTH_SECRET: SECRET } });
-  browser = await launchBrowser();
-});
-
-afterEach(async () => {
-  await Promise.all(contexts.splice(0).map((context) => context.close()));
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.kill();
-  await redis?.close();
-});
+// With a secret: the authenticated endpoints work, and execute_stage wants a token (the demo mints one).
+const stack = demoStack({ env: { SSE_AUTH_SECRET: SECRET } });
 
 async function open(name: string, viewport?: { width: number; height: number }): Promise<{ page: Page; problems: string[]; id: string }> {
   const id = project(name);
-  const demo = await openDemo(browser!, server!.url, id, viewport);
-  contexts.push(demo.page.context());
+  const demo = await openDemo(stack.browser, stack.server.url, id, viewport);
+  stack.track(demo.page.context());
   return { ...demo, id };
 }
 
@@ -149,8 +125,8 @@ describe('the demo page', () => {
 
   it('shows two pages watching the same project the same events in the same order', async () => {
     const first = await open('pair');
-    const second = await openDemo(browser!, server!.url, first.id);
-    contexts.push(second.page.context());
+    const second = await openDemo(stack.browser, stack.server.url, first.id);
+    stack.track(second.page.context());
     await runFromPage(first.page, { stage: 'pipeline', speed: 50 });
     await waitForViewerEvent(first.page, 'all-viewer', 'done', 'video_generation', 30_000);
     await waitForViewerEvent(second.page, 'all-viewer', 'done', 'video_generation', 30_000);
@@ -228,10 +204,10 @@ describe('the demo page', () => {
   });
 
   it('fits a narrow screen in dark mode without horizontal scrolling', async () => {
-    const context = await browser!.newContext({ viewport: { width: 390, height: 844 }, colorScheme: 'dark', deviceScaleFactor: 2 });
-    contexts.push(context);
+    const context = await stack.browser.newContext({ viewport: { width: 390, height: 844 }, colorScheme: 'dark', deviceScaleFactor: 2 });
+    stack.track(context);
     const page = await context.newPage();
-    await page.goto(`${server!.url}/sse-demo/?project=${project('narrow')}`);
+    await page.goto(`${stack.server.url}/sse-demo/?project=${project('narrow')}`);
     await page.waitForSelector('#state-all[data-state="open"]');
     await page.waitForSelector('#health[data-state="ok"]');
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
@@ -249,7 +225,7 @@ describe('the demo page', () => {
     for (const needle of ['createSSEClient', 'isConnected()', 'RedisStreamPublisher', 'publish_token', 'execute_stage', 'Last-Event-ID', 'stage_update', 'auto-connect']) {
       assert.ok(docs.includes(needle), `the reference mentions ${needle}`);
     }
-    assert.ok(docs.includes(`curl -N ${server!.url}/api/v1/sse/projects/${id}/stages/rewrite/`), 'the curl example targets this server and project');
+    assert.ok(docs.includes(`curl -N ${stack.server.url}/api/v1/sse/projects/${id}/stages/rewrite/`), 'the curl example targets this server and project');
   });
 
   describe('state on connect (snapshot)', () => {
@@ -319,8 +295,8 @@ describe('the demo page', () => {
       await runFromPage(first.page, { stage: 'pipeline', speed: 50 });
       const rewrite = await waitForViewerEvent(first.page, 'all-viewer', 'done', 'rewrite');
 
-      const second = await openDemo(browser!, server!.url, first.id);
-      contexts.push(second.page.context());
+      const second = await openDemo(stack.browser, stack.server.url, first.id);
+      stack.track(second.page.context());
       const snapshot = await waitForViewerEvent(second.page, 'all-viewer', 'snapshot');
       assert.ok(Object.hasOwn(snapshot.stages as object, 'rewrite'), 'the snapshot holds the stages so far');
       await waitForStageStatus(second.page, 'all-viewer', 'rewrite', 'completed', 2000);

@@ -7,10 +7,13 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { after, afterEach, before } from 'node:test';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { startServerProcess, type ServerProcess } from '../server/test/server-process.js';
 
-export { startRedis, type TestRedis } from '../server/test/redis-server.js';
+import { startRedis, type TestRedis } from '../server/test/redis-server.js';
+
+export { startRedis, type TestRedis };
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const ARTIFACTS = fileURLToPath(new URL('../test-artifacts/', import.meta.url));
@@ -47,6 +50,68 @@ export function startServer(options: ServerOptions): Promise<ServerProcess> {
 
 export async function launchBrowser(): Promise<Browser> {
   return chromium.launch({ executablePath: process.env.CHROME_PATH ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
+}
+
+/** What a demo test file runs against (see {@link demoStack}). */
+export interface DemoStack {
+  readonly redis: TestRedis;
+  readonly server: ServerProcess;
+  readonly browser: Browser;
+  /** Closes `context` after the test that opened it. */
+  track(context: BrowserContext): void;
+}
+
+/**
+ * A file's own redis-server, server (with `env`) and Chromium, started in its `before()` (the demo built first when
+ * stale) and stopped in its `after()`; the browser contexts given to `track` close after each test. `stopSignal`:
+ * how the server is stopped at the end (a test that restarts it may leave one that only SIGKILL ends).
+ */
+export function demoStack(options: { env?: Record<string, string>; stopSignal?: NodeJS.Signals } = {}): DemoStack {
+  let redis: TestRedis | undefined;
+  let server: ServerProcess | undefined;
+  let browser: Browser | undefined;
+  const contexts: BrowserContext[] = [];
+  const started = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined) throw new Error(`the ${what} is not started: use it inside the tests`);
+    return value;
+  };
+  before(async () => {
+    buildDemo();
+    redis = await startRedis();
+    server = await startServer({ redisUrl: redis.url, env: options.env });
+    browser = await launchBrowser();
+  });
+  afterEach(async () => {
+    await Promise.all(contexts.splice(0).map((context) => context.close()));
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.kill(options.stopSignal);
+    await redis?.close();
+  });
+  return {
+    get redis() {
+      return started(redis, 'redis-server');
+    },
+    get server() {
+      return started(server, 'server');
+    },
+    get browser() {
+      return started(browser, 'browser');
+    },
+    track: (context) => void contexts.push(context),
+  };
+}
+
+/** The server's counters and gauges, each summed over its labels. */
+export async function serverMetrics(serverUrl: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${serverUrl}/metrics`)).text();
+  const totals = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const match = /^([a-z_]+)(?:\{[^}]*\})? ([0-9.e+-]+)$/.exec(line);
+    if (match) totals.set(match[1]!, (totals.get(match[1]!) ?? 0) + Number(match[2]));
+  }
+  return totals;
 }
 
 /** One event a viewer dispatched, as recorded in the page. */

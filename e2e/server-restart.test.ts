@@ -4,49 +4,27 @@
  * mock publisher would die with the server), publishing into the same private redis-server throughout.
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, it } from 'node:test';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterEach, describe, it } from 'node:test';
+import type { Page } from 'playwright-core';
 import { StreamPublisher } from '../server/src/publisher.js';
 import { REWRITE_TEXT, toTokens } from '../server/src/mock/scripts.js';
 import {
-  buildDemo,
   counter,
-  launchBrowser,
+  demoStack,
   openDemo,
-  startRedis,
-  startServer,
   viewerEvents,
   waitForStageStatus,
   waitForStageText,
   waitForViewerEvent,
-  type ServerProcess,
-  type TestRedis,
 } from './harness.js';
 
-let redis: TestRedis | undefined;
-let server: ServerProcess | undefined;
-let browser: Browser | undefined;
+// No SSE_AUTH_SECRET here: the authenticated stream explains how to turn it on. The test restarts the server.
+const stack = demoStack({ stopSignal: 'SIGKILL' });
 let publisher: StreamPublisher | undefined;
-const contexts: BrowserContext[] = [];
-
-before(async () => {
-  buildDemo();
-  redis = await startRedis();
-  // No SSE_AUTH_SECRET here: the authenticated stream explains how to turn it on.
-  server = await startServer({ redisUrl: redis.url });
-  browser = await launchBrowser();
-});
 
 afterEach(async () => {
-  await Promise.all(contexts.splice(0).map((context) => context.close()));
   await publisher?.close();
   publisher = undefined;
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.kill('SIGKILL');
-  await redis?.close();
 });
 
 /** Waits until `viewer` received `count` tokens. */
@@ -61,9 +39,9 @@ async function waitForTokens(page: Page, viewer: string, count: number): Promise
 describe('a server restart mid-stream', () => {
   it('loses nothing and repeats nothing: the viewers finish with exactly the right text', async () => {
     const projectId = 'restart-1';
-    const { page, problems } = await openDemo(browser!, server!.url, projectId);
-    contexts.push(page.context());
-    publisher = new StreamPublisher({ projectId, stage: 'rewrite', redisUrl: redis!.url });
+    const { page, problems } = await openDemo(stack.browser, stack.server.url, projectId);
+    stack.track(page.context());
+    publisher = new StreamPublisher({ projectId, stage: 'rewrite', redisUrl: stack.redis.url });
 
     const tokens = toTokens(REWRITE_TEXT);
     const [beforeKill, whileDown] = [Math.floor(tokens.length / 3), Math.floor((2 * tokens.length) / 3)];
@@ -77,10 +55,10 @@ describe('a server restart mid-stream', () => {
     await waitForTokens(page, 'single-viewer', beforeKill);
     await waitForTokens(page, 'all-viewer', beforeKill);
 
-    await server!.kill('SIGKILL');
+    await stack.server.kill('SIGKILL');
     // The worker goes on while the server is down: Redis logs every message.
     await publishTokens(beforeKill, whileDown);
-    await server!.restart();
+    await stack.server.restart();
 
     // Both viewers reconnect on their own and replay what they missed from the log.
     await waitForTokens(page, 'single-viewer', whileDown);
@@ -121,8 +99,8 @@ describe('a server restart mid-stream', () => {
 
 describe('the authenticated stream on a server without SSE_AUTH_SECRET', () => {
   it("shows the server's error message and how to enable it", async () => {
-    const { page } = await openDemo(browser!, server!.url, 'noauth-1');
-    contexts.push(page.context());
+    const { page } = await openDemo(stack.browser, stack.server.url, 'noauth-1');
+    stack.track(page.context());
     await page.click('#auth-connect');
     await page.waitForSelector('#auth-status[data-tone="bad"]');
     const notice = (await page.textContent('#auth-status')) ?? '';

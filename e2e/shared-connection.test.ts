@@ -4,52 +4,27 @@
  * closes, with no gap and no duplicate in any tab.
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, it } from 'node:test';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { describe, it } from 'node:test';
+import type { BrowserContext, Page } from 'playwright-core';
 import {
-  buildDemo,
   counter,
-  launchBrowser,
+  demoStack,
   recordViewerEvents,
   runFromPage,
-  startRedis,
-  startServer,
+  serverMetrics,
   viewerEvents,
   waitForStageText,
   waitForViewerEvent,
-  type ServerProcess,
-  type TestRedis,
 } from './harness.js';
 import { waitUntil } from '../server/test/wait-until.js';
 
-let redis: TestRedis | undefined;
-let server: ServerProcess | undefined;
-let browser: Browser | undefined;
-const contexts: BrowserContext[] = [];
-
-before(async () => {
-  buildDemo();
-  redis = await startRedis();
-  server = await startServer({ redisUrl: redis.url });
-  browser = await launchBrowser();
-});
-
-afterEach(async () => {
-  await Promise.all(contexts.splice(0).map((context) => context.close()));
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.kill();
-  await redis?.close();
-});
+const stack = demoStack();
 
 /** A gauge of the server's /metrics. */
 async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${server!.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  assert.ok(line, `${name} is in /metrics`);
-  return Number(line.split(' ')[1]);
+  const value = (await serverMetrics(stack.server.url)).get(name);
+  assert.ok(value !== undefined, `${name} is in /metrics`);
+  return value;
 }
 
 /** Waits until the streams of the tests before (their browser contexts are closed) are gone: 0 open streams. */
@@ -59,12 +34,12 @@ async function idle(): Promise<number> {
 }
 
 async function newContext(options: { sharedWorker: boolean; webSocket?: boolean }): Promise<BrowserContext> {
-  const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
+  const context = await stack.browser.newContext({ viewport: { width: 1280, height: 900 } });
   // The fallback path: a browser without SharedWorker (Safari before 16, some Android browsers).
   if (!options.sharedWorker) await context.addInitScript('delete window.SharedWorker;');
   // A network or an extension that blocks WebSocket: the constructor throws, as Chromium's does when blocked.
   if (options.webSocket === false) await context.addInitScript("window.WebSocket = function WebSocket() { throw new DOMException('blocked', 'SecurityError'); };");
-  contexts.push(context);
+  stack.track(context);
   return context;
 }
 
@@ -74,7 +49,7 @@ async function openTab(context: BrowserContext, project: string, query = ''): Pr
   const problems: string[] = [];
   page.on('pageerror', (error) => problems.push(error.message));
   await recordViewerEvents(page);
-  await page.goto(`${server!.url}/sse-demo/?project=${project}${query}`);
+  await page.goto(`${stack.server.url}/sse-demo/?project=${project}${query}`);
   await page.waitForSelector('#state-single[data-state="open"]', { timeout: 20_000 });
   await page.waitForSelector('#state-all[data-state="open"]', { timeout: 20_000 });
   assert.deepEqual(problems, [], `no uncaught error in the tab of ${project}`);

@@ -162,3 +162,21 @@ export function startWorker(): Promise<unknown> {
   started ??= worker.start({ quiet: true, onUnhandledRequest: 'bypass', serviceWorker: { url: '/mockServiceWorker.js' } });
   return started;
 }
+
+/**
+ * A fresh ScriptedServer behind the service worker for each test of the file, given to `use` before the test (the
+ * worker started once before all of them), its handlers and streams closed after it.
+ */
+export function scriptedServerPerTest(use: (server: ScriptedServer) => void): void {
+  let server: ScriptedServer | undefined;
+  before(startWorker);
+  beforeEach(() => {
+    server = new ScriptedServer();
+    worker.use(server.handler());
+    use(server);
+  });
+  afterEach(() => {
+    worker.resetHandlers();
+    server?.closeAll();
+  });
+}

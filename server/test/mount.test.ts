@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import { after, afterEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import polka from 'polka';
+import { MUX_CONNECTION_HEADER, MUX_ROUTES, newConnectionId } from '../../protocol/mux.js';
 import { MemoryBroker } from '../src/broker/memory-broker.js';
 import type { CloseReason } from '../src/hub/client-stream.js';
 import type { StreamOpening } from '../src/hub/hub-events.js';
@@ -174,6 +175,20 @@ describe('the log lines of a stream', () => {
     odd.close();
     await waitForLine((l) => l.msg === 'stream closed' && l.req_id === 'nginx-7f3a');
     await waitForLine((l) => l.msg === 'stream closed' && l.req_id === oddId);
+  });
+
+  it('name the request id in the head of a multiplexed connection, and in the error answers of both routes', async () => {
+    const refused = await requestJson(streamUrl(server!.url, 'no%20spaces'), { headers: { 'X-Request-Id': 'bad-id-1' } });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.headers.get('x-request-id'), 'bad-id-1');
+    const id = newConnectionId();
+    const mux = await openStream(server!.url + MUX_ROUTES.stream, { 'X-Request-Id': 'mux-1', [MUX_CONNECTION_HEADER]: id });
+    assert.equal(mux.status, 200);
+    assert.equal(mux.headers.get('x-request-id'), 'mux-1');
+    const twice = await requestJson(server!.url + MUX_ROUTES.stream, { headers: { 'X-Request-Id': 'mux-2', [MUX_CONNECTION_HEADER]: id } });
+    assert.equal(twice.status, 409);
+    assert.equal(twice.headers.get('x-request-id'), 'mux-2');
+    mux.close();
   });
 });
 

@@ -46,3 +46,16 @@ export function internalError(res: ServerResponse): void {
 export function notFound(req: IncomingMessage, res: ServerResponse): void {
   sendError(res, new HttpError(404, ErrorCode.notFound, `Nothing at ${req.method} ${(req.url ?? '').split('?')[0]}.`));
 }
+
+const NOTHING: Record<string, never> = Object.freeze({});
+
+/**
+ * What routing parsed off the request (polka's `_parsedUrl`, `query` and `params` objects) is no use once a
+ * long-lived response (a stream, a multiplexed connection) runs, and the request lives as long as it does: let
+ * it go (a few hundred bytes per open stream).
+ */
+export function forgetRoute(req: Request): void {
+  (req as { _parsedUrl?: unknown })._parsedUrl = undefined;
+  req.query = NOTHING;
+  req.params = NOTHING;
+}

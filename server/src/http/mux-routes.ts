@@ -17,7 +17,7 @@ import { DEFAULTS } from '../defaults.js';
 import type { Hub } from '../hub/hub.js';
 import type { MuxConnection } from '../hub/mux-connection.js';
 import type { TokenPolicy } from './auth.js';
-import { handle, methodNotAllowed } from './handler.js';
+import { forgetRoute, handle, methodNotAllowed } from './handler.js';
 import { ErrorCode, HttpError, sendJson } from './http-error.js';
 import { MuxControl, UnknownConnectionError } from './mux-control.js';
 import { readJsonBody } from './read-json-body.js';
@@ -89,15 +89,21 @@ export function mountMuxRoutes(app: Polka, options: MuxRouteOptions): Polka {
     pattern(MUX_ROUTES.stream),
     handle((req, res) => {
       const requestId = requestIdOf(req);
-      res.setHeader('X-Request-Id', requestId);
-      const connection = connectionIdOf(req) ?? newConnectionId();
-      if (hub.connection(connection)) throw new HttpError(409, ErrorCode.connectionExists, 'A connection with this id is open already: choose a new random id.');
-      const clientKey = clientKeyOf(req);
-      // One HTTP stream, whatever it will carry.
-      refuseOverLimits(hub, clientKey, { maxStreams, maxStreamsPerClient, retryAfter });
-      req.socket.setNoDelay(true);
-      req.socket.setKeepAlive(true);
-      hub.openConnection(res, { connection, clientKey, requestId, maxSubscriptions });
+      try {
+        const connection = connectionIdOf(req) ?? newConnectionId();
+        if (hub.connection(connection)) throw new HttpError(409, ErrorCode.connectionExists, 'A connection with this id is open already: choose a new random id.');
+        const clientKey = clientKeyOf(req);
+        // One HTTP stream, whatever it will carry.
+        refuseOverLimits(hub, clientKey, { maxStreams, maxStreamsPerClient, retryAfter });
+        req.socket.setNoDelay(true);
+        req.socket.setKeepAlive(true);
+        // The head gets the id from the hub (ResponseWire), so the response keeps no header table.
+        hub.openConnection(res, { connection, clientKey, requestId, maxSubscriptions });
+        forgetRoute(req);
+      } catch (error) {
+        if (!res.headersSent) res.setHeader('X-Request-Id', requestId);
+        throw error;
+      }
     }),
   );
 

@@ -10,7 +10,7 @@ import { DEFAULTS } from '../defaults.js';
 import type { Hub } from '../hub/hub.js';
 import { authorize, tokenOf, type TokenPolicy } from './auth.js';
 import { clientAddressOf } from './client-address.js';
-import { handle, methodNotAllowed, requireIds, type Handler } from './handler.js';
+import { forgetRoute, handle, methodNotAllowed, requireIds, type Handler } from './handler.js';
 import { parseFilter } from './filter.js';
 import { ErrorCode, HttpError } from './http-error.js';
 
@@ -134,16 +134,4 @@ export function mountStreamRoutes(app: Polka, options: StreamRouteOptions): Polk
     app.all(pattern, handle(methodNotAllowed('GET')));
   }
   return app;
-}
-
-const NOTHING: Record<string, never> = Object.freeze({});
-
-/**
- * What routing parsed off the request (polka's `_parsedUrl`, `query` and `params` objects) is no use once its
- * stream runs, and the request lives as long as the stream: let it go (a few hundred bytes per open stream).
- */
-function forgetRoute(req: Request): void {
-  (req as { _parsedUrl?: unknown })._parsedUrl = undefined;
-  req.query = NOTHING;
-  req.params = NOTHING;
 }

@@ -5,7 +5,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { CloseReason } from './client-stream.js';
-import { flattenHead } from './stream-sink.js';
+import { flattenHead, streamHeaders } from './stream-sink.js';
 import { SSE_HEADERS } from './sse-frame.js';
 
 export interface ConnectionWire {
@@ -31,13 +31,16 @@ export interface ConnectionWire {
 /** The multiplexed stream over HTTP: the response is the connection. */
 export class ResponseWire implements ConnectionWire {
   readonly #res: ServerResponse;
+  readonly #requestId: string | undefined;
 
-  constructor(res: ServerResponse) {
+  /** `requestId`: sent as `X-Request-Id` in the head (see ResponseSink: all of the head in writeHead). */
+  constructor(res: ServerResponse, requestId?: string) {
     this.#res = res;
+    this.#requestId = requestId;
   }
 
   start(head: string): void {
-    this.#res.writeHead(200, SSE_HEADERS);
+    this.#res.writeHead(200, streamHeaders(this.#requestId));
     this.#res.write(head);
     flattenHead(this.#res);
   }

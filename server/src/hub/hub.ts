@@ -226,7 +226,7 @@ export class Hub {
    * Announces `connection-opened`.
    */
   openConnection(target: ServerResponse | ConnectionWire, request: OpenConnectionRequest): MuxConnection {
-    const wire = 'writeHead' in target ? new ResponseWire(target) : target;
+    const wire = 'writeHead' in target ? new ResponseWire(target, request.requestId) : target;
     const connection = new MuxConnection(wire, {
       id: request.connection,
       clientKey: request.clientKey ?? '',

@@ -63,7 +63,7 @@ export class ResponseSink implements StreamSink {
   begin(retry: string): void {
     // All of the head in writeHead: a response with no header set before keeps no table of its headers for its
     // lifetime (Node builds the head text straight from these), a few hundred bytes less per open stream.
-    this.#res.writeHead(200, this.#requestId ? { ...SSE_HEADERS, 'X-Request-Id': this.#requestId } : SSE_HEADERS);
+    this.#res.writeHead(200, streamHeaders(this.#requestId));
     this.#res.write(retry);
     flattenHead(this.#res);
   }
@@ -85,6 +85,11 @@ export class ResponseSink implements StreamSink {
   }
 
   abandon(): void {}
+}
+
+/** A stream's head: the SSE headers, and `X-Request-Id` when there is one. */
+export function streamHeaders(requestId: string | undefined): Record<string, string> {
+  return requestId ? { ...SSE_HEADERS, 'X-Request-Id': requestId } : SSE_HEADERS;
 }
 
 let flattened = 0;

@@ -2,7 +2,7 @@ import { expect, fixture, html, oneEvent } from '@open-wc/testing';
 import '../../define.js';
 import type { SseStreamProvider } from './sse-stream-provider.component.js';
 import type { SseStreamViewer } from '../sse-stream-viewer/sse-stream-viewer.component.js';
-import { ScriptedServer, startWorker, worker } from '../../../test/sse-server.js';
+import { ScriptedServer, scriptedServerPerTest } from '../../../test/sse-server.js';
 import { connected, done, token } from '../../../test/fixtures.js';
 
 let server: ScriptedServer;
@@ -15,15 +15,7 @@ function viewers(provider: SseStreamProvider): SseStreamViewer[] {
   return [...provider.querySelectorAll('sse-stream-viewer')];
 }
 
-before(startWorker);
-beforeEach(() => {
-  server = new ScriptedServer();
-  worker.use(server.handler());
-});
-afterEach(() => {
-  worker.resetHandlers();
-  server.closeAll();
-});
+scriptedServerPerTest((next) => (server = next));
 
 describe('<sse-stream-provider>', () => {
   it('opens exactly one all-stages connection for several viewers, each filtering its stage', async () => {

@@ -3,7 +3,7 @@
 import { expect, fixture, html, oneEvent, waitUntil } from '@open-wc/testing';
 import '../../define.js';
 import type { SseStreamViewer } from './sse-stream-viewer.component.js';
-import { ScriptedServer, startWorker, worker } from '../../../test/sse-server.js';
+import { ScriptedServer, scriptedServerPerTest } from '../../../test/sse-server.js';
 import { connected, done, stageUpdate, token } from '../../../test/fixtures.js';
 
 let server: ScriptedServer;
@@ -48,15 +48,7 @@ const METADATA = {
   prompt_version: 'v2',
 };
 
-before(startWorker);
-beforeEach(() => {
-  server = new ScriptedServer();
-  worker.use(server.handler());
-});
-afterEach(() => {
-  worker.resetHandlers();
-  server.closeAll();
-});
+scriptedServerPerTest((next) => (server = next));
 
 describe('<sse-stream-viewer> labels', () => {
   it('deep-merges `labels` over the language’s: one state label overridden, the others kept', async () => {

@@ -3,7 +3,7 @@ import { emulateMedia } from '@web/test-runner-commands';
 import '../../define.js';
 import type { SseStreamViewer } from './sse-stream-viewer.component.js';
 import type { DisconnectedEvent } from '../../sse-client.js';
-import { ScriptedServer, errorResponse, startWorker, worker } from '../../../test/sse-server.js';
+import { ScriptedServer, errorResponse, scriptedServerPerTest, worker } from '../../../test/sse-server.js';
 import { connected, done, failure, progress, reset, snapshot, stageUpdate, token } from '../../../test/fixtures.js';
 
 let server: ScriptedServer;
@@ -39,15 +39,7 @@ function tokens(stage: string, text: string, start = 1, before = ''): Array<[Ret
   return [...text].map((char, i) => [token(stage, before + text.slice(0, i + 1), char, `${start + i}-0`), `${start + i}-0`]);
 }
 
-before(startWorker);
-beforeEach(() => {
-  server = new ScriptedServer();
-  worker.use(server.handler());
-});
-afterEach(() => {
-  worker.resetHandlers();
-  server.closeAll();
-});
+scriptedServerPerTest((next) => (server = next));
 
 describe('<sse-stream-viewer>', () => {
   it('shows a stage live: status, streamed text, progress and the done summary', async () => {
